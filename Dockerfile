@@ -1,0 +1,17 @@
+# The sidecar image: the same `keycrm-bridge` commands as the native path (README, Makefile).
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    DATABASE_PATH=/data/keycrm-bridge.sqlite3 BIND=0.0.0.0:8787
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY sidecar ./sidecar
+RUN pip install --no-cache-dir . && useradd --system --home /data bridge && mkdir -p /data && chown bridge /data
+
+USER bridge
+VOLUME ["/data"]
+EXPOSE 8787
+HEALTHCHECK --interval=30s --timeout=5s --retries=3 \
+  CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8787/healthz', timeout=4)" || exit 1
+CMD ["keycrm-bridge", "run", "--data-dir", "/data"]

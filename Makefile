@@ -1,0 +1,45 @@
+# One place for the commands a developer, CI (.ci/run) and the container use.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: run test lint pytest plugin-test system-deps venv bench dist clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+system-deps:
+	bash .ci/system-deps.sh
+
+## Run the bridge: sidecar web + worker; the KeyCRM simulator when KEYCRM_API_KEY is not set.
+run: venv
+	keycrm-bridge run
+
+## Every check and test: lint (ruff, mypy, php -l, phpcs), the Python suite, the plugin suite.
+test: system-deps venv lint pytest plugin-test
+
+lint: venv
+	ruff check sidecar tests bench
+	mypy
+	bash wp-plugin/tests/lint.sh
+
+pytest: venv
+	pytest -q
+
+plugin-test: venv
+	bash wp-plugin/tests/run.sh
+
+bench: venv
+	$(BIN)/python bench/push.py --quick
+
+dist:
+	$(MAKE) -C wp-plugin dist
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

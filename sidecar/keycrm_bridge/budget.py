@@ -1,0 +1,288 @@
+"""The one rate budget for every KeyCRM call, shared by every process that uses the same SQLite file.
+
+KeyCRM allows 60 requests a minute per API key. The worker, a CLI resync and ``doctor`` may run at
+the same time with the same key, so the budget cannot live in one process's memory: each call that
+starts is a row in ``keycrm_calls``, and the check "is there a free slot?" plus the insert run in one
+``BEGIN IMMEDIATE`` transaction, so two processes can never both take the last slot.
+
+Semantics — a sliding 60-second window, not a token bucket: a call may start at ``now`` only if
+fewer than the limit started in ``(now - 60, now]``. Then no 60-second window ever holds more calls
+than the budget (a bucket with burst allows up to twice the rate across a window edge).
+
+Priorities: writes (pushes) may use the whole budget, reads only ``per_minute - write_reserve``,
+so a full-catalogue read never locks out a push. Within one process a waiting write also goes
+before every waiting read.
+
+A 429 from KeyCRM sets ``blocked_until`` (``penalize``); every process honours it.
+"""
+
+from __future__ import annotations
+
+import enum
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from keycrm_bridge.clock import Clock
+
+WINDOW_S = 60.0
+# A call leaves the window this long after it is exactly WINDOW_S old. Floating-point time
+# (1.8e9 s has an ulp of ~2e-7 s) could otherwise let a call start a hair before the oldest
+# one is really 60 s old; one millisecond of caution costs nothing.
+LEAVE_MARGIN_S = 0.001
+# Smallest wait handed to clock.sleep, so a rounding-level wait can never spin without time moving.
+MIN_WAIT_S = 0.001
+# Rows older than this are deleted; they are kept a little longer than the window for status views.
+KEEP_S = 300.0
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS keycrm_calls ("
+    " ts REAL NOT NULL, priority TEXT NOT NULL, endpoint TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS keycrm_calls_ts ON keycrm_calls (ts)",
+    "CREATE TABLE IF NOT EXISTS keycrm_budget_state (name TEXT PRIMARY KEY, value REAL NOT NULL)",
+)
+_BLOCKED_UNTIL = "blocked_until"
+
+
+class Priority(enum.StrEnum):
+    WRITE = "write"
+    READ = "read"
+
+
+@dataclass(frozen=True)
+class BudgetSnapshot:
+    """What status pages and metrics show about the budget."""
+
+    per_minute: int
+    write_reserve: int
+    used_last_minute: int
+    left_write: int
+    left_read: int
+    blocked_until: float | None
+    calls_by_endpoint: dict[str, int]
+
+
+def default_write_reserve(per_minute: int) -> int:
+    # Reads must keep at least one slot, so a budget of 1 has no reserve.
+    return min(max(1, per_minute // 6), per_minute - 1)
+
+
+class RateBudget:
+    """Sliding-window budget of ``per_minute`` KeyCRM calls, stored in the SQLite file ``db_path``."""
+
+    def __init__(
+        self,
+        db_path: str | Path,
+        clock: Clock,
+        *,
+        per_minute: int = 60,
+        write_reserve: int | None = None,
+        busy_timeout_s: float = 30.0,
+    ) -> None:
+        if per_minute < 1:
+            raise ValueError("per_minute must be at least 1")
+        reserve = default_write_reserve(per_minute) if write_reserve is None else write_reserve
+        if not 0 <= reserve < per_minute:
+            raise ValueError("write_reserve must be >= 0 and leave reads at least one call a minute")
+        self.per_minute = per_minute
+        self.write_reserve = reserve
+        self.db_path = str(db_path)
+        self._clock = clock
+        # One connection per budget object; threads of this process take turns on it.
+        self._db_lock = threading.Lock()
+        self._conn = sqlite3.connect(
+            self.db_path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        with self._transaction():
+            for statement in _SCHEMA:
+                self._conn.execute(statement)
+        # In-process priority: readers wait while any writer of this process waits.
+        self._writers = threading.Condition()
+        self._writers_waiting = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def close(self) -> None:
+        with self._db_lock:
+            self._conn.close()
+
+    def __enter__(self) -> RateBudget:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- taking slots ----------------------------------------------------------------------------
+    def limit_for(self, priority: Priority) -> int:
+        return self.per_minute if priority is Priority.WRITE else self.per_minute - self.write_reserve
+
+    def acquire(self, priority: Priority = Priority.READ, endpoint: str = "") -> float:
+        """Wait (on the injected clock) until a call may start, record it and return its start time."""
+        is_write = priority is Priority.WRITE
+        if is_write:
+            with self._writers:
+                self._writers_waiting += 1
+        try:
+            while True:
+                if not is_write:
+                    # Pure in-process hand-over, not timing: the writer notifies when it is through.
+                    with self._writers:
+                        while self._writers_waiting:
+                            self._writers.wait()
+                started, wait = self._take(priority, endpoint)
+                if started is not None:
+                    return started
+                self._clock.sleep(wait)
+        finally:
+            if is_write:
+                with self._writers:
+                    self._writers_waiting -= 1
+                    self._writers.notify_all()
+
+    def try_acquire(self, priority: Priority = Priority.READ, endpoint: str = "") -> bool:
+        """Take a slot if one is free now; never waits (except for SQLite's lock)."""
+        if priority is Priority.READ:
+            with self._writers:
+                if self._writers_waiting:
+                    return False
+        started, _ = self._take(priority, endpoint)
+        return started is not None
+
+    def next_slot_in(self, priority: Priority = Priority.READ) -> float:
+        """Seconds until a call of ``priority`` could start (0.0 if it could start now)."""
+        with self._transaction(immediate=False):
+            now = self._clock.now()
+            return self._wait_locked(priority, now)
+
+    def penalize(self, retry_after_s: float) -> float:
+        """KeyCRM said 429: no process may start a call for ``retry_after_s``. Returns blocked_until."""
+        with self._transaction():
+            until = self._clock.now() + max(0.0, retry_after_s)
+            self._conn.execute(
+                "INSERT INTO keycrm_budget_state (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
+                (_BLOCKED_UNTIL, until),
+            )
+            row = self._conn.execute(
+                "SELECT value FROM keycrm_budget_state WHERE name = ?", (_BLOCKED_UNTIL,)
+            ).fetchone()
+            return float(row[0])
+
+    # -- status ----------------------------------------------------------------------------------
+    def used_last_minute(self) -> int:
+        with self._transaction(immediate=False):
+            now = self._clock.now()
+            return len(self._window_ts(now))
+
+    def left(self, priority: Priority = Priority.WRITE) -> int:
+        """Calls of ``priority`` that could start right now (0 while blocked by a 429)."""
+        with self._transaction(immediate=False):
+            now = self._clock.now()
+            if self._blocked_until_locked() > now:
+                return 0
+            return max(0, self.limit_for(priority) - len(self._window_ts(now)))
+
+    def blocked_until(self) -> float | None:
+        with self._transaction(immediate=False):
+            until = self._blocked_until_locked()
+            return until if until > self._clock.now() else None
+
+    def calls_by_endpoint(self, window_s: float = WINDOW_S) -> dict[str, int]:
+        with self._transaction(immediate=False):
+            since = self._clock.now() - window_s
+            rows = self._conn.execute(
+                "SELECT endpoint, count(*) FROM keycrm_calls WHERE ts > ? GROUP BY endpoint ORDER BY endpoint",
+                (since,),
+            ).fetchall()
+            return {str(endpoint): int(n) for endpoint, n in rows}
+
+    def snapshot(self) -> BudgetSnapshot:
+        return BudgetSnapshot(
+            per_minute=self.per_minute,
+            write_reserve=self.write_reserve,
+            used_last_minute=self.used_last_minute(),
+            left_write=self.left(Priority.WRITE),
+            left_read=self.left(Priority.READ),
+            blocked_until=self.blocked_until(),
+            calls_by_endpoint=self.calls_by_endpoint(),
+        )
+
+    # -- internals -------------------------------------------------------------------------------
+    def _take(self, priority: Priority, endpoint: str) -> tuple[float | None, float]:
+        """One check-and-record: (start time, 0) when the call may start, else (None, wait)."""
+        with self._transaction():
+            # The clock is read while holding SQLite's write lock, so start times recorded by all
+            # processes are in commit order and the window check sees every earlier call.
+            now = self._clock.now()
+            wait = self._wait_locked(priority, now)
+            if wait > 0:
+                return None, wait
+            self._conn.execute(
+                "INSERT INTO keycrm_calls (ts, priority, endpoint) VALUES (?, ?, ?)",
+                (now, priority.value, endpoint),
+            )
+            self._conn.execute("DELETE FROM keycrm_calls WHERE ts < ?", (now - KEEP_S,))
+            return now, 0.0
+
+    def _window_ts(self, now: float) -> list[float]:
+        # No upper bound: a row "in the future" (the system clock stepped back) still counts.
+        rows = self._conn.execute(
+            "SELECT ts FROM keycrm_calls WHERE ts > ? ORDER BY ts", (now - WINDOW_S - LEAVE_MARGIN_S,)
+        ).fetchall()
+        return [float(r[0]) for r in rows]
+
+    def _blocked_until_locked(self) -> float:
+        row = self._conn.execute(
+            "SELECT value FROM keycrm_budget_state WHERE name = ?", (_BLOCKED_UNTIL,)
+        ).fetchone()
+        return float(row[0]) if row else 0.0
+
+    def _wait_locked(self, priority: Priority, now: float) -> float:
+        wait = 0.0
+        blocked = self._blocked_until_locked()
+        if blocked > now:
+            wait = blocked - now
+        in_window = self._window_ts(now)
+        limit = self.limit_for(priority)
+        if len(in_window) >= limit:
+            # Enough of the oldest calls must leave that fewer than `limit` remain.
+            leaving = in_window[len(in_window) - limit]
+            wait = max(wait, leaving + WINDOW_S + LEAVE_MARGIN_S - now, MIN_WAIT_S)
+        elif wait > 0:
+            wait = max(wait, MIN_WAIT_S)
+        return wait
+
+    def _transaction(self, immediate: bool = True) -> _Transaction:
+        return _Transaction(self._conn, self._db_lock, immediate)
+
+
+class _Transaction:
+    """Holds this process's connection lock and one SQLite transaction."""
+
+    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock, immediate: bool) -> None:
+        self._conn = conn
+        self._lock = lock
+        self._begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._lock.acquire()
+        try:
+            self._conn.execute(self._begin)
+        except BaseException:
+            self._lock.release()
+            raise
+        return self._conn
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        finally:
+            self._lock.release()

@@ -1,0 +1,419 @@
+"""Push: WooCommerce changes → KeyCRM, coalesced per SKU, in as few requests as the API allows.
+
+Stock arithmetic (DESIGN.md): WooCommerce reports sellable ``s``. KeyCRM sellable over the read
+warehouses is ``c = Σ(quantity − reserve)``. ``PUT /offers/stocks`` sets an absolute on-hand
+quantity at the write warehouse, so we send ``q_write + (s − c)``, from the mirror of KeyCRM stock
+kept in the store (read only for SKUs the mirror does not know or holds too long). Sending the same
+absolute value twice is harmless, which is what makes a retry after a crash safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .clock import Clock
+from .config import Settings
+from .errors import BridgeError, PermanentError, RetryableError
+from .store import SUPERSEDED, Change, Store
+
+log = logging.getLogger("keycrm_bridge.push")
+
+LEASE_S = 120.0
+OFFER_FIELDS = ("price", "weight", "length", "width", "height")
+
+
+class KeyCRM(Protocol):
+    def iter_stocks(self, skus: list[str] | None = None, offer_ids: list[int] | None = None,
+                    details: bool = True) -> Iterable[dict[str, Any]]: ...
+    def put_stocks(self, warehouse_id: int, rows: list[dict[str, Any]]) -> Any: ...
+    def iter_offers(self, skus: list[str] | None = None, include_product: bool = False) -> Iterable[dict[str, Any]]: ...
+    def put_offers(self, offers: list[dict[str, Any]]) -> Any: ...
+    def update_product(self, product_id: int, fields: dict[str, Any]) -> Any: ...
+
+
+@dataclass
+class PushResult:
+    claimed: int = 0
+    pushed_stock: int = 0
+    pushed_offers: int = 0
+    pushed_products: int = 0
+    skipped: int = 0
+    unchanged: int = 0
+    retry: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def backoff_s(attempts: int, rng: random.Random) -> float:
+    """Exponential backoff with jitter, capped at five minutes: a long outage costs few calls."""
+    return float(min(300.0, 2.0 ** min(attempts, 9)) * (0.5 + rng.random() / 2))
+
+
+def newest_per_sku(changes: Iterable[Change]) -> tuple[dict[str, Change], list[Change]]:
+    """Coalesce: the newest change per SKU wins; the rest are superseded."""
+    newest: dict[str, Change] = {}
+    older: list[Change] = []
+    for ch in changes:
+        cur = newest.get(ch.sku)
+        if cur is None or (ch.occurred_at, ch.id) > (cur.occurred_at, cur.id):
+            if cur is not None:
+                older.append(cur)
+            newest[ch.sku] = ch
+        else:
+            older.append(ch)
+    return newest, older
+
+
+def _num(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class PushEngine:
+    def __init__(self, store: Store, keycrm: KeyCRM, settings: Settings, clock: Clock,
+                 rng: random.Random | None = None) -> None:
+        self.store = store
+        self.keycrm = keycrm
+        self.settings = settings
+        self.clock = clock
+        self.rng = rng or random.Random()
+
+    # -- entry point ---------------------------------------------------------------------------
+
+    def run_once(self, limit: int = 20000) -> PushResult:
+        result = PushResult()
+        token, changes = self.store.claim(self.clock.now(), LEASE_S, limit)
+        result.claimed = len(changes)
+        if not changes:
+            return result
+        by_kind: dict[str, list[Change]] = {}
+        for ch in changes:
+            by_kind.setdefault(ch.kind, []).append(ch)
+        # Renames first, so that later changes in the batch already find the offer under its new SKU.
+        for kind, handler in (("rename", self._renames), ("stock", self._stock), ("product", self._products),
+                              ("order", self._orders), ("deleted", self._deleted)):
+            group = by_kind.pop(kind, [])
+            if not group:
+                continue
+            try:
+                handler(token, group, result)
+            except RetryableError as exc:
+                self._retry(token, group, result, exc)
+            except PermanentError as exc:
+                if exc.status in (401, 403):
+                    # A bad key is an operator problem, not the change's: keep it and say so.
+                    self._retry(token, group, result, exc, delay=60.0)
+                else:
+                    self._skip(token, group, result, f"KeyCRM refused: {exc}")
+            except Exception as exc:  # noqa: BLE001 - one bad group must not stop the others
+                log.exception("push failed", extra={"kind": kind, "changes": len(group)})
+                self._retry(token, group, result, exc)
+        for kind, group in by_kind.items():
+            self._skip(token, group, result, f"unknown change kind {kind!r}")
+        return result
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+
+    def _retry(self, token: str, group: list[Change], result: PushResult, exc: Exception,
+               delay: float | None = None) -> None:
+        attempts = max(ch.attempts for ch in group)
+        wait = delay if delay is not None else backoff_s(attempts, self.rng)
+        if isinstance(exc, RetryableError) and exc.retry_after:
+            wait = max(wait, exc.retry_after)
+        now = self.clock.now()
+        self.store.release(token, [ch.id for ch in group], now + wait, str(exc)[:500])
+        self.store.set_meta("last_error", {"at": now, "error": str(exc)[:500]})
+        result.retry += len(group)
+        result.errors.append(str(exc))
+        log.warning("push will be retried", extra={"changes": len(group), "retry_in_s": round(wait, 1),
+                                                   "error": str(exc)[:300], "sku": group[0].sku})
+
+    def _skip(self, token: str, group: list[Change], result: PushResult, reason: str) -> None:
+        now = self.clock.now()
+        self.store.mark_skipped(token, [ch.id for ch in group], now, reason)
+        for ch in group:
+            key = ch.sku or f"(empty SKU, product #{ch.payload.get('product_id')})"
+            self.store.note_unmatched(key, "woocommerce", reason, ch.payload.get("product_id"), now)
+            log.warning("change set aside", extra={"sku": ch.sku, "reason": reason, "event_id": ch.event_id})
+        result.skipped += len(group)
+
+    def _done(self, token: str, group: Iterable[Change], status: str = "done") -> None:
+        self.store.mark_done(token, [ch.id for ch in group], self.clock.now(), status)
+
+    def _succeeded(self) -> None:
+        self.store.set_meta("last_keycrm_success_at", self.clock.now())
+        self.store.set_meta("last_push_at", self.clock.now())
+
+    def _coalesce(self, token: str, kind: str, group: list[Change], result: PushResult) -> dict[str, Change]:
+        newest, older = newest_per_sku(group)
+        self._done(token, older, SUPERSEDED)
+        empty = [ch for sku, ch in newest.items() if not sku.strip()]
+        if empty:
+            self._skip(token, empty, result, "empty SKU: give the product an SKU in WooCommerce")
+        # An event older than what was already pushed must not overwrite it (late resend, reorder).
+        pushed = self.store.last_pushed(kind, newest)
+        stale = [ch for sku, ch in newest.items() if sku in pushed and ch.occurred_at < pushed[sku][0]]
+        self._done(token, stale, SUPERSEDED)
+        drop = {ch.sku for ch in empty + stale}
+        return {sku: ch for sku, ch in newest.items() if sku not in drop}
+
+    # -- stock -----------------------------------------------------------------------------------
+
+    def _stock(self, token: str, group: list[Change], result: PushResult) -> None:
+        newest = self._coalesce(token, "stock", group, result)
+        if not newest:
+            return
+        mirror = self._mirror(list(newest))
+        unknown = [ch for sku, ch in newest.items() if sku not in mirror]
+        if unknown:
+            self._skip(token, unknown, result, "SKU not found in KeyCRM")
+        rows: list[dict[str, Any]] = []
+        planned: list[tuple[Change, float, float]] = []
+        unchanged: list[Change] = []
+        wh = self.settings.write_warehouse_id
+        for sku, ch in newest.items():
+            if sku not in mirror:
+                continue
+            target = float(ch.payload["stock_quantity"])
+            per_wh = mirror[sku]
+            current = sum(per_wh[w]["quantity"] - per_wh[w]["reserve"]
+                          for w in self.settings.read_warehouse_ids if w in per_wh)
+            q_write = per_wh[wh]["quantity"] if wh in per_wh else 0.0
+            new_q = q_write + (target - current)
+            if new_q < 0:
+                log.warning("target below what other warehouses hold; clamping at 0",
+                            extra={"sku": sku, "target": target, "current": current})
+                new_q = 0.0
+            if new_q == q_write:
+                unchanged.append(ch)
+                continue
+            rows.append({"sku": sku, "quantity": _clean_number(new_q)})
+            planned.append((ch, new_q, per_wh.get(wh, {}).get("reserve", 0.0)))
+        self._done(token, unchanged)
+        self.store.record_pushed("stock", [(c.sku, c.occurred_at, c.payload["stock_quantity"]) for c in unchanged],
+                                 self.clock.now())
+        result.unchanged += len(unchanged)
+        if not rows:
+            return
+        ok, bad = self._put_isolating(rows)
+        now = self.clock.now()
+        ok_skus = {r["sku"] for r in ok}
+        sent = [p for p in planned if p[0].sku in ok_skus]
+        self.store.save_keycrm_stock([(ch.sku, wh, None, q, r) for ch, q, r in sent], now)
+        self.store.record_pushed("stock", [(ch.sku, ch.occurred_at, ch.payload["stock_quantity"])
+                                           for ch, _, _ in sent], now)
+        self._done(token, [ch for ch, _, _ in sent])
+        self.store.clear_unmatched(ok_skus)
+        result.pushed_stock += len(sent)
+        if sent:
+            self._succeeded()
+        failed = [p[0] for p in planned if p[0].sku not in ok_skus]
+        if failed:
+            reasons = {r["sku"]: why for r, why in bad}
+            for ch in failed:
+                self._skip(token, [ch], result, f"KeyCRM rejected the stock row: {reasons.get(ch.sku, '')}"[:300])
+        log.info("stock pushed", extra={"rows": len(sent), "skus": sorted(ok_skus)[:20],
+                                        "warehouse_id": wh})
+
+    def _put_isolating(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[dict, str]]]:
+        """PUT the rows; when KeyCRM rejects a batch (422), halve it to find the bad rows.
+
+        Costs one extra request per halving, only when something is wrong, and lets every good row
+        through instead of failing the whole batch for one bad SKU.
+        """
+        try:
+            self.keycrm.put_stocks(self.settings.write_warehouse_id, rows)
+            return rows, []
+        except PermanentError as exc:
+            if exc.status in (401, 403):
+                raise
+            if len(rows) == 1:
+                return [], [(rows[0], str(exc))]
+            mid = len(rows) // 2
+            ok1, bad1 = self._put_isolating(rows[:mid])
+            ok2, bad2 = self._put_isolating(rows[mid:])
+            return ok1 + ok2, bad1 + bad2
+
+    def _mirror(self, skus: list[str]) -> dict[str, dict[int, dict[str, Any]]]:
+        """KeyCRM stock per SKU and warehouse; reads only SKUs the store does not know fresh enough."""
+        now = self.clock.now()
+        mirror = self.store.keycrm_stock(skus)
+        max_age = self.settings.stock_max_age_s
+        need = [s for s in skus
+                if s not in mirror or min(w["fetched_at"] for w in mirror[s].values()) < now - max_age]
+        if need:
+            self.refresh_stock(need)
+            mirror = self.store.keycrm_stock(skus)
+        return mirror
+
+    def refresh_stock(self, skus: list[str]) -> set[str]:
+        """Read KeyCRM stock for these SKUs into the mirror; returns the SKUs KeyCRM has."""
+        now = self.clock.now()
+        rows: list[tuple[str, int, int | None, float, float]] = []
+        found: set[str] = set()
+        wanted = set(skus)
+        for item in self.keycrm.iter_stocks(skus=skus, details=True):
+            sku = item.get("sku")
+            if sku not in wanted:
+                continue
+            found.add(sku)
+            seen = set()
+            for w in item.get("warehouse") or []:
+                seen.add(int(w["id"]))
+                rows.append((sku, int(w["id"]), item.get("id"), float(w.get("quantity") or 0),
+                             float(w.get("reserve") or 0)))
+            # A warehouse that holds nothing of this offer may be left out of the answer.
+            for w_id in {self.settings.write_warehouse_id, *self.settings.read_warehouse_ids} - seen:
+                rows.append((sku, w_id, item.get("id"), 0.0, 0.0))
+        self.store.save_keycrm_stock(rows, now)
+        self.store.set_meta("last_keycrm_success_at", now)
+        return found
+
+    # -- product fields --------------------------------------------------------------------------
+
+    def _offers(self, skus: list[str]) -> dict[str, dict[str, Any]]:
+        known = self.store.keycrm_offers(skus)
+        need = [s for s in skus if s not in known]
+        if need:
+            wanted = set(need)
+            rows = []
+            for o in self.keycrm.iter_offers(skus=need, include_product=True):
+                if o.get("sku") not in wanted:
+                    continue
+                product = o.get("product") or {}
+                fields = {k: _num(o.get(k)) for k in OFFER_FIELDS}
+                fields["name"] = product.get("name")
+                fields["description"] = product.get("description")
+                rows.append((o["sku"], int(o["id"]), o.get("product_id"), fields))
+            self.store.save_keycrm_offers(rows, self.clock.now())
+            known = self.store.keycrm_offers(skus)
+        return known
+
+    def _products(self, token: str, group: list[Change], result: PushResult) -> None:
+        newest = self._coalesce(token, "product", group, result)
+        if not newest:
+            return
+        fields_on = self.settings.product_fields_from_woo
+        offer_skus = [s for s, ch in newest.items() if ch.payload["product"].get("type") != "variable"]
+        parents = {s: ch for s, ch in newest.items() if ch.payload["product"].get("type") == "variable"}
+        parent_offer_sku = {s: self._a_variation_sku(ch.payload["product_id"]) for s, ch in parents.items()}
+        offers = self._offers(offer_skus + [v for v in parent_offer_sku.values() if v])
+        offer_rows: list[dict[str, Any]] = []
+        product_updates: dict[int, dict[str, Any]] = {}
+        done: list[Change] = []
+        missing: list[Change] = []
+        for sku, ch in newest.items():
+            p = ch.payload["product"]
+            kind = p.get("type")
+            offer = offers.get(parent_offer_sku.get(sku) or "") if kind == "variable" else offers.get(sku)
+            if offer is None:
+                missing.append(ch)
+                continue
+            have = offer["fields"]
+            if kind != "variable":
+                row: dict[str, Any] = {}
+                wanted = {}
+                if "price" in fields_on:
+                    wanted["price"] = _num(p.get("price"))
+                if "weight" in fields_on:
+                    wanted["weight"] = _num(p.get("weight"))
+                if "dimensions" in fields_on:
+                    wanted.update({k: _num(p.get(k)) for k in ("length", "width", "height")})
+                for k, v in wanted.items():
+                    if v is not None and v != have.get(k):
+                        row[k] = _clean_number(v)
+                if row:
+                    offer_rows.append({"sku": sku, **row})
+            if kind != "variation" and offer.get("product_id"):
+                upd = {k: p[k] for k in ("name", "description")
+                       if k in fields_on and p.get(k) is not None and p[k] != have.get(k)}
+                if upd:
+                    product_updates[int(offer["product_id"])] = upd
+            done.append(ch)
+        if missing:
+            self._skip(token, missing, result, "SKU not found in KeyCRM")
+        if offer_rows:
+            self.keycrm.put_offers(offer_rows)
+            result.pushed_offers += len(offer_rows)
+        for product_id, upd in product_updates.items():
+            self.keycrm.update_product(product_id, upd)
+            result.pushed_products += 1
+        now = self.clock.now()
+        if offer_rows or product_updates:
+            self._succeeded()
+        self._remember_offer_fields(offers, offer_rows, product_updates, parent_offer_sku, done)
+        self.store.record_pushed("product", [(c.sku, c.occurred_at, None) for c in done], now)
+        self._done(token, done)
+
+    def _remember_offer_fields(self, offers: dict[str, dict[str, Any]], offer_rows: list[dict[str, Any]],
+                               product_updates: dict[int, dict[str, Any]], parent_offer_sku: dict[str, str | None],
+                               done: list[Change]) -> None:
+        sent = {r["sku"]: r for r in offer_rows}
+        rows = []
+        for sku, offer in offers.items():
+            fields = dict(offer["fields"])
+            fields.update({k: v for k, v in sent.get(sku, {}).items() if k != "sku"})
+            if offer.get("product_id") in product_updates:
+                fields.update(product_updates[int(offer["product_id"])])
+            rows.append((sku, offer["offer_id"], offer.get("product_id"), fields))
+        self.store.save_keycrm_offers(rows, self.clock.now())
+
+    def _a_variation_sku(self, parent_product_id: int) -> str | None:
+        row = self.store.conn.execute(
+            "SELECT sku FROM events WHERE sku != '' AND json_extract(payload, '$.parent_id') = ?"
+            " ORDER BY occurred_at DESC LIMIT 1", (parent_product_id,)
+        ).fetchone()
+        return row[0] if row else None
+
+    # -- renames, orders, deletions --------------------------------------------------------------
+
+    def _renames(self, token: str, group: list[Change], result: PushResult) -> None:
+        """S16: the KeyCRM offer follows the product to its new SKU; the old SKU is not left behind."""
+        group.sort(key=lambda c: (c.occurred_at, c.id))
+        olds = [ch.payload["old_sku"] for ch in group if ch.payload["old_sku"]]
+        offers = self._offers(olds) if olds else {}
+        rows, done, missing = [], [], []
+        for ch in group:
+            old = ch.payload["old_sku"]
+            offer = offers.get(old)
+            if not old or offer is None:
+                missing.append(ch)
+                continue
+            rows.append({"id": offer["offer_id"], "sku": ch.sku})
+            done.append(ch)
+        if rows:
+            self.keycrm.put_offers(rows)
+            self._succeeded()
+            with self.store.transaction() as c:
+                for ch in done:
+                    old = ch.payload["old_sku"]
+                    for table in ("keycrm_offers", "keycrm_stock"):
+                        c.execute(f"DELETE FROM {table} WHERE sku = ?", (ch.sku,))  # noqa: S608
+                        c.execute(f"UPDATE {table} SET sku = ? WHERE sku = ?", (ch.sku, old))  # noqa: S608
+                    c.execute("DELETE FROM unmatched WHERE sku = ?", (old,))
+        self._done(token, done)
+        if missing:
+            self._skip(token, missing, result, "renamed SKU: the old SKU is not in KeyCRM")
+
+    def _orders(self, token: str, group: list[Change], result: PushResult) -> None:
+        # Order-caused stock is never pushed (KeyCRM reserves it itself); the pull direction reads
+        # these from the event log to hold sold units as in flight until KeyCRM shows the order.
+        self._done(token, group)
+
+    def _deleted(self, token: str, group: list[Change], result: PushResult) -> None:
+        # Deleting in KeyCRM would lose its history and other channels' stock: we only stop syncing.
+        self._done(token, group)
+
+
+def _clean_number(v: float) -> float | int:
+    return int(v) if float(v).is_integer() else round(v, 4)
+
+
+__all__ = ["BridgeError", "PushEngine", "PushResult", "backoff_s", "newest_per_sku"]

@@ -1,0 +1,609 @@
+"""The simulated KeyCRM account: catalogue, stock per (offer, warehouse), orders.
+
+One re-entrant lock guards everything. Route handlers hold ``state.lock`` while they select and
+serialise, so a page is a consistent snapshot. Lookups are dict-indexed (by id, by SKU, by
+product) and offer ids are kept in ascending order, so a page costs O(page), not O(catalogue):
+benches run with 100,000 SKUs.
+
+Stock arithmetic follows KeyCRM: per offer and warehouse ``quantity`` (on hand) and ``reserve``
+(held by orders). An order reserves at one warehouse; cancelling releases the reserve; completing
+ships the goods (``quantity`` and ``reserve`` both drop). Every stock change stamps the offer's
+``updated_at`` and is reported to the stock listeners (the webhook dispatcher).
+"""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from keycrm_bridge.clock import Clock
+
+Number = int | float
+
+# KeyCRM status ids/groups for the three states the simulator models (group ids are KeyCRM's:
+# 1 new, 5 completed, 6 canceled).
+ORDER_STATUSES: dict[str, tuple[int, int, str]] = {
+    "new": (1, 1, "Новий"),
+    "completed": (12, 5, "Виконано"),
+    "canceled": (19, 6, "Скасовано"),
+}
+
+
+def generated_sku(index: int, prefix: str = "SKU-") -> str:
+    """The SKU the seeder gives the ``index``-th generated offer (1-based): ``SKU-000001``."""
+    return f"{prefix}{index:06d}"
+
+
+def _num(value: Any) -> Number:
+    """Keep whole numbers as ints so answers read ``5``, not ``5.0``."""
+    if isinstance(value, bool):
+        raise ValueError("boolean is not a number")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int | float):
+        return value
+    raise ValueError(f"not a number: {value!r}")
+
+
+class SimError(Exception):
+    """A control or API request the state cannot carry out; ``status`` is the HTTP answer."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Warehouse:
+    id: int
+    name: str
+
+
+@dataclass
+class Product:
+    id: int
+    name: str
+    created_at: float
+    updated_at: float
+    description: str = ""
+    currency_code: str = "UAH"
+    unit_type: str | None = None
+    category_id: Number | None = None
+    pictures: list[str] = field(default_factory=list)
+    custom_fields: list[dict[str, Any]] = field(default_factory=list)
+    weight: Number | None = None
+    length: Number | None = None
+    width: Number | None = None
+    height: Number | None = None
+    is_archived: bool = False
+    has_offers: bool = False  # True once variations exist (KeyCRM's has_offers)
+
+
+@dataclass
+class Offer:
+    id: int
+    product_id: int
+    sku: str
+    created_at: float
+    updated_at: float
+    barcode: str | None = None
+    price: Number = 0
+    purchased_price: Number = 0
+    weight: Number | None = None
+    length: Number | None = None
+    width: Number | None = None
+    height: Number | None = None
+    thumbnail_url: str | None = None
+    properties: list[dict[str, Any]] = field(default_factory=list)
+    is_archived: bool = False
+
+
+@dataclass
+class StockCell:
+    quantity: Number = 0
+    reserve: Number = 0
+
+
+@dataclass
+class OrderLine:
+    offer_id: int
+    sku: str
+    quantity: Number
+    price: Number
+    name: str
+
+
+@dataclass
+class Order:
+    id: int
+    source_uuid: str | None
+    source_id: int
+    status: str
+    warehouse_id: int
+    lines: list[OrderLine]
+    created_at: float
+    updated_at: float
+    closed_at: float | None = None
+
+
+@dataclass
+class StockWriteResult:
+    applied: int = 0
+    ignored: list[dict[str, Any]] = field(default_factory=list)
+    changed_offer_ids: list[int] = field(default_factory=list)
+
+
+OFFER_FIELDS = ("price", "purchased_price", "weight", "length", "width", "height")
+PRODUCT_FIELDS = (
+    "name",
+    "description",
+    "currency_code",
+    "unit_type",
+    "category_id",
+    "weight",
+    "length",
+    "width",
+    "height",
+)
+
+StockListener = Callable[[list[int]], None]
+
+
+class SimState:
+    """Thread-safe KeyCRM account. Read with ``state.lock`` held; mutate through the methods."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.lock = threading.RLock()
+        self._listeners: list[StockListener] = []
+        self.clear()
+
+    # ----------------------------------------------------------------- setup
+    def clear(self) -> None:
+        with self.lock:
+            self.warehouses: dict[int, Warehouse] = {}
+            self.products: dict[int, Product] = {}
+            self.offers: dict[int, Offer] = {}
+            self.offer_ids: list[int] = []  # ascending, for O(page) pagination
+            self.product_ids: list[int] = []
+            self.sku_index: dict[str, list[int]] = {}
+            self.product_offers: dict[int, list[int]] = {}
+            self.stock: dict[int, dict[int, StockCell]] = {}
+            self.orders: dict[int, Order] = {}
+            self.order_ids: list[int] = []
+            self.orders_by_uuid: dict[str, list[int]] = {}
+            self._next_product = 1
+            self._next_offer = 1
+            self._next_order = 1
+
+    def add_stock_listener(self, listener: StockListener) -> None:
+        """``listener(offer_ids)`` runs with the lock held after each stock change: keep it quick."""
+        self._listeners.append(listener)
+
+    def _notify(self, offer_ids: list[int]) -> None:
+        if offer_ids:
+            for listener in self._listeners:
+                listener(offer_ids)
+
+    def add_warehouse(self, warehouse_id: int, name: str | None = None) -> Warehouse:
+        with self.lock:
+            wh = self.warehouses.get(warehouse_id)
+            if wh is None:
+                wh = Warehouse(warehouse_id, name or f"Склад {warehouse_id}")
+                self.warehouses[warehouse_id] = wh
+            elif name:
+                wh.name = name
+            return wh
+
+    def warehouse_ids(self) -> list[int]:
+        with self.lock:
+            return sorted(self.warehouses)
+
+    def default_warehouse(self) -> int:
+        with self.lock:
+            if not self.warehouses:
+                self.add_warehouse(1)
+            return min(self.warehouses)
+
+    # ------------------------------------------------------------ catalogue
+    def create_product(
+        self, fields: Mapping[str, Any], *, offers: Iterable[Mapping[str, Any]] = ()
+    ) -> Product:
+        """Create a product. A ``sku`` in ``fields`` makes its default offer (a product without
+        variations); ``offers`` makes variations (``has_offers``)."""
+        with self.lock:
+            now = self.clock.now()
+            product = Product(
+                id=self._next_product, name=str(fields.get("name") or ""), created_at=now, updated_at=now
+            )
+            self._next_product += 1
+            self._apply_product_fields(product, fields)
+            self.products[product.id] = product
+            self.product_ids.append(product.id)
+            self.product_offers[product.id] = []
+            if fields.get("sku") is not None:
+                default = {
+                    k: fields[k]
+                    for k in ("sku", "barcode", "price", "purchased_price", *OFFER_FIELDS)
+                    if k in fields
+                }
+                self._create_offer(product, default, now)
+            variations = list(offers)
+            if variations:
+                self.add_offers(product.id, variations)
+            return product
+
+    def _apply_product_fields(self, product: Product, fields: Mapping[str, Any]) -> None:
+        for name in PRODUCT_FIELDS:
+            if name in fields and fields[name] is not None:
+                value = fields[name]
+                setattr(
+                    product, name, _num(value) if name in OFFER_FIELDS or name == "category_id" else value
+                )
+        if "pictures" in fields and isinstance(fields["pictures"], list):
+            product.pictures = [str(p) for p in fields["pictures"]][:6]
+        if "custom_fields" in fields and isinstance(fields["custom_fields"], list):
+            product.custom_fields = [dict(cf) for cf in fields["custom_fields"] if isinstance(cf, dict)]
+
+    def update_product(self, product_id: int, fields: Mapping[str, Any]) -> Product:
+        with self.lock:
+            product = self.products.get(product_id)
+            if product is None:
+                raise SimError("Product not found.", 404)
+            now = self.clock.now()
+            self._apply_product_fields(product, fields)
+            product.updated_at = now
+            # A product without variations is edited through its one default offer.
+            if not product.has_offers and self.product_offers[product_id]:
+                offer = self.offers[self.product_offers[product_id][0]]
+                self._apply_offer_fields(offer, fields, now)
+            return product
+
+    def add_offers(self, product_id: int, rows: Iterable[Mapping[str, Any]]) -> list[Offer]:
+        with self.lock:
+            product = self.products.get(product_id)
+            if product is None:
+                raise SimError("Product not found.", 404)
+            now = self.clock.now()
+            created = [self._create_offer(product, row, now) for row in rows]
+            if created:
+                product.has_offers = True
+                product.updated_at = now
+            return created
+
+    def _create_offer(self, product: Product, row: Mapping[str, Any], now: float) -> Offer:
+        offer = Offer(
+            id=self._next_offer,
+            product_id=product.id,
+            sku=str(row.get("sku") or ""),
+            created_at=now,
+            updated_at=now,
+        )
+        self._next_offer += 1
+        self._apply_offer_fields(offer, row, now, reindex=False)
+        if isinstance(row.get("properties"), list):
+            offer.properties = [
+                {"name": str(p["name"]), "value": str(p["value"])}
+                for p in row["properties"]
+                if isinstance(p, dict) and "name" in p and "value" in p
+            ]
+        self.offers[offer.id] = offer
+        self.offer_ids.append(offer.id)
+        self.product_offers[product.id].append(offer.id)
+        self.sku_index.setdefault(offer.sku, []).append(offer.id)
+        self.stock[offer.id] = {}
+        return offer
+
+    def _apply_offer_fields(
+        self, offer: Offer, row: Mapping[str, Any], now: float, *, reindex: bool = True
+    ) -> None:
+        for name in OFFER_FIELDS:
+            if row.get(name) is not None:
+                setattr(offer, name, _num(row[name]))
+        if row.get("barcode") is not None:
+            offer.barcode = str(row["barcode"])
+        if row.get("image_url") is not None:
+            offer.thumbnail_url = str(row["image_url"])
+        if reindex and row.get("sku") is not None and str(row["sku"]) != offer.sku:
+            self._reindex_sku(offer, str(row["sku"]))
+        offer.updated_at = now
+
+    def _reindex_sku(self, offer: Offer, new_sku: str) -> None:
+        ids = self.sku_index.get(offer.sku, [])
+        if offer.id in ids:
+            ids.remove(offer.id)
+            if not ids:
+                del self.sku_index[offer.sku]
+        offer.sku = new_sku
+        bucket = self.sku_index.setdefault(new_sku, [])
+        bucket.insert(bisect_left(bucket, offer.id), offer.id)
+
+    def find_offer_ids(self, *, offer_id: Any = None, sku: Any = None) -> list[int]:
+        """Offers a row addresses: by ``id`` when given, else by ``sku`` (duplicates all match)."""
+        if offer_id is not None:
+            return [offer_id] if offer_id in self.offers else []
+        if sku is not None:
+            return list(self.sku_index.get(str(sku), ()))
+        return []
+
+    def update_offers(self, rows: Iterable[Mapping[str, Any]]) -> StockWriteResult:
+        """``PUT /offers``: rows by id (which may also rename the SKU) or by sku; unknown rows ignored."""
+        result = StockWriteResult()
+        with self.lock:
+            now = self.clock.now()
+            for row in rows:
+                ids = self.find_offer_ids(offer_id=row.get("id"), sku=row.get("sku"))
+                if not ids:
+                    result.ignored.append(
+                        {"id": row.get("id"), "sku": row.get("sku"), "reason": "unknown offer"}
+                    )
+                    continue
+                fields = (
+                    dict(row) if row.get("id") is not None else {k: v for k, v in row.items() if k != "sku"}
+                )
+                for oid in ids:
+                    self._apply_offer_fields(self.offers[oid], fields, now)
+                result.applied += 1
+        return result
+
+    # ---------------------------------------------------------------- stock
+    def cell(self, offer_id: int, warehouse_id: int) -> StockCell:
+        cells = self.stock[offer_id]
+        cell = cells.get(warehouse_id)
+        if cell is None:
+            cell = cells[warehouse_id] = StockCell()
+        return cell
+
+    def totals(self, offer_id: int, warehouses: Iterable[int] | None = None) -> tuple[Number, Number]:
+        cells = self.stock.get(offer_id, {})
+        if warehouses is None:
+            return sum(c.quantity for c in cells.values()), sum(c.reserve for c in cells.values())
+        picked = [cells[w] for w in warehouses if w in cells]
+        return sum(c.quantity for c in picked), sum(c.reserve for c in picked)
+
+    def set_stocks(self, warehouse_id: int, rows: Iterable[Mapping[str, Any]]) -> StockWriteResult:
+        """``PUT /offers/stocks``: absolute on-hand quantity at ONE warehouse; unknown rows ignored."""
+        result = StockWriteResult()
+        with self.lock:
+            if warehouse_id not in self.warehouses:
+                raise SimError("The selected warehouse id is invalid.")
+            now = self.clock.now()
+            changed: dict[int, None] = {}
+            for row in rows:
+                ids = self.find_offer_ids(offer_id=row.get("id"), sku=row.get("sku"))
+                if not ids:
+                    result.ignored.append(
+                        {"id": row.get("id"), "sku": row.get("sku"), "reason": "unknown offer"}
+                    )
+                    continue
+                quantity = _num(row["quantity"])
+                for oid in ids:
+                    cell = self.cell(oid, warehouse_id)
+                    if cell.quantity != quantity:
+                        cell.quantity = quantity
+                        self.offers[oid].updated_at = now
+                        changed[oid] = None
+                result.applied += 1
+            result.changed_offer_ids = list(changed)
+            self._notify(result.changed_offer_ids)
+        return result
+
+    def adjust_stock(self, items: Iterable[Mapping[str, Any]]) -> StockWriteResult:
+        """Receivings, write-offs and manual edits: ``delta`` (+/-) or absolute ``quantity``/``reserve``
+        per item ``{sku|offer_id, warehouse_id?}``. Fires the stock listeners like KeyCRM does."""
+        result = StockWriteResult()
+        with self.lock:
+            now = self.clock.now()
+            changed: dict[int, None] = {}
+            for item in items:
+                ids = self.find_offer_ids(offer_id=item.get("offer_id"), sku=item.get("sku"))
+                if not ids:
+                    raise SimError(f"unknown offer {item.get('sku') or item.get('offer_id')!r}", 404)
+                wh = int(item.get("warehouse_id") or self.default_warehouse())
+                self.add_warehouse(wh)
+                for oid in ids:
+                    cell = self.cell(oid, wh)
+                    before = (cell.quantity, cell.reserve)
+                    if item.get("delta") is not None:
+                        cell.quantity = _num(cell.quantity + _num(item["delta"]))
+                    if item.get("quantity") is not None:
+                        cell.quantity = _num(item["quantity"])
+                    if item.get("reserve") is not None:
+                        cell.reserve = _num(item["reserve"])
+                    if (cell.quantity, cell.reserve) != before:
+                        self.offers[oid].updated_at = now
+                        changed[oid] = None
+                result.applied += 1
+            result.changed_offer_ids = list(changed)
+            self._notify(result.changed_offer_ids)
+        return result
+
+    # --------------------------------------------------------------- orders
+    def create_order(
+        self,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        source_uuid: str | None = None,
+        source_id: int = 1,
+        warehouse_id: int | None = None,
+    ) -> Order:
+        """A new order reserves each line's quantity at ``warehouse_id`` (default: the first)."""
+        with self.lock:
+            wh = warehouse_id if warehouse_id is not None else self.default_warehouse()
+            if wh not in self.warehouses:
+                raise SimError(f"unknown warehouse {wh}")
+            lines: list[OrderLine] = []
+            for item in items:
+                ids = self.find_offer_ids(offer_id=item.get("offer_id"), sku=item.get("sku"))
+                if not ids:
+                    raise SimError(f"unknown offer {item.get('sku') or item.get('offer_id')!r}", 404)
+                offer = self.offers[ids[0]]
+                product = self.products[offer.product_id]
+                lines.append(
+                    OrderLine(
+                        offer.id,
+                        offer.sku,
+                        _num(item.get("quantity", 1)),
+                        _num(item.get("price", offer.price)),
+                        product.name,
+                    )
+                )
+            if not lines:
+                raise SimError("an order needs at least one product")
+            now = self.clock.now()
+            order = Order(self._next_order, source_uuid, source_id, "new", wh, lines, now, now)
+            self._next_order += 1
+            self.orders[order.id] = order
+            self.order_ids.append(order.id)
+            if source_uuid is not None:
+                self.orders_by_uuid.setdefault(source_uuid, []).append(order.id)
+            self._move(order, reserve_sign=+1, quantity_sign=0, now=now)
+            return order
+
+    def cancel_order(self, order_id: int) -> Order:
+        """Cancelling a new order releases its reserve."""
+        with self.lock:
+            order = self._open_order(order_id)
+            now = self.clock.now()
+            order.status, order.updated_at, order.closed_at = "canceled", now, now
+            self._move(order, reserve_sign=-1, quantity_sign=0, now=now)
+            return order
+
+    def complete_order(self, order_id: int) -> Order:
+        """Completing ships the goods: quantity and reserve both drop by each line's quantity."""
+        with self.lock:
+            order = self._open_order(order_id)
+            now = self.clock.now()
+            order.status, order.updated_at, order.closed_at = "completed", now, now
+            self._move(order, reserve_sign=-1, quantity_sign=-1, now=now)
+            return order
+
+    def _open_order(self, order_id: int) -> Order:
+        order = self.orders.get(order_id)
+        if order is None:
+            raise SimError(f"order {order_id} not found", 404)
+        if order.status != "new":
+            raise SimError(f"order {order_id} is already {order.status}", 409)
+        return order
+
+    def _move(self, order: Order, *, reserve_sign: int, quantity_sign: int, now: float) -> None:
+        changed: dict[int, None] = {}
+        for line in order.lines:
+            cell = self.cell(line.offer_id, order.warehouse_id)
+            cell.reserve = _num(cell.reserve + reserve_sign * line.quantity)
+            cell.quantity = _num(cell.quantity + quantity_sign * line.quantity)
+            self.offers[line.offer_id].updated_at = now
+            changed[line.offer_id] = None
+        self._notify(list(changed))
+
+    # ---------------------------------------------------------------- seeding
+    def seed(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Fill the catalogue for a test (no webhooks, like KeyCRM adding a webhook sends nothing).
+
+        ``warehouses``: ids or ``{"id", "name"}``; ``count``/``prefix``/``start``: generated simple
+        products ``SKU-000001``…; ``quantity``/``reserve``: a number (first warehouse) or
+        ``{warehouse_id: n}``; ``offers``: explicit simple products ``{sku, quantity, reserve, price,
+        name, …}``; ``products``: ``{name, description, …, offers: [{sku, properties, quantity, …}]}``
+        with variations.
+        """
+        with self.lock:
+            for wh in spec.get("warehouses") or ([] if self.warehouses else [1]):
+                if isinstance(wh, Mapping):
+                    self.add_warehouse(int(wh["id"]), wh.get("name") or wh.get("title"))
+                else:
+                    self.add_warehouse(int(wh))
+            first_offer = self._next_offer
+            count = int(spec.get("count") or 0)
+            prefix = str(spec.get("prefix", "SKU-"))
+            start = int(spec.get("start", 1))
+            defaults = {k: spec[k] for k in ("quantity", "reserve", "price", "purchased_price") if k in spec}
+            for i in range(start, start + count):
+                sku = generated_sku(i, prefix)
+                self._seed_simple({"sku": sku, "name": f"Product {sku}", **defaults})
+            for row in spec.get("offers") or ():
+                self._seed_simple({**defaults, **row})
+            for prod in spec.get("products") or ():
+                fields = {k: v for k, v in prod.items() if k != "offers"}
+                product = self.create_product(fields)
+                for row in prod.get("offers") or ():
+                    (offer,) = self.add_offers(product.id, [row])
+                    self._seed_stock(offer.id, row)
+            return {
+                "warehouses": sorted(self.warehouses),
+                "offers_created": self._next_offer - first_offer,
+                "first_offer_id": first_offer if self._next_offer > first_offer else None,
+                "last_offer_id": self._next_offer - 1 if self._next_offer > first_offer else None,
+                "offers_total": len(self.offers),
+            }
+
+    def _seed_simple(self, row: Mapping[str, Any]) -> None:
+        fields = {k: v for k, v in row.items() if k not in ("quantity", "reserve")}
+        fields.setdefault("name", f"Product {row['sku']}")
+        product = self.create_product(fields)
+        self._seed_stock(self.product_offers[product.id][0], row)
+
+    def _seed_stock(self, offer_id: int, row: Mapping[str, Any]) -> None:
+        first = min(self.warehouses)
+        for key in ("quantity", "reserve"):
+            value = row.get(key)
+            if value is None:
+                continue
+            per_wh = value if isinstance(value, Mapping) else {first: value}
+            for wh, amount in per_wh.items():
+                self.add_warehouse(int(wh))
+                setattr(self.cell(offer_id, int(wh)), key, _num(amount))
+
+    # ------------------------------------------------------------------ truth
+    def truth(
+        self, skus: Iterable[str] | None = None, warehouses: Iterable[int] | None = None
+    ) -> dict[str, Any]:
+        """What KeyCRM really holds, for assertions: per SKU the offer, per-warehouse cells, totals and
+        sellable (Σ quantity − reserve over ``warehouses``, default all). Unknown SKUs map to None."""
+        with self.lock:
+            whs = list(warehouses) if warehouses is not None else None
+            wanted = list(skus) if skus is not None else list(self.sku_index)
+            out: dict[str, Any] = {}
+            for sku in wanted:
+                ids = self.sku_index.get(sku)
+                out[sku] = self._truth_row(ids, whs) if ids else None
+            return out
+
+    def _truth_row(self, ids: list[int], whs: list[int] | None) -> dict[str, Any]:
+        offer = self.offers[ids[0]]
+        product = self.products[offer.product_id]
+        quantity, reserve = self.totals(offer.id, whs)
+        return {
+            "offer_id": offer.id,
+            "offer_ids": list(ids),
+            "product_id": offer.product_id,
+            "product_name": product.name,
+            "product_description": product.description,
+            "quantity": quantity,
+            "reserve": reserve,
+            "sellable": _num(quantity - reserve),
+            "warehouses": {
+                str(w): {"quantity": c.quantity, "reserve": c.reserve}
+                for w, c in sorted(self.stock[offer.id].items())
+            },
+            **{name: getattr(offer, name) for name in (*OFFER_FIELDS, "barcode", "thumbnail_url")},
+            "properties": offer.properties,
+            "updated_at": offer.updated_at,
+        }
+
+    def webhook_rows(
+        self, offer_ids: Iterable[int], warehouses: Iterable[int] | None
+    ) -> list[dict[str, Any]]:
+        """KeyCRM's stock webhook rows: ``in_stock``/``in_reserve`` summed over ``warehouses``."""
+        with self.lock:
+            whs = list(warehouses) if warehouses is not None else None
+            rows = []
+            for oid in offer_ids:
+                offer = self.offers.get(oid)
+                if offer is None:
+                    continue
+                quantity, reserve = self.totals(oid, whs)
+                rows.append({"offer_id": oid, "sku": offer.sku, "in_stock": quantity, "in_reserve": reserve})
+            return rows

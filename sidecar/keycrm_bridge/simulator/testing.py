@@ -1,0 +1,419 @@
+"""Helpers for tests and benches: run the simulator as a process and drive it.
+
+with SimulatorProcess(seed_skus=100, warehouses=(1, 2)) as sim:
+    client = MyKeyCrmClient(base_url=sim.api_url, api_key=sim.api_key)
+    sim.control.receive("SKU-000001", 5)
+    assert sim.control.truth(["SKU-000001"])["SKU-000001"]["sellable"] == 15
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import IO, Any
+
+import requests
+
+from keycrm_bridge.simulator.state import generated_sku
+
+__all__ = ["SimControl", "SimControlError", "SimulatorProcess", "generated_sku"]
+
+
+class SimControlError(RuntimeError):
+    def __init__(self, method: str, path: str, status: int, body: str) -> None:
+        super().__init__(f"{method} {path} -> {status}: {body[:500]}")
+        self.status = status
+        self.body = body
+
+
+class SimControl:
+    """The control API (``/__sim``) as methods. ``url`` is the simulator's root URL (no ``/v1``)."""
+
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._session = requests.Session()
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _call(self, method: str, path: str, body: Any = None, params: Mapping[str, Any] | None = None) -> Any:
+        resp = self._session.request(
+            method, f"{self.url}/__sim{path}", json=body, params=params, timeout=self.timeout
+        )
+        if resp.status_code >= 400:
+            raise SimControlError(method, path, resp.status_code, resp.text)
+        return resp.json()
+
+    # ------------------------------------------------------------ catalogue
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "/health")
+
+    def reset(self) -> None:
+        """Empty catalogue, orders, request log, faults, rate window; keep key/rate/webhook config."""
+        self._call("POST", "/reset")
+
+    def seed(
+        self,
+        count: int = 0,
+        *,
+        warehouses: Sequence[int | Mapping[str, Any]] | None = None,
+        quantity: float | Mapping[int, float] | None = None,
+        reserve: float | Mapping[int, float] | None = None,
+        offers: Iterable[Mapping[str, Any]] | None = None,
+        products: Iterable[Mapping[str, Any]] | None = None,
+        prefix: str = "SKU-",
+        start: int = 1,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """Add ``count`` generated simple products (``SKU-000001``…, see :func:`generated_sku`), explicit
+        ``offers`` (``{"sku", "quantity", "reserve", "price", …}``) and ``products`` with variations
+        (``{"name", "offers": [{"sku", "properties": [{"name", "value"}], …}]}``). A number for
+        ``quantity``/``reserve`` goes to the first warehouse; a mapping gives it per warehouse."""
+        body: dict[str, Any] = {"count": count, "prefix": prefix, "start": start, **extra}
+        if warehouses is not None:
+            body["warehouses"] = list(warehouses)
+        for key, value in (("quantity", quantity), ("reserve", reserve)):
+            if value is not None:
+                body[key] = {str(k): v for k, v in value.items()} if isinstance(value, Mapping) else value
+        if offers is not None:
+            body["offers"] = [_stringify_stock(o) for o in offers]
+        if products is not None:
+            body["products"] = [
+                {**p, "offers": [_stringify_stock(o) for o in p.get("offers", [])]} for p in products
+            ]
+        return self._call("POST", "/seed", body)
+
+    def edit_offers(self, rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+        """Edit offers as a KeyCRM user (price, weight, …) by ``sku`` or ``id``."""
+        return self._call("POST", "/offers", {"offers": list(rows)})
+
+    def edit_product(self, product_id: int, **fields: Any) -> dict[str, Any]:
+        return self._call("POST", f"/products/{product_id}", fields)
+
+    # ---------------------------------------------------------------- stock
+    def receive(self, sku: str, delta: float, warehouse_id: int | None = None) -> dict[str, Any]:
+        """A receiving (+) or write-off (−) in KeyCRM; fires the stock webhook."""
+        return self.adjust([{"sku": sku, "delta": delta, "warehouse_id": warehouse_id}])
+
+    def set_stock(
+        self,
+        sku: str,
+        *,
+        quantity: float | None = None,
+        reserve: float | None = None,
+        warehouse_id: int | None = None,
+    ) -> dict[str, Any]:
+        """A manual edit in KeyCRM: absolute quantity and/or reserve; fires the stock webhook."""
+        return self.adjust(
+            [{"sku": sku, "quantity": quantity, "reserve": reserve, "warehouse_id": warehouse_id}]
+        )
+
+    def adjust(self, items: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+        rows = [{k: v for k, v in item.items() if v is not None} for item in items]
+        return self._call("POST", "/receive", {"items": rows})
+
+    def truth(
+        self, skus: Iterable[str] | None = None, warehouses: Iterable[int] | None = None
+    ) -> dict[str, Any]:
+        """Per SKU: ``offer_id``, ``quantity``, ``reserve``, ``sellable``, ``warehouses`` {id: {quantity,
+        reserve}}, price/weight/…; ``None`` for an unknown SKU. ``skus=None``: the whole catalogue."""
+        body: dict[str, Any] = {}
+        if skus is not None:
+            body["skus"] = list(skus)
+        if warehouses is not None:
+            body["warehouses"] = list(warehouses)
+        return self._call("POST", "/truth", body)
+
+    def sellable(self, sku: str, warehouses: Iterable[int] | None = None) -> float:
+        row = self.truth([sku], warehouses)[sku]
+        if row is None:
+            raise KeyError(sku)
+        return row["sellable"]
+
+    def sellable_map(
+        self, skus: Iterable[str] | None = None, warehouses: Iterable[int] | None = None
+    ) -> dict[str, float]:
+        return {sku: row["sellable"] for sku, row in self.truth(skus, warehouses).items() if row is not None}
+
+    # --------------------------------------------------------------- orders
+    def create_order(
+        self,
+        items: Mapping[str, float] | Iterable[Mapping[str, Any]],
+        *,
+        source_uuid: str | None = None,
+        warehouse_id: int | None = None,
+    ) -> dict[str, Any]:
+        """Place an order in KeyCRM (it reserves stock).
+
+        ``items``: ``{"SKU": qty}`` or ``[{"sku", "quantity"}]``."""
+        rows = (
+            [{"sku": k, "quantity": v} for k, v in items.items()]
+            if isinstance(items, Mapping)
+            else list(items)
+        )
+        body: dict[str, Any] = {"items": rows, "source_uuid": source_uuid}
+        if warehouse_id is not None:
+            body["warehouse_id"] = warehouse_id
+        return self._call("POST", "/orders", body)
+
+    def cancel_order(self, order_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/orders/{order_id}/cancel")
+
+    def complete_order(self, order_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/orders/{order_id}/complete")
+
+    def orders(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/orders")["orders"]
+
+    # --------------------------------------------------------------- faults
+    def set_faults(self, **settings: Any) -> dict[str, Any]:
+        """Merge fault settings: ``error_rate``, ``error_status``, ``fail_next``, ``seed``, ``latency``
+        (clock s), ``hang_seconds`` (real s, then 504), ``down`` (503), ``paths``, ``methods``."""
+        return self._call("POST", "/faults", settings)
+
+    def clear_faults(self) -> dict[str, Any]:
+        return self._call("DELETE", "/faults")
+
+    def faults(self) -> dict[str, Any]:
+        return self._call("GET", "/faults")
+
+    def down(self, is_down: bool = True) -> dict[str, Any]:
+        return self.set_faults(down=is_down)
+
+    # ---------------------------------------------------------- request log
+    def requests(
+        self,
+        since: int = 0,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        bodies: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Logged API requests after ``since``: seq, time, method, path, query, body, status, and for
+        stock writes applied/ignored/ignored_rows/changed."""
+        params: dict[str, Any] = {"since": since, "bodies": "1" if bodies else "0"}
+        if method:
+            params["method"] = method
+        if path:
+            params["path"] = path
+        return self._call("GET", "/requests", params=params)["requests"]
+
+    def last_seq(self) -> int:
+        return int(self._call("GET", "/health")["last_seq"])
+
+    def clear_requests(self) -> None:
+        self._call("DELETE", "/requests")
+
+    # ------------------------------------------------------------- webhooks
+    def configure_webhook(self, **settings: Any) -> dict[str, Any]:
+        """Any of ``url``, ``warehouses`` (list, or None for all), ``delay`` (clock s), ``enabled``,
+        ``timeout``."""
+        return self._call("POST", "/webhook", settings)
+
+    def webhook_status(self) -> dict[str, Any]:
+        return self._call("GET", "/webhook")
+
+    def webhook_history(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/webhook/history")["deliveries"]
+
+    def wait_webhooks_idle(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Poll (bounded) until no webhook is queued or in flight; returns the webhook status."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.webhook_status()
+            if status["pending"] == 0:
+                return status
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"webhooks still pending after {timeout}s: {status}")
+            time.sleep(0.02)
+
+    # ----------------------------------------------------------------- rate
+    def rate(
+        self, limit: int | None = None, window: float | None = None, reset: bool = False
+    ) -> dict[str, Any]:
+        """Read or change the budget (``limit`` 0: unlimited); ``reset`` forgets the current window."""
+        body: dict[str, Any] = {"reset": reset}
+        if limit is not None:
+            body["limit"] = limit
+        if window is not None:
+            body["window"] = window
+        return self._call("POST", "/rate", body)
+
+
+def _stringify_stock(row: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for key in ("quantity", "reserve"):
+        if isinstance(out.get(key), Mapping):
+            out[key] = {str(k): v for k, v in out[key].items()}
+    return out
+
+
+class SimulatorProcess:
+    """The simulator CLI in a child process on a free port. A context manager; ``.url``, ``.api_url``
+    (ending ``/v1``), ``.api_key``, ``.control`` (:class:`SimControl`), ``.stop()``, ``.kill()``."""
+
+    def __init__(
+        self,
+        *,
+        seed_skus: int = 0,
+        seed_quantity: float = 10,
+        warehouses: Sequence[int] = (1,),
+        api_key: str = "sim-key",
+        rate: int = 60,
+        rate_window: float = 60.0,
+        webhook_url: str | None = None,
+        webhook_warehouses: Sequence[int] | None = None,
+        webhook_delay: float = 0.0,
+        clock: str | None = None,
+        host: str = "127.0.0.1",
+        startup_timeout: float = 30.0,
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.api_key = api_key
+        self.host = host
+        self.startup_timeout = startup_timeout
+        self.args = [
+            sys.executable,
+            "-m",
+            "keycrm_bridge.simulator",
+            "--host",
+            host,
+            "--port",
+            "0",
+            "--api-key",
+            api_key,
+            "--rate",
+            str(rate),
+            "--rate-window",
+            str(rate_window),
+            "--seed-skus",
+            str(seed_skus),
+            "--seed-quantity",
+            str(seed_quantity),
+            "--warehouses",
+            ",".join(str(w) for w in warehouses),
+            "--webhook-delay",
+            str(webhook_delay),
+        ]
+        if webhook_url:
+            self.args += ["--webhook-url", webhook_url]
+        if webhook_warehouses:
+            self.args += ["--webhook-warehouses", ",".join(str(w) for w in webhook_warehouses)]
+        if clock:
+            self.args += ["--clock", clock]
+        self.args += list(extra_args)
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[str] | None = None
+        self.ready: dict[str, Any] = {}
+        self._stderr: IO[str] | None = None
+        self._control: SimControl | None = None
+
+    @property
+    def url(self) -> str:
+        return str(self.ready["url"])
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "/v1"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def control(self) -> SimControl:
+        if self._control is None:
+            self._control = SimControl(self.url)
+        return self._control
+
+    def start(self) -> SimulatorProcess:
+        self._stderr = tempfile.TemporaryFile("w+")  # closed in _cleanup
+        self.proc = subprocess.Popen(
+            self.args, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=self.env
+        )
+        lines: queue.Queue[str] = queue.Queue()
+        stdout = self.proc.stdout
+        assert stdout is not None
+
+        def pump() -> None:
+            try:
+                for line in stdout:
+                    lines.put(line)
+            except (ValueError, OSError):
+                return  # the pipe was closed by stop()/kill()
+
+        threading.Thread(target=pump, name="simulator-stdout", daemon=True).start()
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.proc.poll() is not None:
+                break
+            try:
+                line = lines.get(timeout=min(remaining, 0.2))
+            except queue.Empty:
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and event.get("event") == "simulator_ready":
+                self.ready = event
+                return self
+        error = self._stderr_text()
+        self.kill()
+        raise RuntimeError(f"simulator did not become ready within {self.startup_timeout}s: {error[-2000:]}")
+
+    def _stderr_text(self) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.flush()
+        self._stderr.seek(0)
+        return self._stderr.read()
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, wait (bounded), then SIGKILL. Returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)
+        self._cleanup()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL at once (a crash)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+    def __enter__(self) -> SimulatorProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,41 @@
+"""What the sidecar is doing, read from the store: for /v1/status, `keycrm-bridge status`, the plugin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import Settings
+from .store import Store
+
+
+def build_status(store: Store, settings: Settings, now: float) -> dict[str, Any]:
+    queue = store.queue_stats(now)
+    unmatched = store.unmatched()
+    used = budget_used(store, now)
+    return {
+        "mode": settings.sync_mode,
+        "queue_depth": queue["queue_depth"],
+        "oldest_pending_age_s": queue["oldest_pending_age_s"],
+        "changes": store.changes_by_status(),
+        "last_keycrm_success_at": store.get_meta("last_keycrm_success_at"),
+        "last_push_at": store.get_meta("last_push_at"),
+        "last_pull_at": store.get_meta("last_pull_at"),
+        "last_error": store.get_meta("last_error"),
+        "unmatched_skus": unmatched,
+        "unmatched_count": len(unmatched),
+        "budget": {
+            "per_minute": settings.rate_per_minute,
+            "used_last_minute": used,
+            "left": max(0, settings.rate_per_minute - used),
+        },
+        "budget_used_last_minute": used,
+        "events_received": store.count_events(),
+    }
+
+
+def budget_used(store: Store, now: float) -> int:
+    """KeyCRM calls started in the last 60 s, from the table the shared budget keeps."""
+    exists = store.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'keycrm_calls'").fetchone()
+    if not exists:
+        return 0
+    return int(store.conn.execute("SELECT count(*) FROM keycrm_calls WHERE ts > ?", (now - 60,)).fetchone()[0])

@@ -1,0 +1,441 @@
+"""The sidecar's WooCommerce REST client (wc/v3 through the `woocommerce` package).
+
+Every request carries ``kcb_origin=<ts>.<hmac>`` so that the plugin tags the hooks it causes with
+cause ``sidecar`` (the package has no header argument, and over plain HTTP it signs query params
+into its OAuth 1.0a URL, so the marker is covered by the consumer signature as well). Failures map
+to the bridge's taxonomy: 5xx/429/timeouts are retried here with jittered backoff through the
+clock and then raised as RetryableError; 400/401/403/404 are PermanentError; a batch answered 413
+is split; per-item errors in a batch answer become per-item results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import math
+import random
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, unquote
+
+import requests
+from woocommerce import API
+
+from . import __version__
+from .clock import Clock
+from .errors import PermanentError, RetryableError, SkipError, classify_status
+
+log = logging.getLogger("keycrm_bridge.woo_client")
+
+USER_AGENT = f"keycrm-bridge-sidecar/{__version__}"
+MARKER_PARAM = "kcb_origin"
+BATCH_LIMIT = 100  # WooCommerce's woocommerce_rest_batch_items_limit
+_COLLAPSED_WS = re.compile(r"[\r\n\t]| {2}")
+SKU_QUERY_MAX_CHARS = 1500  # keeps the signed URL well under common 8 KiB request-line limits
+
+
+def origin_marker(shared_secret: str, ts: int) -> str:
+    """``<ts>.<hex HMAC-SHA256(shared_secret, "origin." + ts)>`` — the contract with the plugin."""
+    mac = hmac.new(shared_secret.encode(), f"origin.{ts}".encode(), hashlib.sha256).hexdigest()
+    return f"{ts}.{mac}"
+
+
+def wc_date(value: float | datetime | str) -> str:
+    """A GMT date as wc/v3 takes it in ``modified_after`` (with ``dates_are_gmt=true``)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        value = value.timestamp() if value.tzinfo else value.replace(tzinfo=UTC).timestamp()
+    return datetime.fromtimestamp(math.floor(value), UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def parse_wc_date(text: str | None) -> float | None:
+    """``date_modified_gmt`` ("2026-01-01T12:00:00", no zone) to unix seconds."""
+    if not text:
+        return None
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def oauth_signable(value: str) -> bool:
+    """Whether the package's OAuth signature of this query value matches WooCommerce's check.
+
+    The package normalises a value with ``quote(unquote(v))`` (keeps '/', decodes '%XX') where
+    WooCommerce uses PHP ``rawurlencode(v)``; values where they differ get 401 over plain HTTP.
+    """
+    return quote(unquote(value)) == quote(value, safe="")
+
+
+@dataclass(frozen=True)
+class StockWrite:
+    """Set WooCommerce stock of one product (``parent_id`` 0) or variation (its parent's id)."""
+
+    product_id: int
+    parent_id: int
+    quantity: float
+    sku: str | None = None
+
+
+@dataclass(frozen=True)
+class StockResult:
+    write: StockWrite
+    ok: bool
+    stock_quantity: int | None = None
+    error: SkipError | None = None
+
+
+class _TooLarge(PermanentError):
+    """413: the batch must be split."""
+
+
+class WooClient:
+    def __init__(
+        self,
+        url: str,
+        consumer_key: str,
+        consumer_secret: str,
+        shared_secret: str,
+        clock: Clock,
+        *,
+        timeout: float = 30,
+        max_attempts: int = 5,
+        rng: random.Random | None = None,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        batch_size: int = BATCH_LIMIT,
+        sku_chunk: int = 50,
+    ) -> None:
+        if not 1 <= batch_size <= BATCH_LIMIT:
+            raise ValueError(f"batch_size must be 1..{BATCH_LIMIT}")
+        self.url = url.rstrip("/")
+        self._shared_secret = shared_secret
+        self.clock = clock
+        self.max_attempts = max(1, max_attempts)
+        self.rng = rng or random.Random()
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.batch_size = batch_size
+        self.sku_chunk = sku_chunk
+        self._plain_http = not self.url.lower().startswith("https")
+        self._api = API(
+            self.url, consumer_key, consumer_secret, version="wc/v3", timeout=timeout, user_agent=USER_AGENT
+        )
+
+    # -- transport ---------------------------------------------------------------------------
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return retry_after
+        delay = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
+        return delay / 2 + self.rng.random() * delay / 2
+
+    def _attempt(self, method: str, endpoint: str, params: dict[str, Any], data: Any) -> requests.Response:
+        # A fresh marker per attempt: a retry minutes later must still fall inside the window.
+        signed = {**params, MARKER_PARAM: origin_marker(self._shared_secret, int(self.clock.now()))}
+        if method == "GET":
+            return self._api.get(endpoint, params=signed)
+        if method == "POST":
+            return self._api.post(endpoint, data, params=signed)
+        if method == "PUT":
+            return self._api.put(endpoint, data, params=signed)
+        if method == "DELETE":
+            return self._api.delete(endpoint, params=signed)
+        raise ValueError(method)
+
+    def _call(
+        self, method: str, endpoint: str, *, params: dict[str, Any] | None = None, data: Any = None
+    ) -> requests.Response:
+        error: RetryableError | None = None
+        for attempt in range(1, self.max_attempts + 1):
+            started = self.clock.now()
+            try:
+                resp = self._attempt(method, endpoint, params or {}, data)
+            except (
+                requests.Timeout,
+                requests.ConnectionError,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
+                error = RetryableError(
+                    f"WooCommerce {method} {endpoint}: {type(exc).__name__}", endpoint=endpoint
+                )
+            except requests.RequestException as exc:
+                raise PermanentError(
+                    f"WooCommerce {method} {endpoint}: {type(exc).__name__}", endpoint=endpoint
+                ) from exc
+            else:
+                status = resp.status_code
+                log.debug(
+                    "woo request",
+                    extra={
+                        "woo_method": method,
+                        "woo_endpoint": endpoint,
+                        "status": status,
+                        "attempt": attempt,
+                        "elapsed_s": round(self.clock.now() - started, 3),
+                    },
+                )
+                kind = classify_status(status)
+                if kind is None:
+                    return resp
+                detail = _error_detail(resp)
+                message = f"WooCommerce {method} {endpoint} -> {status} {detail}".strip()
+                if status == 413:
+                    raise _TooLarge(message, status=status, endpoint=endpoint)
+                if kind is not RetryableError:
+                    raise PermanentError(message, status=status, endpoint=endpoint)
+                error = RetryableError(
+                    message,
+                    status=status,
+                    endpoint=endpoint,
+                    retry_after=_retry_after(resp.headers.get("Retry-After")),
+                )
+            if attempt < self.max_attempts:
+                delay = self._backoff(attempt, error.retry_after)
+                log.warning(
+                    "woo request failed, retrying",
+                    extra={
+                        "woo_method": method,
+                        "woo_endpoint": endpoint,
+                        "status": error.status,
+                        "attempt": attempt,
+                        "retry_in_s": round(delay, 3),
+                        "error": str(error),
+                    },
+                )
+                self.clock.sleep(delay)
+        assert error is not None
+        raise error
+
+    @staticmethod
+    def _json(resp: requests.Response, endpoint: str) -> Any:
+        try:
+            return resp.json()
+        except ValueError:
+            # PHP notices printed before the JSON are common on real shops: skip to the JSON.
+            text = resp.text
+            starts = [i for i in (text.find("["), text.find("{")) if i >= 0]
+            if starts:
+                try:
+                    return json.loads(text[min(starts) :])
+                except ValueError:
+                    pass
+            raise RetryableError(
+                f"WooCommerce {endpoint}: answer is not JSON", status=resp.status_code, endpoint=endpoint
+            ) from None
+
+    def _pages(self, endpoint: str, params: dict[str, Any], per_page: int) -> Iterator[dict[str, Any]]:
+        if not 1 <= per_page <= 100:
+            raise ValueError("per_page must be 1..100")
+        page = 1
+        while True:
+            resp = self._call("GET", endpoint, params={**params, "per_page": per_page, "page": page})
+            items = self._json(resp, endpoint)
+            if not isinstance(items, list):
+                raise PermanentError(f"WooCommerce {endpoint}: expected a list", endpoint=endpoint)
+            yield from items
+            total_pages = resp.headers.get("X-WP-TotalPages")
+            if (
+                not items
+                or (total_pages is not None and page >= int(total_pages))
+                or (total_pages is None and len(items) < per_page)
+            ):
+                return
+            page += 1
+
+    # -- reading -----------------------------------------------------------------------------
+    def iter_products(
+        self, modified_after: float | datetime | str | None = None, per_page: int = 100, **filters: Any
+    ) -> Iterator[dict[str, Any]]:
+        """Every product (not variations), oldest id first, so paging is stable while the shop sells."""
+        params: dict[str, Any] = {"orderby": "id", "order": "asc", **filters}
+        if modified_after is not None:
+            params.update(modified_after=wc_date(modified_after), dates_are_gmt="true")
+        return self._pages("products", params, per_page)
+
+    def iter_variations(
+        self, parent_id: int, modified_after: float | datetime | str | None = None, per_page: int = 100
+    ) -> Iterator[dict[str, Any]]:
+        params: dict[str, Any] = {"orderby": "id", "order": "asc"}
+        if modified_after is not None:
+            params.update(modified_after=wc_date(modified_after), dates_are_gmt="true")
+        return self._pages(f"products/{int(parent_id)}/variations", params, per_page)
+
+    def newest_modified(self) -> float | None:
+        """``date_modified_gmt`` of the most recently modified product, as unix seconds."""
+        resp = self._call("GET", "products", params={"orderby": "modified", "order": "desc", "per_page": 1})
+        items = self._json(resp, "products")
+        if not isinstance(items, list) or not items:
+            return None
+        return parse_wc_date(items[0].get("date_modified_gmt"))
+
+    def get_product(self, product_id: int, parent_id: int = 0) -> dict[str, Any]:
+        endpoint = f"products/{parent_id}/variations/{product_id}" if parent_id else f"products/{product_id}"
+        result = self._json(self._call("GET", endpoint), endpoint)
+        if not isinstance(result, dict):
+            raise PermanentError(f"WooCommerce {endpoint}: expected an object", endpoint=endpoint)
+        return result
+
+    def sku_searchable(self, sku: str) -> bool:
+        """Whether ``find_by_skus`` can look this SKU up (else resolve it through the SKU map)."""
+        if not sku or sku != sku.strip() or _COLLAPSED_WS.search(sku):
+            return False  # sanitize_text_field trims the filter and collapses runs of whitespace
+        return oauth_signable(sku) if self._plain_http else True
+
+    def find_by_skus(self, skus: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+        """Products and variations whose SKU equals one of ``skus`` exactly, by SKU.
+
+        Uses the ``sku`` filter with comma-joined SKUs; a SKU with a comma goes alone (WooCommerce
+        also tries the whole string). SKUs for which ``sku_searchable`` is False are skipped and
+        logged. Duplicated SKUs return several products.
+        """
+        wanted = list(dict.fromkeys(s for s in skus if s))
+        skipped = [s for s in wanted if not self.sku_searchable(s)]
+        if skipped:
+            log.warning(
+                "skus not searchable through the REST sku filter",
+                extra={"skus": skipped[:20], "count": len(skipped)},
+            )
+        found: dict[str, list[dict[str, Any]]] = {}
+        skipped_set = set(skipped)
+        for chunk in self._sku_chunks([s for s in wanted if s not in skipped_set]):
+            want = set(chunk)
+            for product in self._pages(
+                "products", {"sku": ",".join(chunk), "orderby": "id", "order": "asc"}, 100
+            ):
+                sku = product.get("sku")
+                if isinstance(sku, str) and sku in want:
+                    found.setdefault(sku, []).append(product)
+        return found
+
+    def _sku_chunks(self, skus: list[str]) -> Iterator[list[str]]:
+        chunk: list[str] = []
+        size = 0
+        for sku in skus:
+            if "," in sku:
+                yield [sku]
+                continue
+            if chunk and (len(chunk) >= self.sku_chunk or size + len(sku) + 1 > SKU_QUERY_MAX_CHARS):
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(sku)
+            size += len(sku) + 1
+        if chunk:
+            yield chunk
+
+    # -- writing -----------------------------------------------------------------------------
+    def set_stock(self, items: Iterable[StockWrite]) -> list[StockResult]:
+        """Write stock in batches of at most 100 per endpoint; one result per product id.
+
+        A later write for the same product id replaces an earlier one. Per-item failures (unknown
+        id, stock not managed) come back as results with a SkipError; a whole-request failure that
+        retrying cannot fix for one group (400/404) does too. Auth errors and exhausted retries
+        raise (stock writes are absolute, so replaying the whole call is safe).
+        """
+        latest: dict[int, StockWrite] = {}
+        for w in items:
+            latest.pop(w.product_id, None)
+            latest[w.product_id] = w
+        groups: dict[int, list[StockWrite]] = {}
+        for w in latest.values():
+            groups.setdefault(w.parent_id, []).append(w)
+        results: dict[int, StockResult] = {}
+        for parent_id, writes in groups.items():
+            endpoint = f"products/{parent_id}/variations/batch" if parent_id else "products/batch"
+            for start in range(0, len(writes), self.batch_size):
+                self._write_chunk(endpoint, writes[start : start + self.batch_size], results)
+        return [results[pid] for pid in latest]
+
+    def _write_chunk(self, endpoint: str, chunk: list[StockWrite], results: dict[int, StockResult]) -> None:
+        body = {"update": [{"id": w.product_id, "stock_quantity": _whole(w.quantity)} for w in chunk]}
+        try:
+            resp = self._call("POST", endpoint, data=body)
+        except _TooLarge as exc:
+            if len(chunk) == 1:
+                results[chunk[0].product_id] = StockResult(
+                    chunk[0],
+                    False,
+                    error=SkipError(str(exc), sku=chunk[0].sku, status=413, endpoint=endpoint),
+                )
+                return
+            half = len(chunk) // 2
+            log.info("woo batch too large, splitting", extra={"woo_endpoint": endpoint, "items": len(chunk)})
+            self._write_chunk(endpoint, chunk[:half], results)
+            self._write_chunk(endpoint, chunk[half:], results)
+            return
+        except PermanentError as exc:
+            if exc.status in (400, 404):
+                for w in chunk:
+                    results[w.product_id] = StockResult(
+                        w, False, error=SkipError(str(exc), sku=w.sku, status=exc.status, endpoint=endpoint)
+                    )
+                return
+            raise
+        answer = self._json(resp, endpoint)
+        updates = answer.get("update") if isinstance(answer, dict) else None
+        if not isinstance(updates, list):
+            raise RetryableError(f"WooCommerce {endpoint}: batch answer without 'update'", endpoint=endpoint)
+        by_id = {int(u["id"]): u for u in updates if isinstance(u, dict) and isinstance(u.get("id"), int)}
+        for position, w in enumerate(chunk):
+            item = by_id.get(w.product_id)
+            if item is None and position < len(updates) and isinstance(updates[position], dict):
+                item = updates[position]
+            results[w.product_id] = _item_result(w, item, endpoint)
+
+
+def _item_result(w: StockWrite, item: dict[str, Any] | None, endpoint: str) -> StockResult:
+    if item is None:
+        return StockResult(w, False, error=SkipError("no answer for this item", sku=w.sku, endpoint=endpoint))
+    error = item.get("error")
+    if isinstance(error, dict):
+        data = error.get("data") if isinstance(error.get("data"), dict) else {}
+        status = data.get("status") if isinstance(data, dict) else None
+        return StockResult(
+            w,
+            False,
+            error=SkipError(
+                f"{error.get('code', 'error')}: {error.get('message', '')}".strip(),
+                sku=w.sku,
+                status=status if isinstance(status, int) else None,
+                endpoint=endpoint,
+            ),
+        )
+    quantity = item.get("stock_quantity")
+    if quantity is None or item.get("manage_stock") is False:
+        return StockResult(
+            w,
+            False,
+            error=SkipError(
+                "stock is not managed for this product in WooCommerce", sku=w.sku, endpoint=endpoint
+            ),
+        )
+    return StockResult(w, True, stock_quantity=int(quantity))
+
+
+def _whole(quantity: float) -> int:
+    """WooCommerce stores whole units; round down so the shop never lists a part unit it lacks."""
+    return int(quantity) if float(quantity).is_integer() else math.floor(quantity)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _error_detail(resp: requests.Response) -> str:
+    try:
+        body = resp.json()
+    except ValueError:
+        return ""
+    if isinstance(body, dict) and "code" in body:
+        return f"{body.get('code')}: {body.get('message', '')}"
+    return ""

@@ -1,0 +1,363 @@
+"""WooCommerce SKU <-> product/variation id, kept in SQLite and refreshed incrementally.
+
+Rows are keyed by product id, so a renamed SKU simply moves with its product (S16) and the old
+SKU disappears from the map. Two sources keep it fresh:
+
+* ``refresh(client)``: REST listing with ``modified_after``. The watermark is the newest
+  ``date_modified`` the shop had *before* the scan started (read first, with one cheap request),
+  minus an overlap: WordPress compares whole seconds and ``modified_after`` is exclusive, and a
+  product saved while the scan pages past it must still be caught next time. Every save of a
+  variation also saves its parent, so a changed variable product brings all its variations.
+* ``apply_event(event)``: plugin events (product.upsert / stock.set / product.deleted), applied only
+  when newer than what the row already reflects.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import sqlite_utils
+
+from .woo_client import parse_wc_date
+
+TABLE = "woo_skus"
+STATE_TABLE = "woo_skumap_state"
+WATERMARK_KEY = "newest_modified_gmt"
+_COLUMNS = (
+    "product_id",
+    "parent_id",
+    "sku",
+    "type",
+    "manage_stock",
+    "stock_quantity",
+    "date_modified",
+    "date_modified_ts",
+    "name",
+    "status",
+    "updated_at",
+)
+# Skip a REST row more than a second older than an event already applied to that product: every
+# change saves the product, so such a read predates what the event told us.
+_UPSERT_REST_ROW = (
+    "INSERT INTO woo_skus (product_id, parent_id, sku, type, manage_stock, stock_quantity, date_modified, "
+    "date_modified_ts, name, status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT(product_id) DO UPDATE SET parent_id = excluded.parent_id, sku = excluded.sku, "
+    "type = excluded.type, manage_stock = excluded.manage_stock, stock_quantity = excluded.stock_quantity, "
+    "date_modified = excluded.date_modified, date_modified_ts = excluded.date_modified_ts, "
+    "name = excluded.name, status = excluded.status, "
+    "updated_at = max(woo_skus.updated_at, excluded.updated_at) "
+    "WHERE excluded.date_modified_ts + 1 >= woo_skus.updated_at"
+)
+_SELECT_ROWS = (
+    "SELECT product_id, parent_id, sku, type, manage_stock, stock_quantity, date_modified, date_modified_ts, "
+    "name, status, updated_at FROM woo_skus WHERE "
+)
+
+
+class WooReader(Protocol):
+    """The part of WooClient the map needs (tests may pass a fake)."""
+
+    def newest_modified(self) -> float | None: ...
+
+    def iter_products(self, modified_after: Any = None, per_page: int = 100) -> Iterator[dict[str, Any]]: ...
+
+    def iter_variations(
+        self, parent_id: int, modified_after: Any = None, per_page: int = 100
+    ) -> Iterator[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class SkuEntry:
+    product_id: int
+    parent_id: int
+    sku: str
+    type: str
+    manage_stock: bool
+    stock_quantity: float | None
+    date_modified: str | None
+    name: str
+    status: str
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class RefreshReport:
+    full: bool
+    products: int
+    variations: int
+    removed: int
+    watermark: float | None
+
+
+def _entry(row: dict[str, Any]) -> SkuEntry:
+    return SkuEntry(
+        product_id=int(row["product_id"]),
+        parent_id=int(row["parent_id"] or 0),
+        sku=row["sku"] or "",
+        type=row["type"] or "simple",
+        manage_stock=bool(row["manage_stock"]),
+        stock_quantity=row["stock_quantity"],
+        date_modified=row["date_modified"],
+        name=row["name"] or "",
+        status=row["status"] or "",
+        updated_at=float(row["updated_at"] or 0.0),
+    )
+
+
+def _row_from_rest(p: dict[str, Any], parent_id: int = 0) -> dict[str, Any]:
+    modified = p.get("date_modified_gmt") or p.get("date_modified")
+    ts = parse_wc_date(modified) or 0.0
+    manage = p.get("manage_stock") is True  # a variation may say "parent"; its own stock is not managed then
+    ptype = p.get("type") or ("variation" if parent_id else "simple")
+    return {
+        "product_id": int(p["id"]),
+        "parent_id": int(p.get("parent_id") or parent_id or 0),
+        "sku": p.get("sku") or "",
+        "type": ptype,
+        "manage_stock": int(manage),
+        "stock_quantity": p.get("stock_quantity") if manage else None,
+        "date_modified": modified,
+        "date_modified_ts": ts,
+        "name": p.get("name") or "",
+        "status": p.get("status") or "",
+        "updated_at": ts,
+    }
+
+
+class SkuMap:
+    def __init__(self, db_path: str | Path, *, overlap_s: float = 2.0) -> None:
+        self.overlap_s = overlap_s
+        self._lock = threading.RLock()
+        conn = sqlite3.connect(str(db_path), check_same_thread=False, timeout=30)
+        self.db = sqlite_utils.Database(conn)
+        self.db.enable_wal()
+        self.db.table(TABLE).create(
+            {
+                "product_id": int,
+                "parent_id": int,
+                "sku": str,
+                "type": str,
+                "manage_stock": int,
+                "stock_quantity": float,
+                "date_modified": str,
+                "date_modified_ts": float,
+                "name": str,
+                "status": str,
+                "updated_at": float,
+            },
+            pk="product_id",
+            if_not_exists=True,
+        )
+        self.db.table(TABLE).create_index(["sku"], if_not_exists=True)
+        self.db.table(TABLE).create_index(["parent_id"], if_not_exists=True)
+        self.db.table(STATE_TABLE).create({"key": str, "value": str}, pk="key", if_not_exists=True)
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    # -- state -------------------------------------------------------------------------------
+    @property
+    def watermark(self) -> float | None:
+        with self._lock:
+            row = self.db.execute(
+                "SELECT value FROM woo_skumap_state WHERE key = ?", [WATERMARK_KEY]
+            ).fetchone()
+            return float(row[0]) if row else None
+
+    def _set_watermark(self, value: float | None) -> None:
+        if value is None:
+            self.db.execute("DELETE FROM woo_skumap_state WHERE key = ?", [WATERMARK_KEY])
+        else:
+            self.db.execute(
+                "INSERT INTO woo_skumap_state(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [WATERMARK_KEY, repr(value)],
+            )
+
+    # -- refresh from REST -------------------------------------------------------------------
+    def refresh(self, client: WooReader, *, full: bool = False, flush_every: int = 500) -> RefreshReport:
+        """Bring the map up to date; the first call (or ``full=True``) lists everything."""
+        previous = self.watermark
+        full = full or previous is None
+        newest_before_scan = client.newest_modified()
+        after = None if full or previous is None else previous - self.overlap_s
+        seen: set[int] = set()
+        pending: list[dict[str, Any]] = []
+        replaced_children: dict[int, set[int]] = {}
+        products = variations = 0
+        for product in client.iter_products(modified_after=after):
+            row = _row_from_rest(product)
+            pending.append(row)
+            seen.add(row["product_id"])
+            products += 1
+            children: set[int] = set()
+            if row["type"] == "variable":
+                for variation in client.iter_variations(row["product_id"]):
+                    vrow = _row_from_rest(variation, parent_id=row["product_id"])
+                    vrow["parent_id"] = row["product_id"]
+                    vrow["type"] = "variation"
+                    pending.append(vrow)
+                    children.add(vrow["product_id"])
+                    seen.add(vrow["product_id"])
+                    variations += 1
+            replaced_children[row["product_id"]] = children
+            if len(pending) >= flush_every:
+                self._write_rest_rows(pending, replaced_children)
+                pending, replaced_children = [], {}
+        self._write_rest_rows(pending, replaced_children)
+        removed = 0
+        with self._lock, self.db.conn:
+            if full:
+                existing = {r[0] for r in self.db.execute("SELECT product_id FROM woo_skus").fetchall()}
+                gone = sorted(existing - seen)
+                self.db.conn.executemany("DELETE FROM woo_skus WHERE product_id = ?", [[pid] for pid in gone])
+                removed = len(gone)
+            watermark = newest_before_scan if newest_before_scan is not None else previous
+            self._set_watermark(watermark)
+        return RefreshReport(
+            full=full, products=products, variations=variations, removed=removed, watermark=watermark
+        )
+
+    def _write_rest_rows(self, rows: list[dict[str, Any]], replaced_children: dict[int, set[int]]) -> None:
+        if not rows and not replaced_children:
+            return
+        with self._lock, self.db.conn:
+            self.db.conn.executemany(_UPSERT_REST_ROW, [[row[c] for c in _COLUMNS] for row in rows])
+            for parent_id, children in replaced_children.items():
+                # Variations that are no longer under this parent (deleted, or no longer variable).
+                known = [
+                    r[0]
+                    for r in self.db.execute(
+                        "SELECT product_id FROM woo_skus WHERE parent_id = ?", [parent_id]
+                    ).fetchall()
+                ]
+                stale = [[pid] for pid in known if pid not in children]
+                if stale:
+                    self.db.conn.executemany("DELETE FROM woo_skus WHERE product_id = ?", stale)
+
+    # -- plugin events -----------------------------------------------------------------------
+    def apply_event(self, event: dict[str, Any]) -> bool:
+        """Apply one plugin event; False when it is older than what the map holds."""
+        etype = event.get("type")
+        pid = int(event["product_id"])
+        at = float(event.get("occurred_at") or 0.0)
+        with self._lock, self.db.conn:
+            current = self.by_product_id(pid)
+            if current is not None and current.updated_at > at:
+                return False
+            if etype == "product.deleted":
+                self.db.execute("DELETE FROM woo_skus WHERE product_id = ? OR parent_id = ?", [pid, pid])
+                return True
+            parent_id = int(event.get("parent_id", current.parent_id if current else 0) or 0)
+            row: dict[str, Any] = {
+                "product_id": pid,
+                "parent_id": parent_id,
+                "sku": event.get("sku") or "",
+                "type": current.type if current else ("variation" if parent_id else "simple"),
+                "manage_stock": int(current.manage_stock) if current else 0,
+                "stock_quantity": current.stock_quantity if current else None,
+                "date_modified": current.date_modified if current else None,
+                "date_modified_ts": 0.0 if current is None else _ts(current.date_modified),
+                "name": current.name if current else "",
+                "status": current.status if current else "",
+                "updated_at": at,
+            }
+            if etype == "stock.set":
+                quantity = event.get("stock_quantity")
+                row["stock_quantity"] = quantity
+                row["manage_stock"] = int(quantity is not None)
+            elif etype == "product.upsert":
+                product = event.get("product") or {}
+                if product.get("type"):
+                    row["type"] = product["type"]
+                if "manage_stock" in product:
+                    row["manage_stock"] = int(bool(product["manage_stock"]))
+                if "stock_quantity" in product:
+                    row["stock_quantity"] = product["stock_quantity"] if row["manage_stock"] else None
+                for name in ("name", "status"):
+                    if name in product:
+                        row[name] = product[name]
+            else:
+                return False
+            self.db.table(TABLE).upsert(row, pk="product_id")
+            return True
+
+    def record_stock(self, product_id: int, quantity: float | None, at: float | None = None) -> None:
+        """Remember a stock value the sidecar itself wrote (without touching ordering)."""
+        with self._lock, self.db.conn:
+            if at is None:
+                self.db.execute(
+                    "UPDATE woo_skus SET stock_quantity = ? WHERE product_id = ?", [quantity, product_id]
+                )
+            else:
+                self.db.execute(
+                    "UPDATE woo_skus SET stock_quantity = ?, updated_at = max(updated_at, ?) "
+                    "WHERE product_id = ?",
+                    [quantity, at, product_id],
+                )
+
+    # -- lookups -----------------------------------------------------------------------------
+    def _select(self, where: str, params: Iterable[Any]) -> list[SkuEntry]:
+        with self._lock:
+            cursor = self.db.execute(_SELECT_ROWS + where + " ORDER BY product_id", list(params))
+            return [_entry(dict(zip(_COLUMNS, r, strict=True))) for r in cursor.fetchall()]
+
+    def by_sku(self, sku: str) -> list[SkuEntry]:
+        """Every product with this exact SKU (more than one means a duplicate)."""
+        return self._select("sku = ?", [sku])
+
+    def get(self, sku: str) -> SkuEntry | None:
+        """The one product with this SKU; None when unknown or duplicated."""
+        found = self.by_sku(sku)
+        return found[0] if len(found) == 1 else None
+
+    def by_product_id(self, product_id: int) -> SkuEntry | None:
+        found = self._select("product_id = ?", [product_id])
+        return found[0] if found else None
+
+    def variations_of(self, parent_id: int) -> list[SkuEntry]:
+        return self._select("parent_id = ?", [parent_id])
+
+    def entries(self) -> list[SkuEntry]:
+        return self._select("1 = 1", [])
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self.db.execute("SELECT count(*) FROM woo_skus").fetchone()[0])
+
+    def problems(self) -> list[dict[str, Any]]:
+        """SKUs the bridge cannot match: duplicated, empty (on sellable items), or padded with spaces."""
+        out: list[dict[str, Any]] = []
+        with self._lock:
+            for sku, ids in self.db.execute(
+                "SELECT sku, group_concat(product_id) FROM woo_skus WHERE sku != '' "
+                "GROUP BY sku HAVING count(*) > 1 ORDER BY sku"
+            ).fetchall():
+                out.append(
+                    {
+                        "kind": "duplicate_sku",
+                        "sku": sku,
+                        "product_ids": sorted(int(i) for i in str(ids).split(",")),
+                    }
+                )
+            # A variable parent often has no SKU of its own; its variations carry the stock.
+            for pid, ptype, name in self.db.execute(
+                "SELECT product_id, type, name FROM woo_skus WHERE (sku IS NULL OR sku = '') "
+                "AND type != 'variable' ORDER BY product_id"
+            ).fetchall():
+                out.append({"kind": "empty_sku", "product_id": pid, "type": ptype, "name": name})
+            for pid, sku in self.db.execute(
+                "SELECT product_id, sku FROM woo_skus WHERE sku != '' AND sku != trim(sku) "
+                "ORDER BY product_id"
+            ).fetchall():
+                out.append({"kind": "sku_whitespace", "product_id": pid, "sku": sku})
+        return out
+
+
+def _ts(text: str | None) -> float:
+    return parse_wc_date(text) or 0.0

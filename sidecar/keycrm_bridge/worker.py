@@ -1,0 +1,108 @@
+"""The worker loop: claims due changes and pushes them; survives every exception (huey's lesson).
+
+Exactly one worker runs per database: it holds an exclusive ``flock`` on ``<db>.worker.lock``,
+which the kernel drops when the process dies, even by SIGKILL. Holding it proves no other worker
+is alive, so on start the worker hands back claims its killed predecessor left, at once, instead
+of waiting for their lease to run out.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import IO, Any
+
+from .clock import Clock
+from .config import Settings
+from .push import PushEngine
+from .store import Store
+
+log = logging.getLogger("keycrm_bridge.worker")
+
+
+class WorkerLock:
+    def __init__(self, db_path: str) -> None:
+        self.path = f"{db_path}.worker.lock"
+        self._fh: IO[str] | None = None
+
+    def acquire(self, clock: Clock, wait: bool = True) -> bool:
+        self._fh = open(self.path, "a+")  # noqa: SIM115 - held for the life of the worker
+        while True:
+            try:
+                fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if not wait:
+                    return False
+                log.info("another worker holds the lock; waiting", extra={"lock": self.path})
+                clock.sleep(2.0)
+
+    def release(self) -> None:
+        if self._fh:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
+class Worker:
+    def __init__(self, settings: Settings, store: Store, push: PushEngine, clock: Clock,
+                 extra_ticks: list[Callable[[], Any]] | None = None, poll_s: float = 0.1) -> None:
+        self.settings = settings
+        self.store = store
+        self.push = push
+        self.clock = clock
+        self.extra_ticks = extra_ticks or []
+        self.poll_s = poll_s
+        self.stop_event = threading.Event()
+
+    def push_due(self) -> bool:
+        """Debounce: wait for a quiet moment (or the max wait) so a burst goes out as one request."""
+        now = self.clock.now()
+        count, oldest, newest = self.store.due_window(now)
+        if not count or oldest is None or newest is None:
+            return False
+        return (now - newest >= self.settings.push_debounce_s) or (now - oldest >= self.settings.push_max_wait_s)
+
+    def tick(self) -> bool:
+        """One round; returns True when it did work (the loop then goes again without waiting)."""
+        worked = False
+        if self.push_due():
+            result = self.push.run_once()
+            worked = result.claimed > 0
+            if result.claimed:
+                log.info("push round", extra={k: v for k, v in vars(result).items() if k != "errors"})
+        for fn in self.extra_ticks:
+            worked = bool(fn()) or worked
+        return worked
+
+    def run(self) -> None:
+        lock = WorkerLock(self.settings.database_path)
+        lock.acquire(self.clock)
+        released = self.store.release_all_claims()
+        log.info("worker started", extra={"pid": os.getpid(), "reclaimed": released,
+                                          "mode": self.settings.sync_mode})
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    worked = self.tick()
+                except Exception:  # noqa: BLE001 - the loop must outlive any bug or outage
+                    log.exception("worker round failed; going on")
+                    worked = False
+                    self.clock.sleep(1.0)
+                if not worked:
+                    self.clock.sleep(self.poll_s)
+        finally:
+            lock.release()
+            log.info("worker stopped")
+
+    def install_signal_handlers(self) -> None:
+        def _stop(signum: int, _frame: Any) -> None:
+            log.info("stopping on signal", extra={"signal": signum})
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)

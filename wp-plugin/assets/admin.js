@@ -1,0 +1,92 @@
+/* KeyCRM Bridge admin page: connection test and Full resync progress. Strings come translated from PHP. */
+(function () {
+	'use strict';
+	var cfg = window.kcbAdmin;
+	if (!cfg) {
+		return;
+	}
+
+	function post(action, data) {
+		var body = new URLSearchParams();
+		body.append('action', action);
+		body.append('nonce', cfg.nonce);
+		Object.keys(data || {}).forEach(function (key) {
+			body.append(key, data[key]);
+		});
+		return fetch(cfg.ajaxUrl, { method: 'POST', credentials: 'same-origin', body: body })
+			.then(function (response) { return response.json(); });
+	}
+
+	function show(el, ok, text) {
+		el.textContent = text;
+		el.classList.remove('kcb-ok', 'kcb-error');
+		el.classList.add(ok ? 'kcb-ok' : 'kcb-error');
+	}
+
+	var testButton = document.getElementById('kcb-test-connection');
+	var testResult = document.getElementById('kcb-test-result');
+	if (testButton && testResult) {
+		testButton.addEventListener('click', function () {
+			testButton.disabled = true;
+			testResult.textContent = cfg.i18n.testing;
+			post('kcb_test_connection', {}).then(function (reply) {
+				show(testResult, !!reply.success, (reply.data && reply.data.message) || cfg.i18n.failed);
+			}).catch(function () {
+				show(testResult, false, cfg.i18n.failed);
+			}).then(function () {
+				testButton.disabled = false;
+			});
+		});
+	}
+
+	var resyncButton = document.getElementById('kcb-resync-start');
+	var resyncStatus = document.getElementById('kcb-resync-status');
+	var bar = document.getElementById('kcb-resync-progress');
+	var dryRun = document.getElementById('kcb-resync-dry-run');
+
+	function follow(id) {
+		post('kcb_resync_progress', { id: id }).then(function (reply) {
+			if (!reply.success) {
+				show(resyncStatus, false, (reply.data && reply.data.message) || cfg.i18n.failed);
+				resyncButton.disabled = false;
+				return;
+			}
+			bar.value = reply.data.percent;
+			if (reply.data.finished) {
+				bar.value = 100;
+				show(resyncStatus, reply.data.phase !== 'failed', cfg.i18n.finished + ' ' + reply.data.message);
+				resyncStatus.setAttribute('data-finished', '1');
+				resyncButton.disabled = false;
+				return;
+			}
+			show(resyncStatus, true, reply.data.message);
+			window.setTimeout(function () { follow(id); }, 1000);
+		}).catch(function () {
+			show(resyncStatus, false, cfg.i18n.failed);
+			resyncButton.disabled = false;
+		});
+	}
+
+	if (resyncButton && resyncStatus && bar) {
+		resyncButton.addEventListener('click', function () {
+			resyncButton.disabled = true;
+			resyncStatus.removeAttribute('data-finished');
+			resyncStatus.textContent = cfg.i18n.starting;
+			post('kcb_resync_start', { dry_run: dryRun && dryRun.checked ? '1' : '0' }).then(function (reply) {
+				if (!reply.success) {
+					show(resyncStatus, false, (reply.data && reply.data.message) || cfg.i18n.failed);
+					resyncStatus.setAttribute('data-finished', '1');
+					resyncButton.disabled = false;
+					return;
+				}
+				bar.hidden = false;
+				bar.value = 0;
+				show(resyncStatus, true, reply.data.message);
+				follow(reply.data.id);
+			}).catch(function () {
+				show(resyncStatus, false, cfg.i18n.failed);
+				resyncButton.disabled = false;
+			});
+		});
+	}
+}());

@@ -1,0 +1,41 @@
+<?php
+
+/**
+ * Plugin Name:          KeyCRM Bridge
+ * Plugin URI:           https://github.com/keycrm-bridge/keycrm-bridge
+ * Description:          Sends every WooCommerce stock and product change, with its cause, to the keycrm-bridge sidecar that keeps KeyCRM in step. Never slows or breaks checkout.
+ * Version:              0.1.0
+ * Requires at least:    6.1
+ * Requires PHP:         8.1
+ * Author:               keycrm-bridge
+ * License:              GPL-2.0-or-later
+ * License URI:          https://www.gnu.org/licenses/gpl-2.0.html
+ * Text Domain:          keycrm-bridge
+ * Domain Path:          /languages
+ * WC requires at least: 7.6
+ * WC tested up to:      11.0
+ *
+ * @package KeycrmBridge
+ */
+
+defined('ABSPATH') || exit;
+
+define('KCB_VERSION', '0.1.0');
+define('KCB_PLUGIN_FILE', __FILE__);
+
+require_once __DIR__ . '/src/Settings.php';
+require_once __DIR__ . '/src/Signer.php';
+require_once __DIR__ . '/src/RequestContext.php';
+require_once __DIR__ . '/src/EventFactory.php';
+require_once __DIR__ . '/src/EventBuffer.php';
+require_once __DIR__ . '/src/Outbox.php';
+require_once __DIR__ . '/src/SidecarResponse.php';
+require_once __DIR__ . '/src/SidecarClient.php';
+require_once __DIR__ . '/src/Dispatcher.php';
+require_once __DIR__ . '/src/Installer.php';
+require_once __DIR__ . '/src/ProductHooks.php';
+require_once __DIR__ . '/src/Admin/AdminPage.php';
+require_once __DIR__ . '/src/Cli/Commands.php';
+require_once __DIR__ . '/src/Plugin.php';
+
+\KeycrmBridge\Plugin::boot(__FILE__);

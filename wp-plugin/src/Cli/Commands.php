@@ -1,0 +1,126 @@
+<?php
+
+/**
+ * WP-CLI: wp keycrm-bridge status | resync [--dry-run] | flush-outbox
+ *
+ * @package KeycrmBridge
+ */
+
+namespace KeycrmBridge\Cli;
+
+use KeycrmBridge\Dispatcher;
+use KeycrmBridge\Outbox;
+use KeycrmBridge\Settings;
+use KeycrmBridge\SidecarClient;
+
+defined('ABSPATH') || exit;
+
+/**
+ * Talks to the KeyCRM Bridge sidecar and shows this shop's outbox.
+ */
+final class Commands
+{
+    public function __construct(private Dispatcher $dispatcher)
+    {
+    }
+
+    /**
+     * Show the outbox of this shop and the sidecar's status.
+     *
+     * ## EXAMPLES
+     *
+     *     wp keycrm-bridge status
+     */
+    public function status(): void
+    {
+        $stats = Outbox::stats();
+        $state = Settings::state();
+        \WP_CLI::line(sprintf('Sidecar URL:      %s', Settings::sidecarUrl() !== '' ? Settings::sidecarUrl() : '(not set)'));
+        \WP_CLI::line(sprintf('Outbox pending:   %d (oldest %d s)', $stats['pending'], $stats['oldest_age_s']));
+        \WP_CLI::line(sprintf('Outbox set aside: %d', $stats['dead']));
+        \WP_CLI::line(sprintf('Last error:       %s', $state['last_error'] !== '' ? $state['last_error'] : '-'));
+        if (!Settings::isConfigured()) {
+            \WP_CLI::warning('The sidecar URL or shared secret is not set.');
+            return;
+        }
+        $response = SidecarClient::fromSettings()->call('GET', '/v1/status', null, 5.0);
+        if (!$response->ok()) {
+            \WP_CLI::error('Sidecar status unavailable: ' . $response->error);
+        }
+        \WP_CLI::line('Sidecar status:');
+        \WP_CLI::line((string) wp_json_encode($response->data, JSON_PRETTY_PRINT | JSON_UNESCAPED_SLASHES));
+    }
+
+    /**
+     * Start a full resync in the sidecar and follow it until it ends.
+     *
+     * ## OPTIONS
+     *
+     * [--dry-run]
+     * : Report the differences only.
+     *
+     * @param string[]             $args
+     * @param array<string, mixed> $assoc
+     */
+    public function resync(array $args, array $assoc): void
+    {
+        $dryRun = !empty($assoc['dry-run']);
+        $client = SidecarClient::fromSettings();
+        $start = $client->call('POST', '/v1/resync', ['dry_run' => $dryRun], 10.0);
+        if ($start->status === 404) {
+            \WP_CLI::error('This sidecar does not offer full resync yet (no /v1/resync). Nothing was changed.');
+        }
+        $id = (string) ($start->data['id'] ?? '');
+        if (!$start->ok() || $id === '') {
+            \WP_CLI::error('Could not start the resync: ' . $start->error);
+        }
+        \WP_CLI::line(sprintf('Resync %s started%s.', $id, $dryRun ? ' (dry run)' : ''));
+        while (true) {
+            $progress = $client->call('GET', '/v1/resync/' . rawurlencode($id), null, 5.0);
+            if (!$progress->ok()) {
+                \WP_CLI::error('Lost the resync job: ' . $progress->error);
+            }
+            $data = (array) $progress->data;
+            \WP_CLI::line(sprintf(
+                '%s: %d/%d, %d errors',
+                (string) ($data['phase'] ?? '?'),
+                (int) ($data['done'] ?? 0),
+                (int) ($data['total'] ?? 0),
+                (int) ($data['errors'] ?? 0)
+            ));
+            if (in_array((string) ($data['phase'] ?? ''), ['done', 'finished', 'completed', 'failed', 'cancelled'], true)) {
+                break;
+            }
+            sleep(2); // Polling a job another process runs; nothing to wait on but time.
+        }
+        \WP_CLI::success('Resync finished.');
+    }
+
+    /**
+     * Send every event waiting in the outbox now.
+     *
+     * ## OPTIONS
+     *
+     * [--revive]
+     * : Also resend events the sidecar refused as malformed.
+     *
+     * @subcommand flush-outbox
+     *
+     * @param string[]             $args
+     * @param array<string, mixed> $assoc
+     */
+    public function flushOutbox(array $args, array $assoc): void
+    {
+        if (!empty($assoc['revive'])) {
+            Outbox::reviveDead();
+        }
+        do {
+            $result = $this->dispatcher->flush(60.0);
+            \WP_CLI::line(sprintf('Sent %d, %d still waiting, %d set aside.', $result['sent'], $result['pending'], $result['dead']));
+        } while ($result['status'] === 'budget_spent');
+        if ($result['status'] !== 'done') {
+            \WP_CLI::error(sprintf('Outbox not sent (%s) %s', $result['status'], $result['error']));
+        }
+        \WP_CLI::success('Outbox sent.');
+    }
+}

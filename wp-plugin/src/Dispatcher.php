@@ -1,0 +1,241 @@
+<?php
+
+/**
+ * Delivery: the request's events after the response, the outbox when that fails, a retry job after that.
+ *
+ * @package KeycrmBridge
+ */
+
+namespace KeycrmBridge;
+
+defined('ABSPATH') || exit;
+
+/**
+ * Never throws and never prints: whatever the sidecar does, the shopper's request has already been answered.
+ */
+final class Dispatcher
+{
+    public const FLUSH_HOOK = 'kcb_flush_outbox';
+    public const SWEEP_HOOK = 'kcb_outbox_sweep';
+    public const SWEEP_SCHEDULE = 'kcb_five_minutes';
+    public const AS_GROUP = 'keycrm-bridge';
+
+    /** Schema limit is 1000 events and 1 MiB; stay well inside both. */
+    public const BATCH_MAX_EVENTS = 500;
+    public const BATCH_MAX_BYTES = 900000;
+    private const LOCK = 'kcb_outbox_flush';
+    /** Back-off after consecutive failures: 10 s, 20 s, 40 s ... at most 5 minutes. */
+    private const BACKOFF_BASE = 10;
+    private const BACKOFF_MAX = 300;
+
+    public function __construct(private EventBuffer $buffer)
+    {
+    }
+
+    /** Runs on "shutdown", after WordPress flushed its output buffers. */
+    public function onShutdown(): void
+    {
+        if ($this->buffer->isEmpty()) {
+            return;
+        }
+        $events = $this->buffer->drain();
+        $this->finishResponse();
+        try {
+            $this->deliver($events);
+        } catch (\Throwable $error) {
+            // Last resort: keep the events whatever went wrong above.
+            Outbox::add($events, 'plugin error: ' . $error->getMessage());
+        }
+    }
+
+    /**
+     * Send now when the outbox is empty and the sidecar is not known to be away; otherwise queue behind
+     * the older events so that the order per SKU holds.
+     *
+     * @param array<int, array<string, mixed>> $events
+     */
+    public function deliver(array $events): void
+    {
+        if ($events === []) {
+            return;
+        }
+        if (!Settings::isConfigured()) {
+            Outbox::add($events, 'sidecar URL or shared secret not set');
+            return;
+        }
+        $state = Settings::state();
+        $now = microtime(true);
+        if ($state['fail_until'] > $now || Settings::outboxMayHoldRows()) {
+            Outbox::add($events);
+            $this->scheduleRetry((int) ceil(max($state['fail_until'], $now)));
+            return;
+        }
+        $client = SidecarClient::fromSettings();
+        $chunks = array_chunk($events, self::BATCH_MAX_EVENTS);
+        foreach ($chunks as $index => $chunk) {
+            $response = $client->postEvents($chunk, Settings::timeout());
+            if ($response->ok()) {
+                continue;
+            }
+            Outbox::add(array_merge(...array_slice($chunks, $index)), $response->error);
+            if ($response->outcome === SidecarResponse::RETRY) {
+                $this->recordFailure($response->error);
+            } else {
+                $this->scheduleRetry(time());
+            }
+            return;
+        }
+        $this->recordSuccess();
+    }
+
+    /**
+     * Resend the outbox oldest first until it is empty, the sidecar fails, or the time budget is spent.
+     *
+     * @return array{sent: int, pending: int, dead: int, status: string, error: string}
+     */
+    public function flush(float $budgetSeconds = 20.0): array
+    {
+        global $wpdb;
+        $result = ['sent' => 0, 'pending' => 0, 'dead' => 0, 'status' => 'done', 'error' => ''];
+        if (!Settings::isConfigured()) {
+            $result['status'] = 'not_configured';
+            return $result;
+        }
+        // One sender at a time, or two workers could interleave batches and break the order per SKU.
+        if ((string) $wpdb->get_var($wpdb->prepare('SELECT GET_LOCK(%s, 0)', self::LOCK)) !== '1') {
+            $result['status'] = 'busy';
+            return $result;
+        }
+        try {
+            $this->flushLocked($budgetSeconds, $result);
+        } finally {
+            $wpdb->query($wpdb->prepare('SELECT RELEASE_LOCK(%s)', self::LOCK));
+        }
+        $stats = Outbox::stats();
+        $result['pending'] = $stats['pending'];
+        $result['dead'] = $stats['dead'];
+        return $result;
+    }
+
+    /** @param array{sent: int, pending: int, dead: int, status: string, error: string} $result */
+    private function flushLocked(float $budgetSeconds, array &$result): void
+    {
+        $client = SidecarClient::fromSettings();
+        $timeout = max(Settings::timeout(), 5.0);
+        $limit = self::BATCH_MAX_EVENTS;
+        $deadline = microtime(true) + $budgetSeconds;
+        while (true) {
+            $rows = Outbox::oldest($limit, self::BATCH_MAX_BYTES);
+            if ($rows === []) {
+                Settings::setOutboxMayHoldRows(false);
+                if (!Outbox::hasPending()) {
+                    $this->recordSuccess();
+                    return;
+                }
+                // A request queued rows between the two reads: the flag must stay up for it.
+                Settings::setOutboxMayHoldRows(true);
+                continue;
+            }
+            if (microtime(true) > $deadline) {
+                $result['status'] = 'budget_spent';
+                $this->scheduleRetry(time());
+                return;
+            }
+            $ids = array_column($rows, 'id');
+            $events = array_map(static fn(array $row) => json_decode($row['payload'], true), $rows);
+            $response = $client->postEvents($events, $timeout);
+            if ($response->ok()) {
+                Outbox::delete($ids);
+                $result['sent'] += count($ids);
+                $limit = min(self::BATCH_MAX_EVENTS, $limit * 2);
+                continue;
+            }
+            if ($response->outcome === SidecarResponse::RETRY) {
+                Outbox::markAttempt($ids, $response->error);
+                $this->recordFailure($response->error);
+                $result['status'] = 'failed';
+                $result['error'] = $response->error;
+                return;
+            }
+            // 413 or 400/422: halve the batch until the one event the sidecar refuses is alone, then set
+            // it aside (kept, shown in the admin page, revivable) so the rest keeps flowing.
+            if (count($ids) > 1) {
+                $limit = max(1, intdiv(count($ids), 2));
+                continue;
+            }
+            Outbox::markAttempt($ids, $response->error, true);
+            $result['error'] = $response->error;
+        }
+    }
+
+    /** WP-Cron or Action Scheduler entry points. */
+    public function runScheduledFlush(): void
+    {
+        $this->flush();
+    }
+
+    public function runSweep(): void
+    {
+        if (Outbox::hasPending()) {
+            $this->flush();
+        }
+    }
+
+    /** Make sure a retry runs at $when at the latest. */
+    public function scheduleRetry(int $when): void
+    {
+        $when = max($when, time());
+        if (function_exists('as_schedule_single_action') && function_exists('as_next_scheduled_action')) {
+            $next = as_next_scheduled_action(self::FLUSH_HOOK, [], self::AS_GROUP);
+            if ($next === false) {
+                as_schedule_single_action($when, self::FLUSH_HOOK, [], self::AS_GROUP);
+            }
+            return;
+        }
+        $next = wp_next_scheduled(self::FLUSH_HOOK);
+        if ($next !== false && $next <= $when) {
+            return;
+        }
+        if ($next !== false) {
+            wp_unschedule_event($next, self::FLUSH_HOOK);
+        }
+        wp_schedule_single_event($when, self::FLUSH_HOOK);
+    }
+
+    private function recordFailure(string $error): void
+    {
+        $state = Settings::state();
+        $state['failures']++;
+        $delay = min(self::BACKOFF_MAX, self::BACKOFF_BASE * (2 ** min(10, $state['failures'] - 1)));
+        $state['fail_until'] = time() + $delay;
+        $state['last_error'] = mb_substr($error, 0, 255);
+        $state['last_error_at'] = time();
+        Settings::saveState($state);
+        $this->scheduleRetry((int) $state['fail_until']);
+    }
+
+    /** Writes only when something changed, or once a minute, to keep the happy path free of writes. */
+    private function recordSuccess(): void
+    {
+        $state = Settings::state();
+        $now = time();
+        if ($state['failures'] === 0 && $state['fail_until'] <= 0 && $now - $state['last_ok'] < 60) {
+            return;
+        }
+        $state['failures'] = 0;
+        $state['fail_until'] = 0;
+        $state['last_ok'] = $now;
+        Settings::saveState($state);
+    }
+
+    /** Let the client go before we talk to the sidecar (PHP-FPM, LiteSpeed). */
+    private function finishResponse(): void
+    {
+        if (function_exists('fastcgi_finish_request')) {
+            fastcgi_finish_request();
+        } elseif (function_exists('litespeed_finish_request')) {
+            litespeed_finish_request();
+        }
+        ignore_user_abort(true);
+    }
+}

@@ -1,0 +1,153 @@
+<?php
+
+/**
+ * The one place where every hook of the plugin is registered.
+ *
+ * @package KeycrmBridge
+ */
+
+namespace KeycrmBridge;
+
+use KeycrmBridge\Admin\AdminPage;
+use KeycrmBridge\Cli\Commands;
+
+defined('ABSPATH') || exit;
+
+/**
+ * Wires handlers to WordPress and WooCommerce hooks. Handlers live in ProductHooks, Dispatcher, AdminPage.
+ */
+final class Plugin
+{
+    private static ?Plugin $instance = null;
+
+    public readonly EventBuffer $buffer;
+    public readonly RequestContext $context;
+    public readonly ProductHooks $products;
+    public readonly Dispatcher $dispatcher;
+    public readonly AdminPage $admin;
+
+    private function __construct(public readonly string $file)
+    {
+        $this->buffer = new EventBuffer();
+        $this->context = new RequestContext();
+        $this->products = new ProductHooks($this->buffer, $this->context);
+        $this->dispatcher = new Dispatcher($this->buffer);
+        $this->admin = new AdminPage($this->dispatcher);
+    }
+
+    public static function boot(string $file): self
+    {
+        if (self::$instance === null) {
+            self::$instance = new self($file);
+            self::$instance->registerHooks();
+        }
+        return self::$instance;
+    }
+
+    public static function instance(): self
+    {
+        if (self::$instance === null) {
+            throw new \LogicException('KeyCRM Bridge is not booted');
+        }
+        return self::$instance;
+    }
+
+    private function registerHooks(): void
+    {
+        register_activation_hook($this->file, [Installer::class, 'activate']);
+        register_deactivation_hook($this->file, [Installer::class, 'deactivate']);
+        add_action('init', [Installer::class, 'maybeUpgrade'], 5);
+        add_action('init', [$this, 'loadTextDomain']);
+        add_action('before_woocommerce_init', [$this, 'declareWooCommerceCompatibility']);
+
+        // Stock: the only hooks that fire on every stock change (REST, admin, orders, creation).
+        add_action('woocommerce_product_set_stock', [$this->products, 'onSetStock'], 10, 1);
+        add_action('woocommerce_variation_set_stock', [$this->products, 'onSetStock'], 10, 1);
+
+        // Orders: per-item hooks fire right after the item's set_stock; the order-level ones are a safety net.
+        add_action('woocommerce_reduce_order_item_stock', [$this->products, 'onReduceOrderItemStock'], 10, 3);
+        add_action('woocommerce_restore_order_item_stock', [$this->products, 'onRestoreOrderItemStock'], 10, 4);
+        add_action('woocommerce_restock_refunded_item', [$this->products, 'onRestockRefundedItem'], 10, 5);
+        add_action('woocommerce_reduce_order_stock', [$this, 'onReduceOrderStock'], 10, 1);
+        add_action('woocommerce_restore_order_stock', [$this, 'onRestoreOrderStock'], 10, 1);
+
+        // Products: created, updated (with the old SKU on renames), trashed, deleted.
+        add_action('woocommerce_before_product_object_save', [$this->products, 'onBeforeProductSave'], 10, 1);
+        add_action('woocommerce_new_product', [$this->products, 'onProductCreated'], 10, 2);
+        add_action('woocommerce_new_product_variation', [$this->products, 'onProductCreated'], 10, 2);
+        add_action('woocommerce_update_product', [$this->products, 'onProductUpdated'], 10, 2);
+        add_action('woocommerce_update_product_variation', [$this->products, 'onProductUpdated'], 10, 2);
+        add_action('post_updated', [$this->products, 'onPostUpdated'], 10, 3);
+        add_action('trashed_post', [$this->products, 'onTrashToggled'], 10, 1);
+        add_action('untrashed_post', [$this->products, 'onTrashToggled'], 10, 1);
+        add_action('before_delete_post', [$this->products, 'onBeforeDeletePost'], 10, 2);
+        add_action('woocommerce_product_import_before_process_item', [$this->products, 'onImportItem'], 10, 0);
+
+        // Delivery: after WordPress flushed its output (priority 1), then the retry jobs.
+        add_action('shutdown', [$this->products, 'flushDirty'], 999);
+        add_action('shutdown', [$this->dispatcher, 'onShutdown'], 1000);
+        add_action(Dispatcher::FLUSH_HOOK, [$this->dispatcher, 'runScheduledFlush']);
+        add_action(Dispatcher::SWEEP_HOOK, [$this->dispatcher, 'runSweep']);
+        add_filter('cron_schedules', [$this, 'addCronSchedule']);
+
+        // Admin page, its actions and AJAX endpoints.
+        add_action('admin_menu', [$this->admin, 'registerMenu'], 99);
+        add_action('admin_enqueue_scripts', [$this->admin, 'enqueueAssets']);
+        add_action('admin_post_kcb_save_settings', [$this->admin, 'handleSaveSettings']);
+        add_action('admin_post_kcb_regenerate_secret', [$this->admin, 'handleRegenerateSecret']);
+        add_action('admin_post_kcb_flush_outbox', [$this->admin, 'handleFlushOutbox']);
+        add_action('wp_ajax_kcb_test_connection', [$this->admin, 'ajaxTestConnection']);
+        add_action('wp_ajax_kcb_resync_start', [$this->admin, 'ajaxResyncStart']);
+        add_action('wp_ajax_kcb_resync_progress', [$this->admin, 'ajaxResyncProgress']);
+        add_filter('plugin_action_links_' . plugin_basename($this->file), [$this->admin, 'actionLinks']);
+
+        if (defined('WP_CLI') && WP_CLI && class_exists('\WP_CLI')) {
+            \WP_CLI::add_command('keycrm-bridge', new Commands($this->dispatcher));
+        }
+    }
+
+    public function onReduceOrderStock($order): void
+    {
+        $this->products->onOrderStockDone($order, RequestContext::ORDER);
+    }
+
+    public function onRestoreOrderStock($order): void
+    {
+        $this->products->onOrderStockDone($order, RequestContext::ORDER_RESTORE);
+    }
+
+    public function loadTextDomain(): void
+    {
+        load_plugin_textdomain('keycrm-bridge', false, dirname(plugin_basename($this->file)) . '/languages');
+    }
+
+    /** HPOS: the plugin reads orders only through WC_Order getters handed to hooks. */
+    public function declareWooCommerceCompatibility(): void
+    {
+        if (class_exists('\Automattic\WooCommerce\Utilities\FeaturesUtil')) {
+            \Automattic\WooCommerce\Utilities\FeaturesUtil::declare_compatibility('custom_order_tables', $this->file, true);
+        }
+    }
+
+    /**
+     * @param array<string, array<string, mixed>> $schedules
+     * @return array<string, array<string, mixed>>
+     */
+    public function addCronSchedule($schedules): array
+    {
+        $schedules = is_array($schedules) ? $schedules : [];
+        $schedules[Dispatcher::SWEEP_SCHEDULE] = [
+            'interval' => 300,
+            'display' => __('Every five minutes (KeyCRM Bridge outbox)', 'keycrm-bridge'),
+        ];
+        return $schedules;
+    }
+
+    /** Start a fresh "request" (PHPUnit drives many in one process). */
+    public function resetRequestState(): void
+    {
+        $this->buffer->drain();
+        $this->context->reset();
+        $this->products->reset();
+    }
+}

@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""Stand-in for the sidecar in the plugin tests.
+
+A real HTTP server on 127.0.0.1 that checks the plugin's HMAC signatures exactly as the sidecar contract
+says, validates every batch against the project's JSON Schema, records what it accepted, and can be told
+to misbehave: answer 401, 500, garbage (200 with a non-JSON body), or hang past the plugin's timeout.
+It also answers the signed GET /v1/status and, when enabled, the resync API.
+
+Control (unsigned, test-only): POST /_control {"mode": "ok|401|500|garbage|hang", "hang_s": 30,
+"resync": bool, "unmatched": [...]}, GET /_batches, POST /_reset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+MAX_BODY = 1024 * 1024
+WINDOW_S = 300
+
+
+class State:
+    def __init__(self, secret: str, validator: Draft202012Validator, record_path: Path | None) -> None:
+        self.secret = secret.encode()
+        self.validator = validator
+        self.record_path = record_path
+        self.lock = threading.Lock()
+        self.release = threading.Event()
+        self.reset()
+
+    def reset(self) -> None:
+        self.mode = "ok"
+        self.hang_s = 30.0
+        self.resync_enabled = False
+        self.resync_total = 120
+        self.resyncs: dict[str, dict[str, Any]] = {}
+        self.unmatched: list[dict[str, Any]] = []
+        self.batches: list[dict[str, Any]] = []
+        self.refused: list[dict[str, Any]] = []
+        self.release.set()
+        self.release = threading.Event()
+
+    def record(self, entry: dict[str, Any]) -> None:
+        with self.lock:
+            self.batches.append(entry)
+            if self.record_path is not None:
+                with self.record_path.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(entry) + "\n")
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "kcb-test-receiver/1"
+    state: State
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
+        return
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def _body(self) -> bytes | None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self._json(413, {"error": "too_large", "detail": f"{length} bytes"})
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _json(self, status: int, payload: Any) -> None:
+        raw = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def _signature_problem(self, body: bytes) -> str | None:
+        ts = self.headers.get("X-Bridge-Timestamp", "")
+        sig = self.headers.get("X-Bridge-Signature", "")
+        if not ts.isdigit() or not sig.startswith("sha256="):
+            return "missing signature"
+        if abs(time.time() - int(ts)) > WINDOW_S:
+            return "stale timestamp"
+        expected = hmac.new(self.state.secret, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, sig[len("sha256="):]):
+            return "bad signature"
+        return None
+
+    def _misbehave(self) -> bool:
+        """Apply the failure mode; True when the request was answered (or dropped) here."""
+        mode = self.state.mode
+        if mode == "401":
+            self._json(401, {"error": "unauthorized", "detail": "test mode"})
+        elif mode == "500":
+            self._json(500, {"error": "internal", "detail": "test mode"})
+        elif mode == "garbage":
+            raw = b"<html><body>502 Bad Gateway</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+        elif mode == "hang":
+            self.state.release.wait(self.state.hang_s)
+            self.close_connection = True
+        else:
+            return False
+        return True
+
+    # -- routes --------------------------------------------------------------------------------------
+    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        body = self._body()
+        if body is None:
+            return
+        if self.path == "/_control":
+            self._control(json.loads(body or b"{}"))
+        elif self.path == "/_reset":
+            self.state.reset()
+            self._json(200, {"ok": True})
+        elif self.path == "/v1/events":
+            self._events(body)
+        elif self.path == "/v1/resync":
+            self._resync_start(body)
+        else:
+            self._json(404, {"error": "not_found", "detail": self.path})
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        if self.path == "/_batches":
+            with self.state.lock:
+                self._json(200, {"batches": self.state.batches, "refused": self.state.refused})
+            return
+        if self.path == "/_health":
+            self._json(200, {"ok": True})
+            return
+        problem = self._signature_problem(b"")
+        if problem is not None:
+            self._json(401, {"error": "unauthorized", "detail": problem})
+            return
+        if self.path == "/v1/status":
+            self._status()
+        elif self.path.startswith("/v1/resync/") and self.state.resync_enabled:
+            self._resync_progress(self.path.rsplit("/", 1)[1])
+        else:
+            self._json(404, {"error": "not_found", "detail": self.path})
+
+    def _control(self, cmd: dict[str, Any]) -> None:
+        st = self.state
+        if "mode" in cmd:
+            st.mode = str(cmd["mode"])
+            st.release.set()  # free requests hanging from an earlier mode
+            st.release = threading.Event()
+        if "hang_s" in cmd:
+            st.hang_s = float(cmd["hang_s"])
+        if "resync" in cmd:
+            st.resync_enabled = bool(cmd["resync"])
+        if "unmatched" in cmd:
+            st.unmatched = list(cmd["unmatched"])
+        self._json(200, {"mode": st.mode, "resync": st.resync_enabled})
+
+    def _events(self, body: bytes) -> None:
+        if self._misbehave():
+            return
+        problem = self._signature_problem(body)
+        if problem is not None:
+            self.state.refused.append({"why": problem})
+            self._json(401, {"error": "unauthorized", "detail": problem})
+            return
+        try:
+            batch = json.loads(body)
+        except ValueError as exc:
+            self._json(400, {"error": "not_json", "detail": str(exc)})
+            return
+        errors = [f"{'/'.join(map(str, e.path))}: {e.message}" for e in self.state.validator.iter_errors(batch)]
+        self.state.record({"received_at": time.time(), "valid": not errors, "errors": errors[:20], "batch": batch})
+        if errors:
+            self._json(422, {"error": "schema", "detail": errors[:20]})
+            return
+        self._json(202, {"accepted": len(batch["events"])})
+
+    def _status(self) -> None:
+        now = time.time()
+        self._json(200, {
+            "mode": "keycrm",
+            "queue_depth": 3,
+            "oldest_pending_age_s": 12,
+            "last_keycrm_success_at": now - 30,
+            "last_woocommerce_success_at": now - 45,
+            "unmatched_skus": self.state.unmatched,
+            "budget_used_last_minute": 7,
+        })
+
+    def _resync_start(self, body: bytes) -> None:
+        problem = self._signature_problem(body)
+        if problem is not None:
+            self._json(401, {"error": "unauthorized", "detail": problem})
+            return
+        if not self.state.resync_enabled:
+            self._json(404, {"error": "not_found", "detail": "/v1/resync"})
+            return
+        job_id = f"rs-{len(self.state.resyncs) + 1}"
+        self.state.resyncs[job_id] = {"dry_run": bool(json.loads(body or b"{}").get("dry_run")), "polls": 0}
+        self._json(202, {"id": job_id})
+
+    def _resync_progress(self, job_id: str) -> None:
+        job = self.state.resyncs.get(job_id)
+        if job is None:
+            self._json(404, {"error": "not_found", "detail": job_id})
+            return
+        job["polls"] += 1
+        total = self.state.resync_total
+        done = min(total, job["polls"] * total // 3)
+        self._json(200, {
+            "phase": "done" if done >= total else "diff",
+            "done": done,
+            "total": total,
+            "errors": 0,
+            "eta_s": max(0, (total - done) // 40),
+            "dry_run": job["dry_run"],
+        })
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--secret", required=True)
+    parser.add_argument("--schema", required=True, type=Path)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--record", type=Path)
+    args = parser.parse_args()
+    schema = json.loads(args.schema.read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    Handler.state = State(args.secret, Draft202012Validator(schema), args.record)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+    print(f"PORT {server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
