@@ -5,8 +5,8 @@ import threading
 import time
 
 import pytest
-from bridge import Web, Worker, bridge_env, event, get_status, post_events, wait_until
 
+from bridge import Web, Worker, bridge_env, event, get_status, post_events, wait_until
 from keycrm_bridge.simulator.testing import SimulatorProcess, generated_sku
 
 

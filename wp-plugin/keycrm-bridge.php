@@ -3,7 +3,7 @@
 /**
  * Plugin Name:          KeyCRM Bridge
  * Plugin URI:           https://github.com/keycrm-bridge/keycrm-bridge
- * Description:          Sends every WooCommerce stock and product change, with its cause, to the keycrm-bridge sidecar that keeps KeyCRM in step. Never slows or breaks checkout.
+ * Description:          Sends every WooCommerce stock and product change, with its cause, to the keycrm-bridge sidecar.
  * Version:              0.1.0
  * Requires at least:    6.1
  * Requires PHP:         8.1

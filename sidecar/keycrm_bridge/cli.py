@@ -29,7 +29,7 @@ def _settings_or_exit(env: dict[str, str] | None = None) -> Settings:
 
 def cmd_web(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
-    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", *gunicorn_args(settings)])
+    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", *gunicorn_args(settings)])  # noqa: S606
     return 0  # pragma: no cover - exec does not return
 
 

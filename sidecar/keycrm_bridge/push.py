@@ -332,7 +332,7 @@ class PushEngine:
                 if row:
                     offer_rows.append({"sku": sku, **row})
             if kind != "variation" and offer.get("product_id"):
-                upd = {k: p[k] for k in ("name", "description")
+                upd: dict[str, Any] = {k: p[k] for k in ("name", "description")
                        if k in fields_on and p.get(k) is not None and p[k] != have.get(k)}
                 if upd:
                     product_updates[int(offer["product_id"])] = upd

@@ -22,6 +22,12 @@ import sqlite_utils
 PENDING, CLAIMED, DONE, SKIPPED, SUPERSEDED = "pending", "claimed", "done", "skipped", "superseded"
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS inbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at REAL NOT NULL,
+    events INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (
     id TEXT PRIMARY KEY,
     received_at REAL NOT NULL,
@@ -38,7 +44,6 @@ CREATE TABLE IF NOT EXISTS changes (
     kind TEXT NOT NULL,
     sku TEXT NOT NULL,
     occurred_at REAL NOT NULL,
-    payload TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'pending',
     claim_token TEXT,
     claimed_until REAL,
@@ -49,7 +54,6 @@ CREATE TABLE IF NOT EXISTS changes (
     last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS changes_due ON changes (status, next_attempt_at);
-CREATE INDEX IF NOT EXISTS changes_sku ON changes (sku, kind);
 CREATE TABLE IF NOT EXISTS pushed (
     kind TEXT NOT NULL,
     sku TEXT NOT NULL,
@@ -137,32 +141,61 @@ class Store:
 
     # -- inbox -------------------------------------------------------------------------------
 
-    def ingest(self, events: Iterable[dict[str, Any]], changes_for: Any, now: float) -> tuple[int, int]:
-        """Store a batch atomically; returns (new events, duplicates).
+    def append_batch(self, body: str, events: int, now: float) -> int:
+        """Commit one validated batch as it came; the HTTP answer waits only for this one insert.
 
-        ``changes_for(event)`` yields (kind, sku, payload) for the queue; it runs only for events
-        not seen before, which is what makes a resend apply once.
+        Splitting into events, dropping repeated ids and queueing changes happens in the worker
+        (``expand_inbox``), off the request path that a shop's checkout may be waiting behind.
+        """
+        cur = self.conn.execute("INSERT INTO inbox (received_at, events, body) VALUES (?, ?, ?)", (now, events, body))
+        return int(cur.lastrowid or 0)
+
+    def expand_inbox(self, changes_for: Any, limit: int = 200) -> tuple[int, int]:
+        """Turn received batches into events and queued changes; returns (new events, duplicates).
+
+        ``changes_for(event)`` yields (kind, sku) for the queue; it runs only for events not seen
+        before, which is what makes a resend apply once. A change carries no copy of its event: the
+        worker reads the event when it claims the change.
         """
         new = dup = 0
         with self.transaction() as c:
-            for ev in events:
-                cur = c.execute(
-                    "INSERT OR IGNORE INTO events (id, received_at, occurred_at, type, cause, sku, product_id,"
-                    " payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (ev["id"], now, ev["occurred_at"], ev["type"], ev["cause"], ev["sku"], ev["product_id"],
-                     json.dumps(ev, separators=(",", ":"))),
-                )
-                if cur.rowcount == 0:
-                    dup += 1
-                    continue
-                new += 1
-                for kind, sku, payload in changes_for(ev):
-                    c.execute(
-                        "INSERT INTO changes (event_id, kind, sku, occurred_at, payload, created_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        (ev["id"], kind, sku, ev["occurred_at"], json.dumps(payload, separators=(",", ":")), now),
-                    )
+            batches = c.execute("SELECT id, received_at, body FROM inbox ORDER BY id LIMIT ?", (limit,)).fetchall()
+            for b in batches:
+                n, d = self._expand(c, json.loads(b["body"])["events"], b["received_at"], changes_for)
+                new, dup = new + n, dup + d
+            if batches:
+                c.execute("DELETE FROM inbox WHERE id <= ?", (batches[-1]["id"],))
         return new, dup
+
+    @staticmethod
+    def _expand(c: sqlite3.Connection, batch: list[dict[str, Any]], now: float, changes_for: Any) -> tuple[int, int]:
+        ids = [ev["id"] for ev in batch]
+        seen: set[str] = set()
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            marks = ",".join("?" * len(part))
+            seen.update(r[0] for r in c.execute(f"SELECT id FROM events WHERE id IN ({marks})", part))  # noqa: S608
+        fresh = []
+        for ev in batch:
+            if ev["id"] not in seen:
+                seen.add(ev["id"])
+                fresh.append(ev)
+        c.executemany(
+            "INSERT INTO events (id, received_at, occurred_at, type, cause, sku, product_id, payload)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(ev["id"], now, ev["occurred_at"], ev["type"], ev["cause"], ev["sku"], ev["product_id"],
+              json.dumps(ev, separators=(",", ":"))) for ev in fresh],
+        )
+        c.executemany(
+            "INSERT INTO changes (event_id, kind, sku, occurred_at, created_at) VALUES (?, ?, ?, ?, ?)",
+            [(ev["id"], kind, sku, ev["occurred_at"], now) for ev in fresh for kind, sku in changes_for(ev)],
+        )
+        return len(fresh), len(batch) - len(fresh)
+
+    def inbox_stats(self) -> tuple[int, int, float | None]:
+        """(batches, events, oldest received_at) not yet expanded."""
+        row = self.conn.execute("SELECT count(*), coalesce(sum(events), 0), min(received_at) FROM inbox").fetchone()
+        return int(row[0]), int(row[1]), row[2]
 
     def count_events(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM events").fetchone()[0])
@@ -177,13 +210,12 @@ class Store:
         row = self.conn.execute(
             "SELECT count(*), min(created_at) FROM changes WHERE status IN ('pending', 'claimed')"
         ).fetchone()
-        newest = self.conn.execute(
-            "SELECT max(created_at) FROM changes WHERE status IN ('pending', 'claimed')"
-        ).fetchone()[0]
+        _, inbox_events, inbox_oldest = self.inbox_stats()
+        oldest = min((t for t in (row[1], inbox_oldest) if t is not None), default=None)
         return {
-            "queue_depth": int(row[0]),
-            "oldest_pending_age_s": round(now - row[1], 3) if row[1] is not None else None,
-            "newest_pending_at": newest,
+            "queue_depth": int(row[0]) + inbox_events,
+            "oldest_pending_age_s": round(now - oldest, 3) if oldest is not None else None,
+            "inbox_events": inbox_events,
         }
 
     def due_window(self, now: float) -> tuple[int, float | None, float | None]:
@@ -214,8 +246,8 @@ class Store:
                 (token, now + lease_s, now, now, limit),
             )
             rows = c.execute(
-                "SELECT id, event_id, kind, sku, occurred_at, payload, attempts FROM changes"
-                " WHERE claim_token = ? AND status = 'claimed' ORDER BY id",
+                "SELECT c.id, c.event_id, c.kind, c.sku, c.occurred_at, e.payload, c.attempts FROM changes c"
+                " JOIN events e ON e.id = c.event_id WHERE c.claim_token = ? AND c.status = 'claimed' ORDER BY c.id",
                 (token,),
             ).fetchall()
         return token, [

@@ -10,13 +10,12 @@ is split; per-item errors in a batch answer become per-item results.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import math
 import random
 import re
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from woocommerce import API
 from . import __version__
 from .clock import Clock
 from .errors import PermanentError, RetryableError, SkipError, classify_status
+from .signing import origin_marker
 
 log = logging.getLogger("keycrm_bridge.woo_client")
 
@@ -37,12 +37,6 @@ MARKER_PARAM = "kcb_origin"
 BATCH_LIMIT = 100  # WooCommerce's woocommerce_rest_batch_items_limit
 _COLLAPSED_WS = re.compile(r"[\r\n\t]| {2}")
 SKU_QUERY_MAX_CHARS = 1500  # keeps the signed URL well under common 8 KiB request-line limits
-
-
-def origin_marker(shared_secret: str, ts: int) -> str:
-    """``<ts>.<hex HMAC-SHA256(shared_secret, "origin." + ts)>`` — the contract with the plugin."""
-    mac = hmac.new(shared_secret.encode(), f"origin.{ts}".encode(), hashlib.sha256).hexdigest()
-    return f"{ts}.{mac}"
 
 
 def wc_date(value: float | datetime | str) -> str:
@@ -137,7 +131,7 @@ class WooClient:
 
     def _attempt(self, method: str, endpoint: str, params: dict[str, Any], data: Any) -> requests.Response:
         # A fresh marker per attempt: a retry minutes later must still fall inside the window.
-        signed = {**params, MARKER_PARAM: origin_marker(self._shared_secret, int(self.clock.now()))}
+        signed = {**params, MARKER_PARAM: origin_marker(self._shared_secret, self.clock.now())}
         if method == "GET":
             return self._api.get(endpoint, params=signed)
         if method == "POST":
@@ -151,66 +145,56 @@ class WooClient:
     def _call(
         self, method: str, endpoint: str, *, params: dict[str, Any] | None = None, data: Any = None
     ) -> requests.Response:
+        """One wc/v3 call with retries. POSTs are retried too: the client only sends absolute
+        updates (stock_quantity = N), which are safe to repeat after a lost answer."""
         error: RetryableError | None = None
         for attempt in range(1, self.max_attempts + 1):
-            started = self.clock.now()
+            started = time.perf_counter()  # for the log only
             try:
                 resp = self._attempt(method, endpoint, params or {}, data)
-            except (
-                requests.Timeout,
-                requests.ConnectionError,
-                requests.exceptions.ChunkedEncodingError,
-            ) as exc:
-                error = RetryableError(
-                    f"WooCommerce {method} {endpoint}: {type(exc).__name__}", endpoint=endpoint
-                )
+            except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+                self._log(method, endpoint, None, attempt, started, error=type(exc).__name__)
+                error = RetryableError(f"WooCommerce {method} {endpoint}: {type(exc).__name__}", endpoint=endpoint)
             except requests.RequestException as exc:
+                self._log(method, endpoint, None, attempt, started, error=type(exc).__name__)
                 raise PermanentError(
                     f"WooCommerce {method} {endpoint}: {type(exc).__name__}", endpoint=endpoint
                 ) from exc
             else:
                 status = resp.status_code
-                log.debug(
-                    "woo request",
-                    extra={
-                        "woo_method": method,
-                        "woo_endpoint": endpoint,
-                        "status": status,
-                        "attempt": attempt,
-                        "elapsed_s": round(self.clock.now() - started, 3),
-                    },
-                )
                 kind = classify_status(status)
+                self._log(method, endpoint, status, attempt, started)
                 if kind is None:
                     return resp
-                detail = _error_detail(resp)
-                message = f"WooCommerce {method} {endpoint} -> {status} {detail}".strip()
+                message = f"WooCommerce {method} {endpoint} -> {status} {_error_detail(resp)}".strip()
                 if status == 413:
                     raise _TooLarge(message, status=status, endpoint=endpoint)
                 if kind is not RetryableError:
                     raise PermanentError(message, status=status, endpoint=endpoint)
                 error = RetryableError(
-                    message,
-                    status=status,
-                    endpoint=endpoint,
-                    retry_after=_retry_after(resp.headers.get("Retry-After")),
+                    message, status=status, endpoint=endpoint, retry_after=_retry_after(resp.headers.get("Retry-After"))
                 )
             if attempt < self.max_attempts:
-                delay = self._backoff(attempt, error.retry_after)
-                log.warning(
-                    "woo request failed, retrying",
-                    extra={
-                        "woo_method": method,
-                        "woo_endpoint": endpoint,
-                        "status": error.status,
-                        "attempt": attempt,
-                        "retry_in_s": round(delay, 3),
-                        "error": str(error),
-                    },
-                )
-                self.clock.sleep(delay)
+                self.clock.sleep(self._backoff(attempt, error.retry_after))
         assert error is not None
+        if error.retry_after is None:
+            error.retry_after = self._backoff(self.max_attempts, None)
         raise error
+
+    @staticmethod
+    def _log(method: str, endpoint: str, status: int | None, attempt: int, started: float, *, error: str = "") -> None:
+        fields: dict[str, Any] = {
+            "event": "woo_call",
+            "method": method,
+            "endpoint": endpoint,
+            "status": status,
+            "attempt": attempt,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+        }
+        if error:
+            fields["error"] = error
+        level = logging.INFO if status is not None and status < 400 else logging.WARNING
+        log.log(level, "woo %s %s -> %s", method, endpoint, status if status is not None else error, extra=fields)
 
     @staticmethod
     def _json(resp: requests.Response, endpoint: str) -> Any:
@@ -299,15 +283,13 @@ class WooClient:
         if skipped:
             log.warning(
                 "skus not searchable through the REST sku filter",
-                extra={"skus": skipped[:20], "count": len(skipped)},
+                extra={"event": "woo_sku_unsearchable", "skus": skipped[:20], "count": len(skipped)},
             )
         found: dict[str, list[dict[str, Any]]] = {}
         skipped_set = set(skipped)
         for chunk in self._sku_chunks([s for s in wanted if s not in skipped_set]):
             want = set(chunk)
-            for product in self._pages(
-                "products", {"sku": ",".join(chunk), "orderby": "id", "order": "asc"}, 100
-            ):
+            for product in self._pages("products", {"sku": ",".join(chunk), "orderby": "id", "order": "asc"}, 100):
                 sku = product.get("sku")
                 if isinstance(sku, str) and sku in want:
                     found.setdefault(sku, []).append(product)
@@ -364,7 +346,10 @@ class WooClient:
                 )
                 return
             half = len(chunk) // 2
-            log.info("woo batch too large, splitting", extra={"woo_endpoint": endpoint, "items": len(chunk)})
+            log.info(
+                "woo batch too large, splitting",
+                extra={"event": "woo_split", "endpoint": endpoint, "items": len(chunk)},
+            )
             self._write_chunk(endpoint, chunk[:half], results)
             self._write_chunk(endpoint, chunk[half:], results)
             return
@@ -410,9 +395,7 @@ def _item_result(w: StockWrite, item: dict[str, Any] | None, endpoint: str) -> S
         return StockResult(
             w,
             False,
-            error=SkipError(
-                "stock is not managed for this product in WooCommerce", sku=w.sku, endpoint=endpoint
-            ),
+            error=SkipError("stock is not managed for this product in WooCommerce", sku=w.sku, endpoint=endpoint),
         )
     return StockResult(w, True, stock_quantity=int(quantity))
 

@@ -164,9 +164,7 @@ class SkuMap:
     @property
     def watermark(self) -> float | None:
         with self._lock:
-            row = self.db.execute(
-                "SELECT value FROM woo_skumap_state WHERE key = ?", [WATERMARK_KEY]
-            ).fetchone()
+            row = self.db.execute("SELECT value FROM woo_skumap_state WHERE key = ?", [WATERMARK_KEY]).fetchone()
             return float(row[0]) if row else None
 
     def _set_watermark(self, value: float | None) -> None:
@@ -219,9 +217,7 @@ class SkuMap:
                 removed = len(gone)
             watermark = newest_before_scan if newest_before_scan is not None else previous
             self._set_watermark(watermark)
-        return RefreshReport(
-            full=full, products=products, variations=variations, removed=removed, watermark=watermark
-        )
+        return RefreshReport(full=full, products=products, variations=variations, removed=removed, watermark=watermark)
 
     def _write_rest_rows(self, rows: list[dict[str, Any]], replaced_children: dict[int, set[int]]) -> None:
         if not rows and not replaced_children:
@@ -291,13 +287,10 @@ class SkuMap:
         """Remember a stock value the sidecar itself wrote (without touching ordering)."""
         with self._lock, self.db.conn:
             if at is None:
-                self.db.execute(
-                    "UPDATE woo_skus SET stock_quantity = ? WHERE product_id = ?", [quantity, product_id]
-                )
+                self.db.execute("UPDATE woo_skus SET stock_quantity = ? WHERE product_id = ?", [quantity, product_id])
             else:
                 self.db.execute(
-                    "UPDATE woo_skus SET stock_quantity = ?, updated_at = max(updated_at, ?) "
-                    "WHERE product_id = ?",
+                    "UPDATE woo_skus SET stock_quantity = ?, updated_at = max(updated_at, ?) WHERE product_id = ?",
                     [quantity, at, product_id],
                 )
 
@@ -352,8 +345,7 @@ class SkuMap:
             ).fetchall():
                 out.append({"kind": "empty_sku", "product_id": pid, "type": ptype, "name": name})
             for pid, sku in self.db.execute(
-                "SELECT product_id, sku FROM woo_skus WHERE sku != '' AND sku != trim(sku) "
-                "ORDER BY product_id"
+                "SELECT product_id, sku FROM woo_skus WHERE sku != '' AND sku != trim(sku) ORDER BY product_id"
             ).fetchall():
                 out.append({"kind": "sku_whitespace", "product_id": pid, "sku": sku})
         return out

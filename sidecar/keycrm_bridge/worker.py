@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from .clock import Clock
 from .config import Settings
+from .events import changes_for
 from .push import PushEngine
 from .store import Store
 
@@ -70,6 +71,9 @@ class Worker:
     def tick(self) -> bool:
         """One round; returns True when it did work (the loop then goes again without waiting)."""
         worked = False
+        new, dup = self.store.expand_inbox(lambda ev: changes_for(ev, self.settings))
+        if new or dup:
+            log.debug("inbox expanded", extra={"new": new, "duplicates": dup})
         if self.push_due():
             result = self.push.run_once()
             worked = result.claimed > 0

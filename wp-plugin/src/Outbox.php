@@ -68,7 +68,7 @@ final class Outbox
                 $now,
                 $error === '' ? 0 : 1,
                 mb_substr($error, 0, 255),
-                (string) wp_json_encode($event)
+                (string) wp_json_encode($event, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PRESERVE_ZERO_FRACTION)
             );
         }
         $table = self::table();

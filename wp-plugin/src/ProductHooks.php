@@ -62,6 +62,9 @@ final class ProductHooks
         }
         if (array_intersect(array_keys($changes), self::SYNCED_PROPS) !== []) {
             $this->dirty[$id] = true;
+            // Queue the upsert now, ahead of the stock hook this save may fire: a renamed SKU must reach
+            // the sidecar before stock events under the new SKU. The "updated" hook refreshes it in place.
+            $this->buffer->addProduct(EventFactory::productUpsert($product, $this->context->cause(), $this->oldSku[$id] ?? null));
         }
     }
 

@@ -77,9 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     print(
-        json.dumps(
-            {"event": "woo_peer_ready", "url": server.url, "pid": os.getpid(), "products": len(peer.catalog)}
-        ),
+        json.dumps({"event": "woo_peer_ready", "url": server.url, "pid": os.getpid(), "products": len(peer.catalog)}),
         flush=True,
     )
     server.serve_forever()

@@ -53,7 +53,7 @@ class OAuthVerifier:
     def __init__(self, consumer_key: str, consumer_secret: str) -> None:
         self.consumer_key = consumer_key
         self.consumer_secret = consumer_secret
-        self._nonces: dict[str, int] = {}
+        self._nonces: dict[int, str] = {}
         self._lock = threading.Lock()
 
     def verify(self, method: str, base_uri: str, query: dict[str, str], wall_now: float) -> None:
@@ -66,9 +66,7 @@ class OAuthVerifier:
             raise AuthError("woocommerce_rest_authentication_error", "Consumer key is invalid.")
         method_name = query["oauth_signature_method"]
         if method_name not in ("HMAC-SHA1", "HMAC-SHA256"):
-            raise AuthError(
-                "woocommerce_rest_authentication_error", "Invalid signature - signature method is invalid."
-            )
+            raise AuthError("woocommerce_rest_authentication_error", "Invalid signature - signature method is invalid.")
         signed = {k: v for k, v in query.items() if k != "oauth_signature"}
         digest = hashlib.sha256 if method_name == "HMAC-SHA256" else hashlib.sha1
         expected = base64.b64encode(
@@ -90,14 +88,12 @@ class OAuthVerifier:
             raise AuthError("woocommerce_rest_authentication_error", "Invalid timestamp.")
         nonce = query["oauth_nonce"]
         with self._lock:
-            if nonce in self._nonces:
-                raise AuthError(
-                    "woocommerce_rest_authentication_error", "Invalid nonce - nonce has already been used."
-                )
-            self._nonces[nonce] = timestamp
-            if len(self._nonces) > 10_000:
-                cutoff = wall_now - TIMESTAMP_WINDOW_S
-                self._nonces = {n: t for n, t in self._nonces.items() if t >= cutoff}
+            # As WooCommerce: one remembered nonce per timestamp second, kept for the window.
+            if nonce in self._nonces.values():
+                raise AuthError("woocommerce_rest_authentication_error", "Invalid nonce - nonce has already been used.")
+            cutoff = wall_now - TIMESTAMP_WINDOW_S
+            self._nonces = {t: n for t, n in self._nonces.items() if t >= cutoff}
+            self._nonces[timestamp] = nonce
 
     def verify_basic(self, user: str, password: str) -> None:
         ok_user = hmac.compare_digest(user.encode(), self.consumer_key.encode())

@@ -282,9 +282,7 @@ class Catalog:
                         params={"type": "type is not one of simple, grouped, external and variable."},
                     )
             now = int(self._now())
-            p = Product(
-                id=self._next_id, type=ptype, parent_id=parent_id, date_created=now, date_modified=now
-            )
+            p = Product(id=self._next_id, type=ptype, parent_id=parent_id, date_created=now, date_modified=now)
             self._apply(p, {k: v for k, v in fields.items() if k != "type"}, unique_sku=unique_sku)
             self._next_id += 1
             self._products[p.id] = p
@@ -330,6 +328,7 @@ class Catalog:
             if p.parent_id and p.parent_id in self._products:
                 parent = self._products[p.parent_id]
                 parent.variations = [v for v in parent.variations if v != p.id]
+                parent.date_modified = int(self._now())  # the parent re-syncs and is saved
             self.version += 1
             return removed
 
@@ -370,9 +369,7 @@ class Catalog:
         if "status" in fields:
             status = _as_str("status", fields["status"])
             if status not in STATUSES:
-                raise FieldError(
-                    "rest_invalid_param", "Invalid parameter(s): status", params={"status": "invalid"}
-                )
+                raise FieldError("rest_invalid_param", "Invalid parameter(s): status", params={"status": "invalid"})
             p.status = status
         for name in ("description", "short_description"):
             if name in fields:

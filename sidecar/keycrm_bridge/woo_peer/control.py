@@ -2,7 +2,22 @@
 
 Nothing here is logged as a REST request. Changes made here reach the sidecar as plugin events
 with the cause the real plugin would report (admin edit: manual; checkout: order; cancel or
-refund with restock: order_restore).
+refund with restock: order_restore). Routes (JSON bodies; ``WooPeerControl`` wraps them):
+
+  GET  health                      products count, url
+  POST seed                        {simple, variable, variations, stock, sku_prefix, manage_stock,
+                                    products: [wc/v3 fields + variations: [...]], allow_duplicate_skus}
+  POST stock                       {sku|product_id, quantity, cause?}      admin stock edit
+  POST edit                        {sku|product_id, name?, regular_price?, ...}
+  POST rename                      {sku|product_id, new_sku, force?}      product.upsert with old_sku
+  POST delete                      {sku|product_id}
+  POST orders                      {items: [{sku|product_id, quantity}], allow_backorder?}
+  POST orders/<id>/cancel|refund   restores stock once
+  GET  products?sku=S | products/<id>
+  GET  log?since=N  POST log/clear  POST reset
+  GET|POST|DELETE faults           {status, error_rate, fail_next, hang_rate, hang_next, hang_seconds,
+                                    path_contains, after_commit, retry_after}
+  GET  events?since=N  POST events/retry  POST config {sidecar_url, shared_secret, batch_limit}
 """
 
 from __future__ import annotations
@@ -118,11 +133,7 @@ def seed(peer: WooPeer, body: dict[str, Any]) -> dict[str, Any]:
 def edit(peer: WooPeer, body: dict[str, Any], default_cause: str = "manual") -> dict[str, Any]:
     p = _target(peer, body)
     cause = _cause(body, default_cause)
-    fields = {
-        k: v
-        for k, v in body.items()
-        if k not in ("product_id", "sku", "cause", "new_sku", "force", "quantity")
-    }
+    fields = {k: v for k, v in body.items() if k not in ("product_id", "sku", "cause", "new_sku", "force", "quantity")}
     if "new_sku" in body:
         fields["sku"] = body["new_sku"]
     if "quantity" in body:
@@ -163,8 +174,7 @@ def place_order(peer: WooPeer, body: dict[str, Any]) -> dict[str, Any]:
     return {
         "order_id": order_id,
         "items": [
-            {"product_id": p.id, "sku": p.sku, "quantity": q, "stock_quantity": p.stock_quantity}
-            for p, q in resolved
+            {"product_id": p.id, "sku": p.sku, "quantity": q, "stock_quantity": p.stock_quantity} for p, q in resolved
         ],
     }
 
@@ -186,9 +196,7 @@ def restore_order(peer: WooPeer, order_id: int, status: str) -> dict[str, Any]:
         except FieldError:
             continue  # product deleted or no longer managed: WooCommerce skips it too
         events.append(peer.events.stock_set(p, "order_restore", order_id=order_id, delta=qty))
-        restored.append(
-            {"product_id": pid, "sku": p.sku, "quantity": qty, "stock_quantity": p.stock_quantity}
-        )
+        restored.append({"product_id": pid, "sku": p.sku, "quantity": qty, "stock_quantity": p.stock_quantity})
     peer.sender.enqueue(events)
     return {"order_id": order_id, "status": status, "items": restored}
 
@@ -296,7 +304,11 @@ def _route(peer: WooPeer, method: str, route: str, request: Request) -> Any:
 
 def handle_control(peer: WooPeer, request: Request, route: str) -> Response:
     try:
-        return _ok(_route(peer, request.method, route.strip("/"), request))
+        if request.method == "GET":
+            return _ok(_route(peer, request.method, route.strip("/"), request))
+        # Like REST writes: commit and queue events in one step so batches keep commit order.
+        with peer.catalog.lock:
+            return _ok(_route(peer, request.method, route.strip("/"), request))
     except ControlError as exc:
         return _ok({"error": exc.error, "detail": exc.detail}, exc.status)
     except FieldError as exc:

@@ -76,11 +76,7 @@ def _int_param(q: dict[str, str], name: str, default: int, lo: int, hi: int | No
     except ValueError:
         raise ParamError(invalid_param(name, f"{name} is not of type integer.")) from None
     if value < lo or (hi is not None and value > hi):
-        bound = (
-            f"between {lo} (inclusive) and {hi} (inclusive)"
-            if hi is not None
-            else f"greater than or equal to {lo}"
-        )
+        bound = f"between {lo} (inclusive) and {hi} (inclusive)" if hi is not None else f"greater than or equal to {lo}"
         raise ParamError(invalid_param(name, f"{name} must be {bound}"))
     return value
 
@@ -353,9 +349,7 @@ def dispatch(peer: WooPeer, call: RestCall) -> RestAnswer:
         if name == "variation" and m == "GET":
             return RestAnswer(200, product_json(_get_one(peer, ids[1], ids[0]), peer.home_url))
         if name == "variation" and m in EDITABLE:
-            return RestAnswer(
-                200, product_json(_update(peer, call, ids[1], call.body, ids[0]), peer.home_url)
-            )
+            return RestAnswer(200, product_json(_update(peer, call, ids[1], call.body, ids[0]), peer.home_url))
         if name == "variation" and m == "DELETE":
             return RestAnswer(200, product_json(_delete(peer, call, ids[1], ids[0]), peer.home_url))
     except ParamError as exc:
@@ -379,11 +373,7 @@ def permission_error(method: str, route: str) -> RestAnswer:
     if method == "GET":
         return wc_error("woocommerce_rest_cannot_view", "Sorry, you cannot list resources.", 401)
     if method == "DELETE":
-        return wc_error(
-            "woocommerce_rest_cannot_delete", "Sorry, you are not allowed to delete this resource.", 401
-        )
+        return wc_error("woocommerce_rest_cannot_delete", "Sorry, you are not allowed to delete this resource.", 401)
     if name in ("products", "variations"):
-        return wc_error(
-            "woocommerce_rest_cannot_create", "Sorry, you are not allowed to create resources.", 401
-        )
+        return wc_error("woocommerce_rest_cannot_create", "Sorry, you are not allowed to create resources.", 401)
     return wc_error("woocommerce_rest_cannot_edit", "Sorry, you are not allowed to edit this resource.", 401)

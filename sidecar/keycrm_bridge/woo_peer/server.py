@@ -216,8 +216,14 @@ class WooPeer:
                 answer = denied
             elif bad_json:
                 answer = wc_error("rest_invalid_json", "Invalid JSON body passed.", 400)
-            else:
+            elif request.method == "GET":
                 answer = dispatch(self, call)
+            else:
+                # Writes commit and queue their events under one lock, so batches leave in commit
+                # order (the plugin's outbox rows are numbered at hook time).
+                with self.catalog.lock:
+                    answer = dispatch(self, call)
+                    self.sender.enqueue(call.events)
             if fault_status is not None:
                 answer = wc_error("internal_server_error", "Injected fault after commit.", fault_status)
         if fault_status is not None and faults.retry_after is not None:
@@ -236,8 +242,6 @@ class WooPeer:
                 "events": len(call.events),
             }
         )
-        # One batch per request, sent after the answer like the plugin's shutdown send.
-        self.sender.enqueue(call.events)
         return _json_response(answer)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -289,10 +293,11 @@ class PeerServer:
         self._thread: threading.Thread | None = None
 
     def serve_forever(self) -> None:
-        self.server.serve_forever()
+        # A short poll interval keeps shutdown() quick (tests start and stop many peers).
+        self.server.serve_forever(poll_interval=0.05)
 
     def start(self) -> PeerServer:
-        self._thread = threading.Thread(target=self.server.serve_forever, name="woo-peer-http", daemon=True)
+        self._thread = threading.Thread(target=self.serve_forever, name="woo-peer-http", daemon=True)
         self._thread.start()
         return self
 

@@ -71,9 +71,7 @@ class WooPeerControl:
         self, quantity: int, *, sku: str | None = None, product_id: int | None = None, cause: str = "manual"
     ) -> dict[str, Any]:
         """An admin edit of the stock field (event cause manual unless told)."""
-        return self._call(
-            "POST", "stock", {"sku": sku, "product_id": product_id, "quantity": quantity, "cause": cause}
-        )
+        return self._call("POST", "stock", {"sku": sku, "product_id": product_id, "quantity": quantity, "cause": cause})
 
     def edit(self, *, sku: str | None = None, product_id: int | None = None, **fields: Any) -> dict[str, Any]:
         return self._call("POST", "edit", {"sku": sku, "product_id": product_id, **fields})
@@ -81,9 +79,7 @@ class WooPeerControl:
     def rename(
         self, new_sku: str, *, sku: str | None = None, product_id: int | None = None, force: bool = False
     ) -> dict[str, Any]:
-        return self._call(
-            "POST", "rename", {"sku": sku, "product_id": product_id, "new_sku": new_sku, "force": force}
-        )
+        return self._call("POST", "rename", {"sku": sku, "product_id": product_id, "new_sku": new_sku, "force": force})
 
     def delete(self, *, sku: str | None = None, product_id: int | None = None) -> dict[str, Any]:
         return self._call("POST", "delete", {"sku": sku, "product_id": product_id})
@@ -260,9 +256,7 @@ class WooPeerProcess:
 
     def start(self) -> WooPeerProcess:
         self._stderr = tempfile.TemporaryFile("w+")
-        self.proc = subprocess.Popen(
-            self.args, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=self.env
-        )
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=self.env)
         lines: queue.Queue[str] = queue.Queue()
         stdout = self.proc.stdout
         assert stdout is not None
@@ -341,9 +335,7 @@ class EventReceiver:
     in-order retries). Signature rule: HMAC-SHA256(secret, timestamp + "." + body), ±300 s.
     """
 
-    def __init__(
-        self, secret: str, *, clock: Clock | None = None, fail_next: int = 0, fail_status: int = 503
-    ) -> None:
+    def __init__(self, secret: str, *, clock: Clock | None = None, fail_next: int = 0, fail_status: int = 503) -> None:
         self.secret = secret
         self.clock = clock or SystemClock()
         self.fail_next = fail_next
@@ -365,9 +357,7 @@ class EventReceiver:
                     self.headers.get("X-Bridge-Signature", ""),
                     body,
                 )
-                payload = json.dumps(
-                    {"accepted": status == 202} if status < 400 else {"error": "refused"}
-                ).encode()
+                payload = json.dumps({"accepted": status == 202} if status < 400 else {"error": "refused"}).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
@@ -376,14 +366,15 @@ class EventReceiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="event-receiver", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="event-receiver", daemon=True
+        )
 
     def _receive(self, path: str, timestamp: str, signature: str, body: bytes) -> int:
         if path.rstrip("/") != "/v1/events":
             return 404
         expected = (
-            "sha256="
-            + hmac.new(self.secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+            "sha256=" + hmac.new(self.secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
         )
         fresh = timestamp.isdigit() and abs(int(timestamp) - self.clock.now()) <= 300
         ok = fresh and hmac.compare_digest(expected, signature)

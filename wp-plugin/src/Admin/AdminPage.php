@@ -132,7 +132,9 @@ final class AdminPage
         wp_nonce_field('kcb_save_settings');
         echo '<table class="form-table" role="presentation"><tbody>';
         printf(
-            '<tr><th scope="row"><label for="kcb_sidecar_url">%s</label></th><td><input type="url" class="regular-text" id="kcb_sidecar_url" name="kcb_sidecar_url" value="%s" placeholder="http://127.0.0.1:8787"><p class="description">%s</p></td></tr>',
+            '<tr><th scope="row"><label for="kcb_sidecar_url">%s</label></th><td>'
+            . '<input type="url" class="regular-text" id="kcb_sidecar_url" name="kcb_sidecar_url" value="%s"'
+            . ' placeholder="http://127.0.0.1:8787"><p class="description">%s</p></td></tr>',
             esc_html__('Sidecar URL', 'keycrm-bridge'),
             esc_attr($url),
             esc_html__('Where the keycrm-bridge sidecar listens, as seen from this server.', 'keycrm-bridge')
@@ -141,7 +143,8 @@ final class AdminPage
         if ($secret !== '' && get_option(Settings::REVEAL) === '1') {
             delete_option(Settings::REVEAL);
             printf(
-                '<input type="text" readonly class="large-text code" id="kcb-secret-once" value="%s" onfocus="this.select()"><p class="description"><strong>%s</strong></p>',
+                '<input type="text" readonly class="large-text code" id="kcb-secret-once" value="%s" onfocus="this.select()">'
+                . '<p class="description"><strong>%s</strong></p>',
                 esc_attr($secret),
                 esc_html__('Copy this secret into the sidecar configuration (SHARED_SECRET) now: it is shown only once.', 'keycrm-bridge')
             );
@@ -155,12 +158,14 @@ final class AdminPage
             echo '<p>' . esc_html__('No secret yet: saving this form generates one.', 'keycrm-bridge') . '</p>';
         }
         printf(
-            '<p><label for="kcb_new_secret">%s</label><br><input type="password" class="regular-text" id="kcb_new_secret" name="kcb_new_secret" value="" autocomplete="new-password"></p>',
+            '<p><label for="kcb_new_secret">%s</label><br><input type="password" class="regular-text" id="kcb_new_secret"'
+            . ' name="kcb_new_secret" value="" autocomplete="new-password"></p>',
             esc_html__('Or paste the secret the sidecar already uses:', 'keycrm-bridge')
         );
         echo '</td></tr>';
         printf(
-            '<tr><th scope="row"><label for="kcb_send_timeout">%s</label></th><td><input type="number" min="0.5" max="30" step="0.5" id="kcb_send_timeout" name="kcb_send_timeout" value="%s"> %s</td></tr>',
+            '<tr><th scope="row"><label for="kcb_send_timeout">%s</label></th><td><input type="number" min="0.5" max="30"'
+            . ' step="0.5" id="kcb_send_timeout" name="kcb_send_timeout" value="%s"> %s</td></tr>',
             esc_html__('Send timeout', 'keycrm-bridge'),
             esc_attr((string) Settings::timeout()),
             esc_html__('seconds', 'keycrm-bridge')
@@ -253,7 +258,9 @@ final class AdminPage
         $stats = Outbox::stats();
         $state = Settings::state();
         echo '<h2>' . esc_html__('Outbox of this shop', 'keycrm-bridge') . '</h2>';
-        echo '<p class="description">' . esc_html__('Changes the sidecar has not confirmed yet. They are resent oldest first until it accepts them.', 'keycrm-bridge') . '</p>';
+        echo '<p class="description">'
+            . esc_html__('Changes the sidecar has not confirmed yet. They are resent oldest first until it accepts them.', 'keycrm-bridge')
+            . '</p>';
         $rows = [
             __('Events waiting', 'keycrm-bridge') => (string) $stats['pending'],
             __('Oldest waiting for', 'keycrm-bridge') => $stats['pending'] > 0 ? $this->age($stats['oldest_age_s']) : '—',
@@ -285,7 +292,10 @@ final class AdminPage
     private function renderResync(): void
     {
         echo '<h2>' . esc_html__('Full resync', 'keycrm-bridge') . '</h2>';
-        echo '<p class="description">' . esc_html__('Compares every product of the shop with KeyCRM and fixes the differences. A dry run only reports them.', 'keycrm-bridge') . '</p>';
+        echo '<p class="description">' . esc_html__(
+            'Compares every product of the shop with KeyCRM and fixes the differences. A dry run only reports them.',
+            'keycrm-bridge'
+        ) . '</p>';
         printf(
             '<p><label><input type="checkbox" id="kcb-resync-dry-run" value="1" checked> %s</label></p>',
             esc_html__('Dry run (report only, change nothing)', 'keycrm-bridge')
@@ -373,7 +383,10 @@ final class AdminPage
         if ($response->status === 404 || $response->status === 405) {
             wp_send_json_error([
                 'code' => 'unavailable',
-                'message' => __('This sidecar does not offer Full resync yet: it needs a sidecar version with the resync API. Nothing was changed.', 'keycrm-bridge'),
+                'message' => __(
+                    'This sidecar does not offer Full resync yet: it needs a sidecar version with the resync API. Nothing was changed.',
+                    'keycrm-bridge'
+                ),
             ]);
         }
         $id = is_array($response->data) ? (string) ($response->data['id'] ?? '') : '';
@@ -440,7 +453,10 @@ final class AdminPage
             );
         }
         if ($response->status === 401) {
-            return __('The sidecar is reachable but refused this shop\'s signature. Make sure the shared secret is the same here and in the sidecar, and that the server clocks are right.', 'keycrm-bridge');
+            return __(
+                'The sidecar is reachable but refused this shop\'s signature. Make sure the shared secret is the same here and in the sidecar, and that the server clocks are right.',
+                'keycrm-bridge'
+            );
         }
         if ($response->status === 404 || ($response->status >= 200 && $response->status < 300)) {
             return sprintf(

@@ -68,6 +68,13 @@ kcb_wordpress_copy() {
         rm -rf "$KCB_WP_DIR"
         cp -a /usr/share/wordpress "$KCB_WP_DIR"
         rm -f "$KCB_WP_DIR/.htaccess"
+        # Debian links bundled JS/PHP libraries (underscore, getid3...) with relative symlinks into
+        # /usr/share; re-point them absolutely so the copy finds them.
+        local link original
+        while IFS= read -r link; do
+            original="$(readlink -f "/usr/share/wordpress/${link#"$KCB_WP_DIR"/}")"
+            if [ -e "$original" ]; then ln -sfn "$original" "$link"; else rm -f "$link"; fi
+        done < <(find "$KCB_WP_DIR" -type l)
         echo "$version" >"$stamp"
     fi
     mkdir -p "$KCB_WP_DIR/wp-content/mu-plugins" "$KCB_WP_DIR/wp-content/plugins" "$KCB_WP_DIR/wp-content/uploads"
@@ -171,9 +178,13 @@ http {
         listen 127.0.0.1:$port;
         root $KCB_WP_DIR;
         index index.php;
+        # POST/PUT to "/" (REST with plain permalinks) must reach PHP, not the static index handler.
+        location = / { rewrite ^ /index.php last; }
         location / { try_files \$uri \$uri/ /index.php?\$args; }
         location ~ \.php\$ {
             include /etc/nginx/fastcgi_params;
+            # Debian's fastcgi_params passes \$host (no port); WordPress needs the port in HTTP_HOST.
+            fastcgi_param HTTP_HOST \$host:\$server_port;
             fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
             fastcgi_read_timeout 120;
             fastcgi_pass unix:$KCB_ENV_DIR/fpm/fpm.sock;

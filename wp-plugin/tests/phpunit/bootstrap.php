@@ -22,4 +22,5 @@ require $env['wp_dir'] . '/wp-load.php';
 require_once ABSPATH . 'wp-admin/includes/plugin.php';
 require_once __DIR__ . '/Receiver.php';
 require_once __DIR__ . '/Http.php';
+require_once __DIR__ . '/AdminSession.php';
 require_once __DIR__ . '/BridgeTestCase.php';

@@ -1,0 +1,420 @@
+"""WooClient and SkuMap against the WooCommerce peer over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import pytest
+from woocommerce import API
+
+from keycrm_bridge.clock import FakeClock
+from keycrm_bridge.errors import PermanentError, RetryableError, SkipError
+from keycrm_bridge.woo_client import StockWrite, WooClient, oauth_signable, origin_marker
+from keycrm_bridge.woo_peer.testing import EventReceiver, serve_in_thread
+from keycrm_bridge.woo_skumap import SkuMap
+
+SECRET = "shared-secret-for-tests"
+REST = "/wp-json/wc/v3/"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def receiver(clock: FakeClock):
+    with EventReceiver(SECRET, clock=clock) as r:
+        yield r
+
+
+@pytest.fixture
+def peer(clock: FakeClock, receiver: EventReceiver):
+    with serve_in_thread(shared_secret=SECRET, sidecar_url=receiver.url, clock=clock) as handle:
+        yield handle
+
+
+def make_client(url: str, clock: FakeClock, **kw) -> WooClient:
+    kw.setdefault("timeout", 5)
+    kw.setdefault("rng", random.Random(7))
+    return WooClient(url, "ck_test", "cs_test", SECRET, clock, **kw)
+
+
+@pytest.fixture
+def client(peer, clock: FakeClock) -> WooClient:
+    return make_client(peer.url, clock)
+
+
+@pytest.fixture
+def skumap(tmp_path: Path):
+    m = SkuMap(tmp_path / "bridge.db")
+    yield m
+    m.close()
+
+
+def rest_log(peer, since: int = 0) -> list[dict]:
+    return peer.control.log(since=since)
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+
+def test_iter_products_reads_every_page_and_marks_every_request(peer, client) -> None:
+    peer.control.seed(simple=250, variable=2, variations=3)
+    products = list(client.iter_products())
+    assert len(products) == 252  # variations are not listed under products
+    assert [p["id"] for p in products] == sorted(p["id"] for p in products)
+    log = rest_log(peer)
+    assert [e["query"]["page"] for e in log] == ["1", "2", "3"]
+    assert all(e["marked"] and e["marker"] == "valid" for e in log)
+    assert all(e["user_agent"] == "keycrm-bridge-sidecar/0.1.0" for e in log)
+    assert all(e["query"]["per_page"] == "100" for e in log)
+
+
+def test_iter_variations_pages(peer, client) -> None:
+    peer.control.seed(variable=1, variations=5)
+    variations = list(client.iter_variations(1, per_page=2))
+    assert [v["sku"] for v in variations] == [f"SKU-V000001-{j}" for j in range(1, 6)]
+    assert len(rest_log(peer)) == 3
+
+
+def test_find_by_skus_chunks_exact_matches_and_skips_unsignable(peer, clock) -> None:
+    peer.control.seed(simple=120, variable=1, variations=2)
+    peer.control.seed(products=[{"name": "comma", "sku": "A,B"}, {"name": "slash", "sku": "A/1"}])
+    peer.control.seed(products=[{"name": "d1", "sku": "DUP"}, {"name": "d2", "sku": "DUP"}], allow_duplicate_skus=True)
+    client = make_client(peer.url, clock, sku_chunk=50)
+    wanted = [f"SKU-{i:06d}" for i in range(1, 121)] + ["SKU-V000121-2", "missing", "A,B", "A/1", "DUP"]
+    found = client.find_by_skus(wanted)
+    assert set(found) == set(wanted) - {"missing", "A/1"}
+    assert found["SKU-V000121-2"][0]["type"] == "variation" and found["SKU-V000121-2"][0]["parent_id"] == 121
+    assert [p["name"] for p in found["DUP"]] == ["d1", "d2"]
+    log = rest_log(peer)
+    assert all(e["status"] == 200 and e["marked"] for e in log)
+    sku_params = [e["query"]["sku"] for e in log]
+    assert "A,B" in sku_params  # a SKU with a comma goes alone
+    assert len(sku_params) == 4 and all(len(s.split(",")) <= 50 for s in sku_params if s != "A,B")
+    assert not client.sku_searchable("A/1") and client.sku_searchable("A-1") and not client.sku_searchable(" X")
+    assert oauth_signable("SKU 1") and not oauth_signable("50%25")
+
+
+# -- writing --------------------------------------------------------------------------------------
+
+
+def test_set_stock_groups_into_batches_and_events_say_sidecar(peer, client, receiver, clock) -> None:
+    peer.control.seed(simple=250, variable=2, variations=3)  # parents 251 (252-254) and 255 (256-258)
+    writes = [StockWrite(i, 0, 3, sku=f"SKU-{i:06d}") for i in range(1, 251)]
+    writes += [StockWrite(v, 251, 4) for v in (252, 253, 254)] + [StockWrite(v, 255, 5) for v in (256, 257, 258)]
+    results = client.set_stock(writes)
+    assert len(results) == 256 and all(r.ok and r.error is None for r in results)
+    assert [r.stock_quantity for r in results[-6:]] == [4, 4, 4, 5, 5, 5]
+    log = rest_log(peer)
+    assert [(e["path"], len(e["body"]["update"])) for e in log] == [
+        (REST + "products/batch", 100),
+        (REST + "products/batch", 100),
+        (REST + "products/batch", 50),
+        (REST + "products/251/variations/batch", 3),
+        (REST + "products/255/variations/batch", 3),
+    ]
+    assert all(e["marked"] for e in log)
+    assert peer.control.product("SKU-000250")["stock_quantity"] == 3
+    assert peer.control.product("SKU-V000255-3")["stock_quantity"] == 5
+
+    events = receiver.wait_for_events(256)
+    assert {e["cause"] for e in events} == {"sidecar"}
+    schema = json.loads(resources.files("keycrm_bridge").joinpath("schema/events.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    for batch in receiver.batches:
+        assert batch.signature_ok
+        validator.validate(batch.payload)
+    assert len(receiver.batches) == 5  # one per REST request
+
+    # The same write through the package without the marker is reported as an ordinary REST edit.
+    API(peer.url, "ck_test", "cs_test", version="wc/v3").put("products/1", {"stock_quantity": 9})
+    last = receiver.wait_for_events(257)[-1]
+    assert (last["sku"], last["cause"], last["stock_quantity"]) == ("SKU-000001", "rest", 9)
+
+
+def test_set_stock_splits_a_batch_answered_413(peer, clock) -> None:
+    peer.control.seed(simple=100)
+    peer.control.configure(batch_limit=30)  # a shop that lowered woocommerce_rest_batch_items_limit
+    client = make_client(peer.url, clock)
+    results = client.set_stock([StockWrite(i, 0, 1) for i in range(1, 101)])
+    assert all(r.ok for r in results) and len(results) == 100
+    log = rest_log(peer)
+    assert [(e["status"], len(e["body"]["update"])) for e in log] == [
+        (413, 100),
+        (413, 50),
+        (200, 25),
+        (200, 25),
+        (413, 50),
+        (200, 25),
+        (200, 25),
+    ]
+    assert peer.control.product("SKU-000100")["stock_quantity"] == 1
+
+
+def test_set_stock_reports_bad_items_without_failing_the_batch(peer, client) -> None:
+    peer.control.seed(simple=3, variable=1, variations=1)  # parent 4, variation 5
+    peer.control.seed(products=[{"name": "unmanaged", "sku": "UN", "manage_stock": False}])  # id 6
+    results = client.set_stock(
+        [
+            StockWrite(1, 0, 2, sku="SKU-000001"),
+            StockWrite(999, 0, 2, sku="GONE"),
+            StockWrite(6, 0, 2, sku="UN"),
+            StockWrite(5, 3, 2, sku="WRONG-PARENT"),  # products/3 is not variable
+            StockWrite(2, 0, 7.9, sku="SKU-000002"),  # part units are rounded down
+            StockWrite(1, 0, 4, sku="SKU-000001"),  # a later write for the same id wins
+        ]
+    )
+    by_sku = {r.write.sku: r for r in results}
+    assert len(results) == 5
+    assert by_sku["SKU-000001"].ok and by_sku["SKU-000001"].stock_quantity == 4
+    assert by_sku["SKU-000002"].stock_quantity == 7
+    for sku in ("GONE", "UN", "WRONG-PARENT"):
+        assert not by_sku[sku].ok
+        assert isinstance(by_sku[sku].error, SkipError) and by_sku[sku].error.sku == sku
+    assert "invalid_id" in str(by_sku["GONE"].error)
+    assert "not managed" in str(by_sku["UN"].error)
+    assert by_sku["WRONG-PARENT"].error.status == 404
+
+
+# -- failures -------------------------------------------------------------------------------------
+
+
+def test_5xx_is_retried_with_backoff_through_the_clock(peer, client, clock) -> None:
+    peer.control.seed(simple=2)
+    peer.control.set_faults(fail_next=2, status=503)
+    before = clock.now()
+    results = client.set_stock([StockWrite(1, 0, 5)])
+    assert results[0].ok
+    waited = clock.now() - before
+    assert 0.25 + 0.5 <= waited <= 0.5 + 1.0  # two jittered backoffs of 0.5 s and 1 s, no real sleep
+    log = rest_log(peer)
+    assert [e["status"] for e in log] == [503, 503, 200]
+    assert all(e["marked"] for e in log)  # a fresh marker on every attempt
+
+
+def test_retries_are_bounded_then_retryable_error(peer, clock) -> None:
+    peer.control.seed(simple=1)
+    peer.control.set_faults(fail_next=10, status=502)
+    client = make_client(peer.url, clock, max_attempts=3)
+    with pytest.raises(RetryableError) as caught:
+        list(client.iter_products())
+    assert caught.value.status == 502 and caught.value.endpoint == "products"
+    assert len(rest_log(peer)) == 3
+
+
+def test_429_waits_retry_after(peer, client, clock) -> None:
+    peer.control.seed(simple=1)
+    peer.control.set_faults(fail_next=1, status=429, retry_after=7)
+    before = clock.now()
+    assert len(list(client.iter_products())) == 1
+    assert clock.now() - before == pytest.approx(7.0)
+
+
+def test_timeout_is_retried(peer, clock) -> None:
+    peer.control.seed(simple=1)
+    peer.control.set_faults(hang_next=1, hang_seconds=30)
+    client = make_client(peer.url, clock, timeout=0.3)
+    try:
+        assert client.set_stock([StockWrite(1, 0, 2)])[0].ok
+    finally:
+        peer.control.clear_faults()  # release the hung request
+
+
+def test_permanent_errors_are_not_retried(peer, clock) -> None:
+    peer.control.seed(simple=1)
+    bad = WooClient(peer.url, "ck_test", "cs_wrong", SECRET, clock)
+    with pytest.raises(PermanentError) as caught:
+        list(bad.iter_products())
+    assert caught.value.status == 401 and "woocommerce_rest_authentication_error" in str(caught.value)
+    with pytest.raises(PermanentError) as missing:
+        make_client(peer.url, clock).get_product(999)
+    assert missing.value.status == 404
+    assert len(rest_log(peer)) == 2
+    with pytest.raises(ValueError):
+        list(make_client(peer.url, clock).iter_products(per_page=101))
+
+
+def test_connection_refused_is_retryable(clock) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = make_client(f"http://127.0.0.1:{port}", clock, max_attempts=2)
+    before = clock.now()
+    with pytest.raises(RetryableError):
+        client.set_stock([StockWrite(1, 0, 1)])
+    assert clock.now() > before
+
+
+def test_origin_marker_format(clock) -> None:
+    value = origin_marker("s", 1_800_000_000)
+    ts, mac = value.split(".")
+    assert ts == "1800000000" and len(mac) == 64
+
+
+# -- SkuMap ---------------------------------------------------------------------------------------
+
+
+def test_skumap_full_then_incremental_refresh(peer, client, clock, skumap) -> None:
+    peer.control.seed(simple=5, variable=1, variations=3)  # parent 6, variations 7-9
+    clock.advance(60)
+    peer.control.set_stock(4, sku="SKU-000005")
+    first = skumap.refresh(client)
+    assert first.full and first.products == 6 and first.variations == 3
+    assert skumap.count() == 9
+    assert skumap.get("SKU-V000006-2").parent_id == 6 and skumap.get("SKU-V000006-2").type == "variation"
+    assert skumap.get("SKU-000001").stock_quantity == 10 and skumap.get("SKU-000001").manage_stock
+    assert skumap.watermark == clock.now()  # the newest date_modified in the shop before the scan
+
+    clock.advance(60)
+    peer.control.set_stock(3, sku="SKU-000002")
+    peer.control.rename("SKU-000003-R", sku="SKU-000003")
+    peer.control.set_stock(1, sku="SKU-V000006-3")
+    position = peer.control.log_position()
+    second = skumap.refresh(client)
+    # 2, 3 and parent 6 changed; 5 is read again because it sits inside the 2 s overlap.
+    assert not second.full and second.products == 4 and second.variations == 3
+    listing = [e["query"] for e in rest_log(peer, position) if e["path"] == REST + "products"]
+    assert listing[0]["orderby"] == "modified" and listing[0]["per_page"] == "1"  # newest date first
+    assert listing[1]["modified_after"] == "2027-01-15T08:00:58"  # watermark (start + 60 s) - 2 s, GMT
+    assert skumap.get("SKU-000002").stock_quantity == 3
+    assert skumap.get("SKU-000003") is None and skumap.get("SKU-000003-R").product_id == 3
+    assert skumap.get("SKU-V000006-3").stock_quantity == 1
+    assert skumap.count() == 9
+
+    clock.advance(60)
+    position = peer.control.log_position()
+    quiet = skumap.refresh(client)
+    assert quiet.products == 3 and len(rest_log(peer, position)) == 3  # newest, one page, parent's variations
+
+
+def test_skumap_refresh_sees_removed_variations_and_full_removes_deleted(peer, client, clock, skumap) -> None:
+    peer.control.seed(simple=3, variable=1, variations=2)  # parent 4, variations 5-6
+    skumap.refresh(client)
+    clock.advance(60)
+    peer.control.delete(sku="SKU-V000004-2")
+    skumap.refresh(client)
+    assert skumap.by_product_id(6) is None and [e.product_id for e in skumap.variations_of(4)] == [5]
+    peer.control.delete(sku="SKU-000001")  # a simple product's deletion is invisible to modified_after
+    skumap.refresh(client)
+    assert skumap.by_product_id(1) is not None
+    report = skumap.refresh(client, full=True)
+    assert report.removed == 1 and skumap.by_product_id(1) is None
+
+
+def test_skumap_follows_plugin_events(peer, client, receiver, clock, skumap) -> None:
+    peer.control.seed(simple=3, variable=1, variations=2)  # parent 4, variations 5-6
+    skumap.refresh(client)
+    clock.advance(10)
+    peer.control.rename("SKU-000002-NEW", sku="SKU-000002")
+    peer.control.set_stock(0, sku="SKU-V000004-1")
+    peer.control.delete(sku="SKU-V000004-2")
+    for event in receiver.wait_for_events(3):
+        assert skumap.apply_event(event)
+    assert skumap.by_sku("SKU-000002") == [] and skumap.get("SKU-000002-NEW").product_id == 2
+    assert skumap.get("SKU-V000004-1").stock_quantity == 0
+    assert skumap.by_product_id(6) is None
+
+    stale = {
+        "id": "old-event-1",
+        "type": "product.upsert",
+        "occurred_at": clock.now() - 5,
+        "product_id": 2,
+        "parent_id": 0,
+        "sku": "SKU-000002",
+        "cause": "manual",
+        "product": {"name": "old"},
+    }
+    assert not skumap.apply_event(stale)
+    assert skumap.get("SKU-000002-NEW") is not None
+
+    # A REST read older than an applied event does not undo it.
+    clock.advance(10)
+    newer = {
+        "id": "new-event-1",
+        "type": "stock.set",
+        "occurred_at": clock.now() + 30,
+        "product_id": 1,
+        "parent_id": 0,
+        "sku": "SKU-000001",
+        "cause": "manual",
+        "stock_quantity": 42,
+    }
+    assert skumap.apply_event(newer)
+    skumap.refresh(client, full=True)
+    assert skumap.get("SKU-000001").stock_quantity == 42
+
+    unknown = {
+        "id": "new-event-2",
+        "type": "stock.set",
+        "occurred_at": clock.now(),
+        "product_id": 77,
+        "parent_id": 4,
+        "sku": "LATE",
+        "cause": "rest",
+        "stock_quantity": 3,
+    }
+    assert skumap.apply_event(unknown)
+    assert skumap.get("LATE").type == "variation"
+    assert skumap.apply_event(
+        {
+            "id": "del-parent",
+            "type": "product.deleted",
+            "occurred_at": clock.now() + 60,
+            "product_id": 4,
+            "parent_id": 0,
+            "sku": "SKU-V000004",
+            "cause": "manual",
+        }
+    )
+    assert skumap.variations_of(4) == [] and skumap.by_product_id(4) is None
+
+
+def test_skumap_problems(peer, client, skumap) -> None:
+    peer.control.seed(
+        products=[
+            {"name": "a", "sku": "DUP", "manage_stock": True, "stock_quantity": 1},
+            {"name": "b", "sku": "DUP"},
+            {"name": "no sku"},
+            {"name": "parent without sku", "type": "variable", "variations": [{"name": "v", "sku": "V-1"}]},
+        ],
+        allow_duplicate_skus=True,
+    )
+    skumap.refresh(client)
+    skumap.apply_event(
+        {
+            "id": "evt-space-1",
+            "type": "product.upsert",
+            "occurred_at": 2e9,
+            "product_id": 50,
+            "parent_id": 0,
+            "sku": " X1 ",
+            "cause": "import",
+            "product": {"type": "simple"},
+        }
+    )
+    problems = skumap.problems()
+    assert {"kind": "duplicate_sku", "sku": "DUP", "product_ids": [1, 2]} in problems
+    assert [p["product_id"] for p in problems if p["kind"] == "empty_sku"] == [3]  # not the variable parent
+    assert [p["sku"] for p in problems if p["kind"] == "sku_whitespace"] == [" X1 "]
+    assert skumap.get("DUP") is None and len(skumap.by_sku("DUP")) == 2
+
+
+def test_skumap_survives_reopen(tmp_path: Path, peer, client) -> None:
+    peer.control.seed(simple=2)
+    first = SkuMap(tmp_path / "m.db")
+    first.refresh(client)
+    mark = first.watermark
+    first.close()
+    again = SkuMap(tmp_path / "m.db")
+    try:
+        assert again.count() == 2 and again.watermark == mark
+        assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        again.close()

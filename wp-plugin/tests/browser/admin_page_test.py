@@ -1,0 +1,264 @@
+#!/usr/bin/env python3
+"""Headless Chromium test of the admin page, driven over the DevTools protocol (stdlib only).
+
+Logs into wp-admin, opens WooCommerce → KeyCRM Bridge, saves the sidecar URL and secret through the form,
+runs the connection test, presses Full resync (dry run) and follows the progress bar to the end, then keeps
+a full-page screenshot in tests/artifacts/. Reads the environment from $KCB_ENV_DIR/env.json.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+PLUGIN = HERE.parent.parent
+ARTIFACTS = PLUGIN / "tests" / "artifacts"
+SECRET = "b0a710ad" * 8
+DEADLINE_S = 30.0
+
+
+class DevTools:
+    """A minimal WebSocket client for one DevTools page target."""
+
+    def __init__(self, ws_url: str) -> None:
+        rest = ws_url.removeprefix("ws://")
+        hostport, path = rest.split("/", 1)
+        host, port = hostport.split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=DEADLINE_S)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            (
+                f"GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += self.sock.recv(4096)
+        if b" 101 " not in response.split(b"\r\n", 1)[0]:
+            raise RuntimeError(f"websocket handshake failed: {response[:200]!r}")
+        self.buffer = response.split(b"\r\n\r\n", 1)[1]
+        self.next_id = 0
+        self.exceptions: list[str] = []
+
+    def _recv_exact(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise RuntimeError("devtools connection closed")
+            self.buffer += chunk
+        data, self.buffer = self.buffer[:n], self.buffer[n:]
+        return data
+
+    def _read_message(self) -> dict[str, Any]:
+        payload = b""
+        while True:
+            head = self._recv_exact(2)
+            fin, opcode, length = head[0] & 0x80, head[0] & 0x0F, head[1] & 0x7F
+            if length == 126:
+                length = struct.unpack(">H", self._recv_exact(2))[0]
+            elif length == 127:
+                length = struct.unpack(">Q", self._recv_exact(8))[0]
+            data = self._recv_exact(length)
+            if opcode == 0x9:  # ping: answer and keep reading
+                self._send_frame(0xA, data)
+                continue
+            payload += data
+            if fin:
+                return json.loads(payload)
+
+    def _send_frame(self, opcode: int, data: bytes) -> None:
+        mask = os.urandom(4)
+        header = bytes([0x80 | opcode])
+        if len(data) < 126:
+            header += bytes([0x80 | len(data)])
+        elif len(data) < 65536:
+            header += bytes([0x80 | 126]) + struct.pack(">H", len(data))
+        else:
+            header += bytes([0x80 | 127]) + struct.pack(">Q", len(data))
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+        self.sock.sendall(header + mask + masked)
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        wanted = self.next_id
+        self._send_frame(0x1, json.dumps({"id": wanted, "method": method, "params": params}).encode())
+        while True:
+            message = self._read_message()
+            if message.get("method") == "Runtime.exceptionThrown":
+                details = message["params"]["exceptionDetails"]
+                self.exceptions.append(str(details.get("exception", {}).get("description") or details.get("text")))
+            if message.get("id") == wanted:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message.get("result", {})
+
+    def js(self, expression: str) -> Any:
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"JS error in {expression!r}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, what: str) -> Any:
+        deadline = time.monotonic() + DEADLINE_S
+        while time.monotonic() < deadline:
+            try:
+                value = self.js(expression)
+            except RuntimeError:
+                value = None  # page in the middle of navigating
+            if value:
+                return value
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def goto(self, url: str) -> None:
+        self.call("Page.navigate", url=url)
+        self.wait_for(
+            f"document.readyState === 'complete' && location.href.startsWith({json.dumps(url.split('#')[0][:60])})",
+            f"page {url}",
+        )
+
+
+def start_receiver(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    schema = PLUGIN.parent / "sidecar" / "keycrm_bridge" / "schema" / "events.schema.json"
+    proc = subprocess.Popen(
+        [sys.executable, str(PLUGIN / "tests" / "receiver.py"), "--secret", SECRET, "--schema", str(schema)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    url = f"http://127.0.0.1:{line.split()[1]}"
+    control = json.dumps({"resync": True, "unmatched": [
+        {"sku": "DEMO-404", "product_id": 0, "reason": "exists in KeyCRM only"},
+    ]}).encode()
+    urllib.request.urlopen(urllib.request.Request(url + "/_control", data=control, method="POST"), timeout=10)
+    return proc, url
+
+
+def start_chromium(profile: str) -> tuple[subprocess.Popen[bytes], str]:
+    binary = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if binary is None:
+        raise SystemExit("chromium not found")
+    proc = subprocess.Popen(
+        [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--no-first-run", "--remote-debugging-port=0", f"--user-data-dir={profile}",
+         "--window-size=1280,1600", "about:blank"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    port_file = Path(profile) / "DevToolsActivePort"
+    deadline = time.monotonic() + DEADLINE_S
+    while not (port_file.exists() and port_file.read_text().strip()):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise SystemExit("chromium did not start its DevTools endpoint")
+        time.sleep(0.1)
+    port = port_file.read_text().split()[0]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as reply:
+        targets = json.load(reply)
+    page = next(t for t in targets if t["type"] == "page")
+    return proc, page["webSocketDebuggerUrl"]
+
+
+def main() -> int:
+    env_dir = os.environ.get("KCB_ENV_DIR", "/tmp/kcb-wp-env")
+    env = json.loads(Path(env_dir, "env.json").read_text())
+    wp = env["wp_url"]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    receiver, receiver_url = start_receiver(env)
+    profile = tempfile.mkdtemp(prefix="kcb-chromium-")
+    browser, ws_url = start_chromium(profile)
+    checks: list[str] = []
+    try:
+        dt = DevTools(ws_url)
+        dt.call("Page.enable")
+        dt.call("Runtime.enable")
+
+        dt.goto(f"{wp}/wp-login.php")
+        dt.js(
+            f"document.getElementById('user_login').value = {json.dumps(env['admin_user'])};"
+            f"document.getElementById('user_pass').value = {json.dumps(env['admin_pass'])};"
+            "document.getElementById('wp-submit').click(); true"
+        )
+        dt.wait_for("location.pathname.startsWith('/wp-admin') && document.readyState === 'complete'", "wp-admin")
+        checks.append("logged in")
+
+        dt.goto(f"{wp}/wp-admin/admin.php?page=keycrm-bridge")
+        assert dt.js("document.querySelector('h1').textContent") == "KeyCRM Bridge"
+        menu = dt.js("document.querySelector('#toplevel_page_woocommerce a[href*=\"page=keycrm-bridge\"]') !== null")
+        assert menu, "the page is in the WooCommerce menu"
+        checks.append("page opened from the WooCommerce menu")
+
+        dt.js(
+            f"document.getElementById('kcb_sidecar_url').value = {json.dumps(receiver_url)};"
+            f"document.getElementById('kcb_new_secret').value = {json.dumps(SECRET)};"
+            "document.getElementById('kcb_sidecar_url').form.querySelector('[type=submit]').click(); true"
+        )
+        dt.wait_for("location.search.includes('kcb_notice=saved') && document.readyState === 'complete'", "saved")
+        checks.append("settings saved through the form")
+
+        dt.js("document.getElementById('kcb-test-connection').click(); true")
+        dt.wait_for(
+            "document.getElementById('kcb-test-result').className.match(/kcb-(ok|error)/)",
+            "connection test result",
+        )
+        result = dt.js("document.getElementById('kcb-test-result').textContent")
+        assert dt.js("document.getElementById('kcb-test-result').classList.contains('kcb-ok')"), result
+        assert "Connected" in result, result
+        checks.append(f"connection test: {result}")
+
+        assert dt.js("document.getElementById('kcb-resync-dry-run').checked"), "dry run is the default"
+        dt.js("document.getElementById('kcb-resync-start').click(); true")
+        dt.wait_for("document.getElementById('kcb-resync-status').dataset.finished === '1'", "resync to finish")
+        progress = dt.js("document.getElementById('kcb-resync-progress').value")
+        status = dt.js("document.getElementById('kcb-resync-status').textContent")
+        assert progress == 100, progress
+        assert dt.js("document.getElementById('kcb-resync-status').classList.contains('kcb-ok')"), status
+        checks.append(f"Full resync (dry run) followed to {progress}%: {status}")
+
+        unmatched = dt.js("document.querySelector('table.kcb-unmatched') ? document.querySelector('table.kcb-unmatched').textContent : ''")
+        assert "DEMO-404" in unmatched, unmatched
+        checks.append("unmatched SKUs listed")
+
+        assert not dt.exceptions, f"JavaScript errors: {dt.exceptions}"
+        checks.append("no JavaScript errors")
+
+        height = dt.js("Math.max(document.body.scrollHeight, 1200)")
+        dt.call("Emulation.setDeviceMetricsOverride", width=1280, height=int(height), deviceScaleFactor=1, mobile=False)
+        shot = dt.call("Page.captureScreenshot", format="png")
+        target = ARTIFACTS / "admin-page.png"
+        target.write_bytes(base64.b64decode(shot["data"]))
+        checks.append(f"screenshot {target.relative_to(PLUGIN)} ({target.stat().st_size} bytes)")
+    except AssertionError as failure:
+        for check in checks:
+            print(f"ok   {check}")
+        print(f"FAIL {failure}")
+        print(f"browser: {len(checks)} passed, 1 failed")
+        return 1
+    finally:
+        browser.terminate()
+        receiver.terminate()
+        browser.wait(timeout=10)
+        receiver.wait(timeout=10)
+        shutil.rmtree(profile, ignore_errors=True)
+    for check in checks:
+        print(f"ok   {check}")
+    print(f"browser: {len(checks)} passed, 0 failed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+<?php
+
+/**
+ * Minimal HTTP client for the tests (curl), with an optional cookie jar for wp-admin sessions.
+ *
+ * @package KeycrmBridge\Tests
+ */
+
+final class Http
+{
+    /**
+     * @param string[] $headers
+     * @return array{status: int, body: string, seconds: float, url: string}
+     */
+    public static function request(string $method, string $url, ?string $body = null, array $headers = [], ?string $cookieJar = null, float $timeout = 60): array
+    {
+        $curl = curl_init($url);
+        curl_setopt_array($curl, [
+            CURLOPT_CUSTOMREQUEST => $method,
+            CURLOPT_RETURNTRANSFER => true,
+            CURLOPT_HTTPHEADER => $headers,
+            CURLOPT_TIMEOUT_MS => (int) ($timeout * 1000),
+            CURLOPT_FOLLOWLOCATION => false,
+        ]);
+        if ($body !== null) {
+            curl_setopt($curl, CURLOPT_POSTFIELDS, $body);
+        }
+        if ($cookieJar !== null) {
+            curl_setopt($curl, CURLOPT_COOKIEJAR, $cookieJar);
+            curl_setopt($curl, CURLOPT_COOKIEFILE, $cookieJar);
+        }
+        $started = microtime(true);
+        $raw = curl_exec($curl);
+        $seconds = microtime(true) - $started;
+        $status = (int) curl_getinfo($curl, CURLINFO_RESPONSE_CODE);
+        $effective = (string) curl_getinfo($curl, CURLINFO_REDIRECT_URL);
+        curl_close($curl);
+        return ['status' => $status, 'body' => is_string($raw) ? $raw : '', 'seconds' => $seconds, 'url' => $effective];
+    }
+}
