@@ -27,7 +27,7 @@ test: system-deps venv lint pytest plugin-test
 lint: venv
 	ruff check sidecar tests bench
 	mypy
-	bash wp-plugin/tests/lint.sh
+	bash wp-plugin/tests/run.sh --lint
 
 pytest: venv
 	pytest -q

@@ -103,7 +103,10 @@ def main() -> int:
     skus = [generated_sku(i) for i in range(1, n + 1)]
     with SimulatorProcess() as sim:
         sim.control.seed(offers=[{"sku": s, "quantity": 5, "reserve": 1} for s in skus])
-        env = bridge_env(tmp / "push.sqlite3", sim.api_url, SYNC_MODE="woocommerce", BRIDGE_SHARED_SECRET=secret)
+        # The sweep and the order poll are the pull direction's idle cost (bench/pull.py); off here so
+        # that the count is what pushing costs.
+        env = bridge_env(tmp / "push.sqlite3", sim.api_url, SYNC_MODE="woocommerce", BRIDGE_SHARED_SECRET=secret,
+                         SWEEP_PAGE_INTERVAL_S="0", ORDER_POLL_INTERVAL_S="3600")
         web = Web(env, tmp / "web.log").start()
         worker = Worker(env, tmp / "worker.log").start()
         try:

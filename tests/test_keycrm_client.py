@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,12 +25,13 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from keycrm_bridge.budget import Priority, RateBudget
-from keycrm_bridge.clock import FakeClock
+from keycrm_bridge.clock import AcceleratedClock, FakeClock
 from keycrm_bridge.errors import PermanentError, RetryableError
 from keycrm_bridge.keycrm_client import MAX_FILTER_CHARS, KeyCRMClient
 from keycrm_bridge.simulator.validation import get_validator
 
 API_KEY = "sk-test-SECRET-9f1c2e"
+T_SIM = 1_800_000_000.0
 
 Handler = Callable[[Request], Response]
 
@@ -128,7 +131,7 @@ def budget(tmp_path: Path, clock: FakeClock) -> Iterator[RateBudget]:
         yield b
 
 
-class MaxRandom:
+class MaxRandom(random.Random):
     """Full jitter at its ceiling, so expected backoff sleeps are exact."""
 
     def uniform(self, a: float, b: float) -> float:
@@ -160,8 +163,13 @@ def paged(rows: list[dict[str, Any]], *, meta: str = "full") -> Handler:
 
 def stock_rows(n: int, prefix: str = "SKU-") -> list[dict[str, Any]]:
     return [
-        {"id": i + 1, "sku": f"{prefix}{i:04d}", "quantity": 10, "reserve": 1,
-         "warehouse": [{"id": 1, "name": "Main", "quantity": 10, "reserve": 1}]}
+        {
+            "id": i + 1,
+            "sku": f"{prefix}{i:04d}",
+            "quantity": 10,
+            "reserve": 1,
+            "warehouse": [{"id": 1, "name": "Main", "quantity": 10, "reserve": 1}],
+        }
         for i in range(n)
     ]
 
@@ -190,9 +198,7 @@ def test_429_blocks_the_budget_for_retry_after_on_the_clock(
     assert budget.blocked_until() is None  # already passed
 
 
-def test_429_block_is_shared_with_other_budget_objects(
-    stub: StubKeyCRM, budget: RateBudget, clock: FakeClock
-) -> None:
+def test_429_block_is_shared_with_other_budget_objects(stub: StubKeyCRM, budget: RateBudget, clock: FakeClock) -> None:
     stub.script("PUT", "/offers/stocks", [json_response(429, {"message": "Too Many Attempts."}, {"Retry-After": "30"})])
     client = make_client(stub, budget, clock, max_attempts=1)
     with pytest.raises(RetryableError) as err:
@@ -229,8 +235,6 @@ def test_5xx_is_retried_with_backoff_then_retryable_error(
 
 
 def test_backoff_is_capped_and_jittered(stub: StubKeyCRM, budget: RateBudget, clock: FakeClock) -> None:
-    import random
-
     t0 = clock.now()
     stub.script("GET", "/offers", [json_response(500) for _ in range(9)])
     client = make_client(stub, budget, clock, max_attempts=9, rng=random.Random(4))
@@ -244,9 +248,7 @@ def test_backoff_is_capped_and_jittered(stub: StubKeyCRM, budget: RateBudget, cl
 
 
 def test_5xx_then_success_returns_the_answer(stub: StubKeyCRM, budget: RateBudget, clock: FakeClock) -> None:
-    stub.script(
-        "PUT", "/offers/stocks", [json_response(502), json_response(202, {"status": True})]
-    )
+    stub.script("PUT", "/offers/stocks", [json_response(502), json_response(202, {"status": True})])
     client = make_client(stub, budget, clock)
     assert client.put_stocks(3, [{"sku": "A", "quantity": 4}]) == [{"status": True}]
     assert len(stub.calls("PUT", "/offers/stocks")) == 2
@@ -278,9 +280,7 @@ def test_422_is_permanent_without_retry_and_never_shows_the_key(
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404])
-def test_other_client_errors_are_permanent(
-    stub: StubKeyCRM, budget: RateBudget, clock: FakeClock, status: int
-) -> None:
+def test_other_client_errors_are_permanent(stub: StubKeyCRM, budget: RateBudget, clock: FakeClock, status: int) -> None:
     # The server echoes the key back: the client must still not carry it in the error.
     stub.script("GET", "/products/7", [json_response(status, {"message": f"nope {API_KEY}"})])
     client = make_client(stub, budget, clock)
@@ -356,15 +356,17 @@ def test_pagination_stops_at_the_right_page(
     assert all(c.args["limit"] == "50" and c.args["filter[details]"] == "true" for c in calls)
 
 
-def test_stocks_by_sku_are_chunked_by_50_and_url_length(
-    stub: StubKeyCRM, budget: RateBudget, clock: FakeClock
-) -> None:
+def test_stocks_by_sku_are_chunked_by_50_and_url_length(stub: StubKeyCRM, budget: RateBudget, clock: FakeClock) -> None:
     def by_sku(request: Request) -> Response:
         wanted = request.args["filter[offers_sku]"].split(",")
         return json_response(
             200,
-            {"data": [{"id": 1, "sku": s, "quantity": 1, "reserve": 0} for s in wanted],
-             "current_page": 1, "last_page": 1, "next_page_url": None},
+            {
+                "data": [{"id": 1, "sku": s, "quantity": 1, "reserve": 0} for s in wanted],
+                "current_page": 1,
+                "last_page": 1,
+                "next_page_url": None,
+            },
         )
 
     stub.script("GET", "/offers/stocks", by_sku)
@@ -445,9 +447,7 @@ def test_offers_products_and_orders_routes(stub: StubKeyCRM, budget: RateBudget,
     assert order_calls[0].args["filter[updated_between]"] == "2026-03-01 10:00:00, 2026-03-01 11:00:00"
     assert order_calls[0].args["include"] == "products.offer"
     # Reads are READ, writes WRITE in the shared budget.
-    by_priority = dict(
-        budget._conn.execute("SELECT priority, count(*) FROM keycrm_calls GROUP BY priority").fetchall()
-    )
+    by_priority = dict(budget._conn.execute("SELECT priority, count(*) FROM keycrm_calls GROUP BY priority").fetchall())
     assert by_priority == {"read": 4, "write": 5}
 
 
@@ -479,9 +479,64 @@ def test_reads_wait_while_the_budget_is_spent_but_writes_use_the_reserve(
         assert clock.now() == pytest.approx(t0 + 60, abs=0.01)  # the fifth read waited a full window
 
 
-def test_simulator_if_available(budget: RateBudget, clock: FakeClock) -> None:
+def test_against_the_keycrm_simulator(tmp_path: Path) -> None:
+    """The same client against the project's KeyCRM simulator (a real process, spec-validated)."""
     testing = pytest.importorskip("keycrm_bridge.simulator.testing")
-    if not hasattr(testing, "SimulatorProcess"):
-        pytest.skip("simulator not ready")
-    pytest.skip("simulator API not yet known to this test")  # pragma: no cover
+    clock = FakeClock(T_SIM)
+    with (
+        testing.SimulatorProcess(seed_skus=120, seed_quantity=7, warehouses=(1, 2), rate=1000) as sim,
+        RateBudget(tmp_path / "b.sqlite3", clock) as budget,
+    ):
+        client = KeyCRMClient(sim.api_url, sim.api_key, budget, clock, rng=MaxRandom())
+        rows = list(client.iter_stocks())
+        assert len(rows) == 120 and len({r["sku"] for r in rows}) == 120
+        assert client.warehouse_ids() == [1, 2]
+        sku = rows[0]["sku"]
+        client.put_stocks(2, [{"sku": sku, "quantity": 4}])
+        (row,) = list(client.iter_stocks(skus=[sku]))
+        assert {w["id"]: w["quantity"] for w in row["warehouse"]}[2] == 4
+        assert sim.control.truth([sku])[sku]["quantity"] == 11
 
+        # Two 503s, then success: retried through the clock, three requests in the simulator's log.
+        since = sim.control.last_seq()
+        sim.control.set_faults(fail_next=2, error_status=503, paths=["/offers"])
+        t0 = clock.now()
+        offers = list(client.iter_offers(skus=[sku], include_product=True))
+        assert [o["sku"] for o in offers] == [sku]
+        assert clock.now() - t0 == pytest.approx(0.5 + 1, abs=0.01)
+        assert [r["status"] for r in sim.control.requests(since, path="/offers")] == [503, 503, 200]
+        sim.control.clear_faults()
+
+        product = client.create_product({"name": "Bag", "sku": "BAG-NEW", "price": 10})
+        client.create_offers(int(product["id"]), [{"sku": "BAG-NEW-RED", "price": 11}], product_name="Bag")
+        assert sim.control.truth(["BAG-NEW-RED"])["BAG-NEW-RED"] is not None
+        with pytest.raises(PermanentError) as err:
+            client.create_product({"sku": "NO-NAME"})  # the spec requires name
+        assert err.value.status == 422
+
+        order = sim.control.create_order({sku: 2}, source_uuid="wc-1001")
+        found = list(client.iter_orders(None, None, source_uuids=["wc-1001"]))
+        assert [o["id"] for o in found] == [order["id"]]
+
+
+def test_429_from_the_simulator_is_waited_out(tmp_path: Path) -> None:
+    """The simulator allows 3 calls a minute, our budget 60: its 429s and Retry-After rule."""
+    testing = pytest.importorskip("keycrm_bridge.simulator.testing")
+    factor = 600.0  # a simulated minute is 0.1 real seconds
+    origin = time.time()
+    clock = AcceleratedClock(factor, origin)
+    with (
+        testing.SimulatorProcess(seed_skus=3, rate=3, clock=f"accelerated:{factor}:{origin}") as sim,
+        RateBudget(tmp_path / "b.sqlite3", clock) as budget,
+    ):
+        client = KeyCRMClient(sim.api_url, sim.api_key, budget, clock, max_attempts=5)
+        since = sim.control.last_seq()
+        for _ in range(5):
+            assert client.get_product(1)["id"] == 1
+        log = sim.control.requests(since, path="/products/1")
+        ok = [r for r in log if r["status"] == 200]
+        limited = [r for r in log if r["status"] == 429]
+        assert len(ok) == 5 and limited
+        for r in limited:
+            # Nothing was sent again before Retry-After ran out.
+            assert not [x for x in log if r["time"] < x["time"] < r["time"] + r["retry_after"] - 1e-6]

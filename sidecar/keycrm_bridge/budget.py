@@ -38,8 +38,7 @@ MIN_WAIT_S = 0.001
 KEEP_S = 300.0
 
 _SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS keycrm_calls ("
-    " ts REAL NOT NULL, priority TEXT NOT NULL, endpoint TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS keycrm_calls ( ts REAL NOT NULL, priority TEXT NOT NULL, endpoint TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS keycrm_calls_ts ON keycrm_calls (ts)",
     "CREATE TABLE IF NOT EXISTS keycrm_budget_state (name TEXT PRIMARY KEY, value REAL NOT NULL)",
 )
@@ -238,9 +237,7 @@ class RateBudget:
         return [float(r[0]) for r in rows]
 
     def _blocked_until_locked(self) -> float:
-        row = self._conn.execute(
-            "SELECT value FROM keycrm_budget_state WHERE name = ?", (_BLOCKED_UNTIL,)
-        ).fetchone()
+        row = self._conn.execute("SELECT value FROM keycrm_budget_state WHERE name = ?", (_BLOCKED_UNTIL,)).fetchone()
         return float(row[0]) if row else 0.0
 
     def _wait_locked(self, priority: Priority, now: float) -> float:

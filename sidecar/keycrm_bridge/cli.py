@@ -42,15 +42,13 @@ def gunicorn_args(settings: Settings) -> list[str]:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from .store import Store
-    from .wiring import make_clock, make_push
+    from .wiring import make_clock, make_engines
     from .worker import Worker
 
     settings = _settings_or_exit()
     logs.setup(settings.log_level)
     clock = make_clock(settings)
-    store = Store(settings.database_path)
-    worker = Worker(settings, store, make_push(settings, store, clock), clock)
+    worker = Worker(settings, make_engines(settings, clock), clock)
     worker.install_signal_handlers()
     worker.run()
     return 0

@@ -45,6 +45,13 @@ class Settings:
     push_max_wait_s: float = 1.5
     webhook_token: str = ""
     clock_spec: str = ""
+    safety_buffer: float = 0.0
+    guard_share: float = 0.2
+    guard_min_skus: int = 10
+    order_poll_interval_s: float = 10.0
+    sweep_page_interval_s: float = 3.0
+    inflight_timeout_s: float = 1800.0
+    skumap_refresh_s: float = 300.0
 
     @property
     def pushes_stock(self) -> bool:
@@ -78,6 +85,13 @@ KEYS = (
     "PUSH_DEBOUNCE_S",
     "PUSH_MAX_WAIT_S",
     "KEYCRM_BRIDGE_CLOCK",
+    "SAFETY_BUFFER",
+    "GUARD_SHARE",
+    "GUARD_MIN_SKUS",
+    "ORDER_POLL_INTERVAL_S",
+    "SWEEP_PAGE_INTERVAL_S",
+    "ORDER_INFLIGHT_TIMEOUT_S",
+    "WOO_SKUMAP_REFRESH_S",
 )
 
 
@@ -209,4 +223,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         push_max_wait_s=_float(env, "PUSH_MAX_WAIT_S", 1.5, 0.0, 600.0),
         webhook_token=webhook_token,
         clock_spec=env.get("KEYCRM_BRIDGE_CLOCK", "").strip(),
+        safety_buffer=_float(env, "SAFETY_BUFFER", 0.0, 0.0, 1e6),
+        guard_share=_float(env, "GUARD_SHARE", 0.2, 0.0, 1.0),
+        guard_min_skus=_int(env, "GUARD_MIN_SKUS", 10, 1, 10**7),
+        order_poll_interval_s=_float(env, "ORDER_POLL_INTERVAL_S", 10.0, 1.0, 3600.0),
+        sweep_page_interval_s=_float(env, "SWEEP_PAGE_INTERVAL_S", 3.0, 0.0, 3600.0),
+        inflight_timeout_s=_float(env, "ORDER_INFLIGHT_TIMEOUT_S", 1800.0, 10.0, 7 * 86400.0),
+        skumap_refresh_s=_float(env, "WOO_SKUMAP_REFRESH_S", 300.0, 0.0, 86400.0),
     )

@@ -15,7 +15,6 @@ from .config import Settings
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_EVENTS = 1000
-PUSHED_CAUSES = frozenset({"manual", "rest", "import"})
 ORDER_CAUSES = frozenset({"order", "order_restore"})
 
 
@@ -61,18 +60,18 @@ def reference_schema_errors(batch: Any, limit: int = 10) -> list[str]:
 def changes_for(event: dict[str, Any], settings: Settings) -> Iterator[tuple[str, str]]:
     """The queue rows one new event causes: (kind, sku); the event itself is the change's payload.
 
-    Stock that WooCommerce lowered for an order is not pushed (KeyCRM reserves it through its own
-    order integration; pushing it too would count the sale twice) and the sidecar's own writes are
-    never sent back. Both are still kept in ``events`` for the pull direction and ``explain``.
+    Every stock event reaches the ledger, whatever its cause: the sync round decides what, if
+    anything, KeyCRM gets. Stock that WooCommerce lowered for a site order is never pushed as a
+    lower quantity (KeyCRM reserves it through its own order integration; pushing it too would count
+    the sale twice) — it is held as in flight instead — and the sidecar's own writes (cause
+    ``sidecar``) only confirm what the ledger already holds.
     """
-    cause, sku = event["cause"], event["sku"]
-    if cause == "sidecar":
-        return
+    sku = event["sku"]
     if event["type"] == "stock.set":
-        if cause in ORDER_CAUSES:
-            yield "order", sku
-        elif settings.pushes_stock and event.get("stock_quantity") is not None:
+        if event.get("stock_quantity") is not None or event["cause"] in ORDER_CAUSES:
             yield "stock", sku
+    elif event["cause"] == "sidecar":
+        return
     elif event["type"] == "product.upsert":
         old = event.get("old_sku")
         if old is not None and old != sku:

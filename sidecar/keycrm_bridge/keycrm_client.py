@@ -112,6 +112,15 @@ class KeyCRMClient:
             for chunk in _chunks(rows, STOCKS_PUT_MAX_ROWS)
         ]
 
+    def stocks_page(self, page: int, details: bool = True) -> tuple[list[JSON], bool]:
+        """One page (50 rows) of the whole stock list, and whether it is the last: the sweep's step."""
+        params = {"limit": str(PAGE_LIMIT), "page": str(page)}
+        if details:
+            params["filter[details]"] = "true"
+        body = self._request("GET", "/offers/stocks", "GET /offers/stocks", params=params)
+        data = _page_data(body)
+        return list(data), _is_last_page(body, data, page)
+
     def warehouse_ids(self) -> list[int]:
         """Warehouse ids seen on the first page of detailed stocks (KeyCRM has no warehouses route)."""
         body = self._request(
@@ -150,9 +159,7 @@ class KeyCRMClient:
         return self._request("GET", f"/products/{int(product_id)}", "GET /products/{id}", params=params)
 
     def update_product(self, product_id: int, fields: JSON) -> JSON:
-        return self._request(
-            "PUT", f"/products/{int(product_id)}", "PUT /products/{id}", json_body=dict(fields)
-        )
+        return self._request("PUT", f"/products/{int(product_id)}", "PUT /products/{id}", json_body=dict(fields))
 
     def create_product(self, payload: JSON) -> JSON:
         """``POST /products``: a product without variants (``name`` is required; ``sku`` names its offer)."""
@@ -247,9 +254,7 @@ class KeyCRMClient:
                 status = response.status_code
             except requests.RequestException as exc:
                 self._log(method, endpoint, None, attempt, started, error=type(exc).__name__)
-                last_error = RetryableError(
-                    f"{endpoint}: {type(exc).__name__}", endpoint=endpoint, retry_after=None
-                )
+                last_error = RetryableError(f"{endpoint}: {type(exc).__name__}", endpoint=endpoint, retry_after=None)
                 if method not in _IDEMPOTENT and not _never_sent(exc):
                     # A POST that may have reached KeyCRM is not repeated blindly (it could create
                     # a duplicate); the caller looks first, then retries.
@@ -261,9 +266,7 @@ class KeyCRMClient:
                     try:
                         return _json_or_empty(response)
                     except ValueError:
-                        last_error = RetryableError(
-                            f"{endpoint}: answer is not JSON", status=status, endpoint=endpoint
-                        )
+                        last_error = RetryableError(f"{endpoint}: answer is not JSON", status=status, endpoint=endpoint)
                         if method not in _IDEMPOTENT:
                             raise last_error from None
                         delay = self._backoff(attempt)

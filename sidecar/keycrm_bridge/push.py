@@ -1,10 +1,9 @@
-"""Push: WooCommerce changes → KeyCRM, coalesced per SKU, in as few requests as the API allows.
+"""Push: WooCommerce changes → KeyCRM, claimed from the queue and coalesced per SKU.
 
-Stock arithmetic (DESIGN.md): WooCommerce reports sellable ``s``. KeyCRM sellable over the read
-warehouses is ``c = Σ(quantity − reserve)``. ``PUT /offers/stocks`` sets an absolute on-hand
-quantity at the write warehouse, so we send ``q_write + (s − c)``, from the mirror of KeyCRM stock
-kept in the store (read only for SKUs the mirror does not know or holds too long). Sending the same
-absolute value twice is harmless, which is what makes a retry after a crash safe.
+Stock events go to the ledger (``ledger.observe_woo``): what KeyCRM then gets is the sync round's
+decision (``sync.py``), which knows the mode, the site orders in flight and KeyCRM's side. Product
+fields (``PUT /offers`` for price, weight and dimensions — 10,000 a request —, ``PUT /products/{id}``
+for name and description) and SKU renames are pushed here, only where they differ from KeyCRM.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from typing import Any, Protocol
 from .clock import Clock
 from .config import Settings
 from .errors import BridgeError, PermanentError, RetryableError
+from .ledger import Ledger
 from .store import SUPERSEDED, Change, Store
 
 log = logging.getLogger("keycrm_bridge.push")
@@ -27,9 +27,6 @@ OFFER_FIELDS = ("price", "weight", "length", "width", "height")
 
 
 class KeyCRM(Protocol):
-    def iter_stocks(self, skus: list[str] | None = None, offer_ids: list[int] | None = None,
-                    details: bool = True) -> Iterable[dict[str, Any]]: ...
-    def put_stocks(self, warehouse_id: int, rows: list[dict[str, Any]]) -> Any: ...
     def iter_offers(self, skus: list[str] | None = None, include_product: bool = False) -> Iterable[dict[str, Any]]: ...
     def put_offers(self, offers: list[dict[str, Any]]) -> Any: ...
     def update_product(self, product_id: int, fields: dict[str, Any]) -> Any: ...
@@ -38,7 +35,7 @@ class KeyCRM(Protocol):
 @dataclass
 class PushResult:
     claimed: int = 0
-    pushed_stock: int = 0
+    pushed_stock: int = 0  # stock events handed to the ledger
     pushed_offers: int = 0
     pushed_products: int = 0
     skipped: int = 0
@@ -78,8 +75,10 @@ def _num(value: Any) -> float | None:
 
 class PushEngine:
     def __init__(self, store: Store, keycrm: KeyCRM, settings: Settings, clock: Clock,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, ledger: Ledger | None = None, skumap: Any = None) -> None:
+        self.skumap = skumap
         self.store = store
+        self.ledger = ledger or Ledger(store)
         self.keycrm = keycrm
         self.settings = settings
         self.clock = clock
@@ -93,12 +92,16 @@ class PushEngine:
         result.claimed = len(changes)
         if not changes:
             return result
+        if self.skumap is not None:
+            # Plugin events keep the SKU ↔ product id map current between REST refreshes (S16).
+            for ch in sorted(changes, key=lambda c: (c.occurred_at, c.id)):
+                self.skumap.apply_event(ch.payload)
         by_kind: dict[str, list[Change]] = {}
         for ch in changes:
             by_kind.setdefault(ch.kind, []).append(ch)
         # Renames first, so that later changes in the batch already find the offer under its new SKU.
         for kind, handler in (("rename", self._renames), ("stock", self._stock), ("product", self._products),
-                              ("order", self._orders), ("deleted", self._deleted)):
+                              ("deleted", self._deleted)):
             group = by_kind.pop(kind, [])
             if not group:
                 continue
@@ -167,114 +170,16 @@ class PushEngine:
     # -- stock -----------------------------------------------------------------------------------
 
     def _stock(self, token: str, group: list[Change], result: PushResult) -> None:
-        newest = self._coalesce(token, "stock", group, result)
-        if not newest:
-            return
-        mirror = self._mirror(list(newest))
-        unknown = [ch for sku, ch in newest.items() if sku not in mirror]
-        if unknown:
-            self._skip(token, unknown, result, "SKU not found in KeyCRM")
-        rows: list[dict[str, Any]] = []
-        planned: list[tuple[Change, float, float]] = []
-        unchanged: list[Change] = []
-        wh = self.settings.write_warehouse_id
-        for sku, ch in newest.items():
-            if sku not in mirror:
-                continue
-            target = float(ch.payload["stock_quantity"])
-            per_wh = mirror[sku]
-            current = sum(per_wh[w]["quantity"] - per_wh[w]["reserve"]
-                          for w in self.settings.read_warehouse_ids if w in per_wh)
-            q_write = per_wh[wh]["quantity"] if wh in per_wh else 0.0
-            new_q = q_write + (target - current)
-            if new_q < 0:
-                log.warning("target below what other warehouses hold; clamping at 0",
-                            extra={"sku": sku, "target": target, "current": current})
-                new_q = 0.0
-            if new_q == q_write:
-                unchanged.append(ch)
-                continue
-            rows.append({"sku": sku, "quantity": _clean_number(new_q)})
-            planned.append((ch, new_q, per_wh.get(wh, {}).get("reserve", 0.0)))
-        self._done(token, unchanged)
-        self.store.record_pushed("stock", [(c.sku, c.occurred_at, c.payload["stock_quantity"]) for c in unchanged],
-                                 self.clock.now())
-        result.unchanged += len(unchanged)
-        if not rows:
-            return
-        ok, bad = self._put_isolating(rows)
-        now = self.clock.now()
-        ok_skus = {r["sku"] for r in ok}
-        sent = [p for p in planned if p[0].sku in ok_skus]
-        self.store.save_keycrm_stock([(ch.sku, wh, None, q, r) for ch, q, r in sent], now)
-        self.store.record_pushed("stock", [(ch.sku, ch.occurred_at, ch.payload["stock_quantity"])
-                                           for ch, _, _ in sent], now)
-        self._done(token, [ch for ch, _, _ in sent])
-        self.store.clear_unmatched(ok_skus)
-        result.pushed_stock += len(sent)
-        if sent:
-            self._succeeded()
-        failed = [p[0] for p in planned if p[0].sku not in ok_skus]
-        if failed:
-            reasons = {r["sku"]: why for r, why in bad}
-            for ch in failed:
-                self._skip(token, [ch], result, f"KeyCRM rejected the stock row: {reasons.get(ch.sku, '')}"[:300])
-        log.info("stock pushed", extra={"rows": len(sent), "skus": sorted(ok_skus)[:20],
-                                        "warehouse_id": wh})
-
-    def _put_isolating(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[dict, str]]]:
-        """PUT the rows; when KeyCRM rejects a batch (422), halve it to find the bad rows.
-
-        Costs one extra request per halving, only when something is wrong, and lets every good row
-        through instead of failing the whole batch for one bad SKU.
-        """
-        try:
-            self.keycrm.put_stocks(self.settings.write_warehouse_id, rows)
-            return rows, []
-        except PermanentError as exc:
-            if exc.status in (401, 403):
-                raise
-            if len(rows) == 1:
-                return [], [(rows[0], str(exc))]
-            mid = len(rows) // 2
-            ok1, bad1 = self._put_isolating(rows[:mid])
-            ok2, bad2 = self._put_isolating(rows[mid:])
-            return ok1 + ok2, bad1 + bad2
-
-    def _mirror(self, skus: list[str]) -> dict[str, dict[int, dict[str, Any]]]:
-        """KeyCRM stock per SKU and warehouse; reads only SKUs the store does not know fresh enough."""
-        now = self.clock.now()
-        mirror = self.store.keycrm_stock(skus)
-        max_age = self.settings.stock_max_age_s
-        need = [s for s in skus
-                if s not in mirror or min(w["fetched_at"] for w in mirror[s].values()) < now - max_age]
-        if need:
-            self.refresh_stock(need)
-            mirror = self.store.keycrm_stock(skus)
-        return mirror
-
-    def refresh_stock(self, skus: list[str]) -> set[str]:
-        """Read KeyCRM stock for these SKUs into the mirror; returns the SKUs KeyCRM has."""
-        now = self.clock.now()
-        rows: list[tuple[str, int, int | None, float, float]] = []
-        found: set[str] = set()
-        wanted = set(skus)
-        for item in self.keycrm.iter_stocks(skus=skus, details=True):
-            sku = item.get("sku")
-            if sku not in wanted:
-                continue
-            found.add(sku)
-            seen = set()
-            for w in item.get("warehouse") or []:
-                seen.add(int(w["id"]))
-                rows.append((sku, int(w["id"]), item.get("id"), float(w.get("quantity") or 0),
-                             float(w.get("reserve") or 0)))
-            # A warehouse that holds nothing of this offer may be left out of the answer.
-            for w_id in {self.settings.write_warehouse_id, *self.settings.read_warehouse_ids} - seen:
-                rows.append((sku, w_id, item.get("id"), 0.0, 0.0))
-        self.store.save_keycrm_stock(rows, now)
-        self.store.set_meta("last_keycrm_success_at", now)
-        return found
+        empty = [ch for ch in group if not ch.sku.strip()]
+        if empty:
+            self._skip(token, empty, result, "empty SKU: give the product an SKU in WooCommerce")
+        known = [ch for ch in group if ch.sku.strip()]
+        # Every event counts here, not only the newest per SKU: an older one may be a site order
+        # whose units must be held as in flight.
+        self.ledger.observe_woo([ch.payload for ch in known], self.clock.now(),
+                                two_way=self.settings.sync_mode == "two-way")
+        self._done(token, known)
+        result.pushed_stock += len(known)
 
     # -- product fields --------------------------------------------------------------------------
 
@@ -394,18 +299,14 @@ class PushEngine:
             with self.store.transaction() as c:
                 for ch in done:
                     old = ch.payload["old_sku"]
-                    for table in ("keycrm_offers", "keycrm_stock"):
+                    for table in ("keycrm_offers", "keycrm_stock", "ledger"):
                         c.execute(f"DELETE FROM {table} WHERE sku = ?", (ch.sku,))  # noqa: S608
                         c.execute(f"UPDATE {table} SET sku = ? WHERE sku = ?", (ch.sku, old))  # noqa: S608
+                    c.execute("UPDATE inflight SET sku = ? WHERE sku = ?", (ch.sku, old))
                     c.execute("DELETE FROM unmatched WHERE sku = ?", (old,))
         self._done(token, done)
         if missing:
             self._skip(token, missing, result, "renamed SKU: the old SKU is not in KeyCRM")
-
-    def _orders(self, token: str, group: list[Change], result: PushResult) -> None:
-        # Order-caused stock is never pushed (KeyCRM reserves it itself); the pull direction reads
-        # these from the event log to hold sold units as in flight until KeyCRM shows the order.
-        self._done(token, group)
 
     def _deleted(self, token: str, group: list[Change], result: PushResult) -> None:
         # Deleting in KeyCRM would lose its history and other channels' stock: we only stop syncing.

@@ -28,6 +28,11 @@ CREATE TABLE IF NOT EXISTS inbox (
     events INTEGER NOT NULL,
     body TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS keycrm_inbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at REAL NOT NULL,
+    body TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (
     id TEXT PRIMARY KEY,
     received_at REAL NOT NULL,
@@ -191,6 +196,18 @@ class Store:
             [(ev["id"], kind, sku, ev["occurred_at"], now) for ev in fresh for kind, sku in changes_for(ev)],
         )
         return len(fresh), len(batch) - len(fresh)
+
+    def append_webhook(self, rows: list[dict[str, Any]], now: float) -> None:
+        self.conn.execute("INSERT INTO keycrm_inbox (received_at, body) VALUES (?, ?)",
+                          (now, json.dumps(rows, separators=(",", ":"))))
+
+    def take_keycrm_inbox(self, limit: int = 200) -> list[tuple[float, list[dict[str, Any]]]]:
+        """Webhook bodies in arrival order, removed as they are taken (the ledger keeps what matters)."""
+        with self.transaction() as c:
+            rows = c.execute("SELECT id, received_at, body FROM keycrm_inbox ORDER BY id LIMIT ?", (limit,)).fetchall()
+            if rows:
+                c.execute("DELETE FROM keycrm_inbox WHERE id <= ?", (rows[-1]["id"],))
+        return [(r["received_at"], json.loads(r["body"])) for r in rows]
 
     def inbox_stats(self) -> tuple[int, int, float | None]:
         """(batches, events, oldest received_at) not yet expanded."""

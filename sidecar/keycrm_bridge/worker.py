@@ -18,9 +18,9 @@ from typing import IO, Any
 
 from .clock import Clock
 from .config import Settings
+from .errors import PermanentError, RetryableError
 from .events import changes_for
-from .push import PushEngine
-from .store import Store
+from .wiring import Engines
 
 log = logging.getLogger("keycrm_bridge.worker")
 
@@ -50,15 +50,17 @@ class WorkerLock:
 
 
 class Worker:
-    def __init__(self, settings: Settings, store: Store, push: PushEngine, clock: Clock,
-                 extra_ticks: list[Callable[[], Any]] | None = None, poll_s: float = 0.1) -> None:
+    """Each round: expand the inbox, push claimed changes, absorb KeyCRM sources, run a sync round."""
+
+    def __init__(self, settings: Settings, engines: Engines, clock: Clock, poll_s: float = 0.1) -> None:
         self.settings = settings
-        self.store = store
-        self.push = push
+        self.engines = engines
+        self.store = engines.store
+        self.push = engines.push
         self.clock = clock
-        self.extra_ticks = extra_ticks or []
         self.poll_s = poll_s
         self.stop_event = threading.Event()
+        self._skumap_at = -1e18
 
     def push_due(self) -> bool:
         """Debounce: wait for a quiet moment (or the max wait) so a burst goes out as one request."""
@@ -79,9 +81,34 @@ class Worker:
             worked = result.claimed > 0
             if result.claimed:
                 log.info("push round", extra={k: v for k, v in vars(result).items() if k != "errors"})
-        for fn in self.extra_ticks:
-            worked = bool(fn()) or worked
+        worked = self._guarded("pull", self.engines.pull.tick) or worked
+        if self.engines.sync.due():
+            r = self.engines.sync.run_round()
+            worked = worked or r.decided > 0
+            if r.decided or r.errors:
+                log.info("sync round", extra={k: v for k, v in vars(r).items() if k != "errors"})
+        self._refresh_skumap()
         return worked
+
+    def _guarded(self, name: str, fn: Callable[[], Any]) -> bool:
+        """One source failing (KeyCRM down for the sweep) must not stop the others (webhooks, push)."""
+        try:
+            return bool(fn())
+        except RetryableError as exc:
+            log.warning("%s will be retried", name, extra={"error": str(exc)[:300]})
+        except PermanentError as exc:
+            log.error("%s failed", name, extra={"error": str(exc)[:300]})
+            self.store.set_meta("last_error", {"at": self.clock.now(), "error": f"{name}: {exc}"[:500]})
+        return False
+
+    def _refresh_skumap(self) -> None:
+        e = self.engines
+        if e.skumap is None or e.woo is None or self.settings.skumap_refresh_s <= 0:
+            return
+        if self.clock.now() - self._skumap_at < self.settings.skumap_refresh_s:
+            return
+        self._skumap_at = self.clock.now()
+        self._guarded("skumap", lambda: e.skumap.refresh(e.woo) if e.skumap and e.woo else None)
 
     def run(self) -> None:
         lock = WorkerLock(self.settings.database_path)

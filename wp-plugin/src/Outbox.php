@@ -51,6 +51,17 @@ final class Outbox
      */
     public static function add(array $events, string $error = ''): bool
     {
+        // Chunks keep each statement far below MariaDB's max_allowed_packet, even with long descriptions.
+        $ok = true;
+        foreach (array_chunk($events, 100) as $chunk) {
+            $ok = self::insert($chunk, $error) && $ok;
+        }
+        return $ok;
+    }
+
+    /** @param array<int, array<string, mixed>> $events */
+    private static function insert(array $events, string $error): bool
+    {
         global $wpdb;
         if ($events === []) {
             return true;

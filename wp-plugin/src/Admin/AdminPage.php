@@ -329,6 +329,10 @@ final class AdminPage
             update_option(Settings::SECRET, Settings::generateSecret(), true);
             update_option(Settings::REVEAL, '1', false);
         }
+        if (Settings::isConfigured() && Outbox::hasPending()) {
+            // Events kept while the bridge was not configured (or pointed elsewhere) go out now.
+            $this->dispatcher->scheduleRetry(time());
+        }
         $this->redirect('saved');
     }
 

@@ -145,7 +145,8 @@ def start_receiver(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
     control = json.dumps({"resync": True, "unmatched": [
         {"sku": "DEMO-404", "product_id": 0, "reason": "exists in KeyCRM only"},
     ]}).encode()
-    urllib.request.urlopen(urllib.request.Request(url + "/_control", data=control, method="POST"), timeout=10)
+    request = urllib.request.Request(url + "/_control", data=control, method="POST")  # noqa: S310
+    urllib.request.urlopen(request, timeout=10)  # noqa: S310 - http://127.0.0.1 only
     return proc, url
 
 
@@ -167,10 +168,23 @@ def start_chromium(profile: str) -> tuple[subprocess.Popen[bytes], str]:
             raise SystemExit("chromium did not start its DevTools endpoint")
         time.sleep(0.1)
     port = port_file.read_text().split()[0]
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as reply:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as reply:  # noqa: S310
         targets = json.load(reply)
     page = next(t for t in targets if t["type"] == "page")
     return proc, page["webSocketDebuggerUrl"]
+
+
+def wpctl(env_dir: str, *args: str) -> None:
+    subprocess.run(["php", str(PLUGIN / "tests" / "lib" / "wpctl.php"), env_dir, *args], check=True)
+
+
+def screenshot(dt: DevTools, name: str) -> str:
+    height = dt.js("Math.max(document.body.scrollHeight, 1200)")
+    dt.call("Emulation.setDeviceMetricsOverride", width=1280, height=int(height), deviceScaleFactor=1, mobile=False)
+    shot = dt.call("Page.captureScreenshot", format="png")
+    target = ARTIFACTS / name
+    target.write_bytes(base64.b64decode(shot["data"]))
+    return f"screenshot {target.relative_to(PLUGIN)} ({target.stat().st_size} bytes)"
 
 
 def main() -> int:
@@ -229,19 +243,27 @@ def main() -> int:
         assert dt.js("document.getElementById('kcb-resync-status').classList.contains('kcb-ok')"), status
         checks.append(f"Full resync (dry run) followed to {progress}%: {status}")
 
-        unmatched = dt.js("document.querySelector('table.kcb-unmatched') ? document.querySelector('table.kcb-unmatched').textContent : ''")
+        unmatched = dt.js("(document.querySelector('table.kcb-unmatched') || {textContent: ''}).textContent")
         assert "DEMO-404" in unmatched, unmatched
         checks.append("unmatched SKUs listed")
 
         assert not dt.exceptions, f"JavaScript errors: {dt.exceptions}"
         checks.append("no JavaScript errors")
 
-        height = dt.js("Math.max(document.body.scrollHeight, 1200)")
-        dt.call("Emulation.setDeviceMetricsOverride", width=1280, height=int(height), deviceScaleFactor=1, mobile=False)
-        shot = dt.call("Page.captureScreenshot", format="png")
-        target = ARTIFACTS / "admin-page.png"
-        target.write_bytes(base64.b64decode(shot["data"]))
-        checks.append(f"screenshot {target.relative_to(PLUGIN)} ({target.stat().st_size} bytes)")
+        checks.append(screenshot(dt, "admin-page.png"))
+
+        # The same page for an admin whose language is Ukrainian.
+        wpctl(env_dir, "locale", env["admin_user"], "uk")
+        try:
+            dt.goto(f"{wp}/wp-admin/admin.php?page=keycrm-bridge")
+            heading = dt.js("document.querySelector('.kcb-admin h2').textContent")
+            assert heading == "З'єднання з sidecar", heading
+            button = dt.js("document.getElementById('kcb-resync-start').textContent")
+            assert button == "Повна пересинхронізація", button
+            checks.append(f"Ukrainian page: {heading} / {button}")
+            checks.append(screenshot(dt, "admin-page-uk.png"))
+        finally:
+            wpctl(env_dir, "locale", env["admin_user"], "")
     except AssertionError as failure:
         for check in checks:
             print(f"ok   {check}")

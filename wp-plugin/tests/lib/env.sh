@@ -200,7 +200,8 @@ kcb_stop_pidfile() { # stop a daemon this environment started earlier, by its pi
     local file="$1" pid
     [ -f "$file" ] || return 0
     pid="$(cat "$file" 2>/dev/null)"
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    # Only a process whose command line names this environment: a stale pid may belong to someone else now.
+    if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$KCB_ENV_DIR"; then
         kill "$pid" 2>/dev/null || true
         kcb_wait_for 10 bash -c "! kill -0 $pid" || kill -9 "$pid" 2>/dev/null || true
     fi

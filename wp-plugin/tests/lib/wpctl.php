@@ -6,6 +6,7 @@
  *   php wpctl.php ENV_DIR activate|deactivate    toggle KeyCRM Bridge
  *   php wpctl.php ENV_DIR product SKU STOCK      create a simple product, print its id
  *   php wpctl.php ENV_DIR outbox                 print the outbox row count
+ *   php wpctl.php ENV_DIR locale USER LOCALE     set a user's admin language ("" for the site's)
  *
  * @package KeycrmBridge\Tests
  */
@@ -51,6 +52,10 @@ switch ($command) {
     case 'outbox':
         global $wpdb;
         echo (int) $wpdb->get_var("SELECT COUNT(*) FROM {$wpdb->prefix}kcb_outbox"), "\n";
+        break;
+    case 'locale':
+        $user = get_user_by('login', $argv[3]);
+        update_user_meta($user->ID, 'locale', $argv[4] ?? '');
         break;
     default:
         fwrite(STDERR, "unknown command: $command\n");

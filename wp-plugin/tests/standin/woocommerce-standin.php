@@ -402,7 +402,7 @@ class WC_Order_Item_Product
         private int $id,
         private int $product_id,
         private int $variation_id,
-        private float $quantity,
+        private int|float $quantity,
         private array $meta = []
     ) {
     }
@@ -410,7 +410,7 @@ class WC_Order_Item_Product
     public function get_id(): int { return $this->id; }
     public function get_product_id(): int { return $this->product_id; }
     public function get_variation_id(): int { return $this->variation_id; }
-    public function get_quantity(): float { return $this->quantity; }
+    public function get_quantity(): int|float { return $this->quantity; }
     public function get_order_id(): int { return $this->order->get_id(); }
     public function get_type(): string { return 'line_item'; }
     public function is_type($type): bool { return in_array('line_item', (array) $type, true); }
@@ -454,7 +454,7 @@ class WC_Order extends WC_Data
             $this->data['status'] = (string) get_post_meta($id, '_standin_status', true);
             foreach ((array) get_post_meta($id, '_standin_items', true) as $row) {
                 if (is_array($row)) {
-                    $this->items[] = new WC_Order_Item_Product($this, (int) $row['id'], (int) $row['product_id'], (int) $row['variation_id'], (float) $row['quantity'], (array) $row['meta']);
+                    $this->items[] = new WC_Order_Item_Product($this, (int) $row['id'], (int) $row['product_id'], (int) $row['variation_id'], wc_stock_amount($row['quantity']), (array) $row['meta']);
                 }
             }
         }
@@ -480,7 +480,7 @@ class WC_Order extends WC_Data
             count($this->items) + 1,
             $isVariation ? $product->get_parent_id() : $product->get_id(),
             $isVariation ? $product->get_id() : 0,
-            $quantity
+            wc_stock_amount($quantity)
         );
     }
 

@@ -1,0 +1,55 @@
+"""What one SKU's stock should be on each side: the arithmetic of DESIGN.md as a pure function.
+
+Inputs are what the ledger knows of the SKU. ``inflight`` is the stock that site orders took in
+WooCommerce and that KeyCRM does not show yet (positive: sold units KeyCRM has not reserved;
+negative: restored units KeyCRM has not released). So KeyCRM's *effective* sellable — what it
+will show once it has caught up with the site — is ``kc − inflight``.
+
+* ``keycrm``: WooCommerce := effective − safety buffer. KeyCRM is never written.
+* ``woocommerce``: KeyCRM sellable := WooCommerce + inflight (the inflight part leaves in KeyCRM
+  by reserve, not by us). WooCommerce is never written.
+* ``two-way``: each side's change against the last agreed value is added, so concurrent edits on
+  both sides both survive: merged = agreed + (woo − agreed) + (effective − agreed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Decision:
+    woo_target: float | None = None      # set WooCommerce stock to this (None: leave it)
+    kc_target: float | None = None       # set KeyCRM sellable (over read warehouses) to this
+    agreed: float | None = None          # the new agreed value
+    reason: str = ""
+
+
+def decide(mode: str, *, woo: float | None, kc: float | None, agreed: float | None,
+           inflight: float = 0.0, buffer: float = 0.0) -> Decision:
+    if kc is None:
+        return Decision(agreed=agreed, reason="not known in KeyCRM")
+    effective = kc - inflight
+    if mode == "keycrm":
+        target = max(0.0, effective - buffer)
+        return Decision(woo_target=None if woo == target else target, agreed=effective,
+                        reason="KeyCRM is the master" + (f"; {inflight:g} held for site orders" if inflight else ""))
+    if mode == "woocommerce":
+        if woo is None:
+            return Decision(agreed=agreed, reason="WooCommerce stock not known yet")
+        target = woo + inflight
+        return Decision(kc_target=None if kc == target else target, agreed=woo, reason="WooCommerce is the master")
+    if mode != "two-way":
+        raise ValueError(f"unknown mode {mode!r}")
+    if woo is None:
+        target = max(0.0, effective)
+        return Decision(woo_target=target, agreed=effective, reason="first value from KeyCRM")
+    # First contact: no agreed value yet. Taking the lower side never lists units nobody has.
+    base = agreed if agreed is not None else min(woo, effective)
+    merged = max(0.0, woo + effective - base)
+    return Decision(
+        woo_target=None if woo == merged else merged,
+        kc_target=None if kc == merged + inflight else merged + inflight,
+        agreed=merged,
+        reason=f"merged: agreed {base:g}, WooCommerce {woo - base:+g}, KeyCRM {effective - base:+g}",
+    )

@@ -1,0 +1,274 @@
+"""The per-SKU ledger: what each side last showed, the agreed value, site orders in flight, history.
+
+Every source of change feeds it — plugin events (WooCommerce), KeyCRM webhooks, order-driven reads,
+the sweep, our own writes — and marks the SKU dirty; the sync engine decides dirty SKUs in rounds.
+``history`` keeps each observation and decision, which is what ``explain`` shows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .store import Store
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS ledger (
+    sku TEXT PRIMARY KEY,
+    woo_stock REAL,
+    woo_at REAL,
+    kc_sellable REAL,
+    kc_at REAL,
+    agreed REAL,
+    dirty_since REAL,
+    dirty_touch REAL,
+    hold TEXT
+);
+CREATE INDEX IF NOT EXISTS ledger_dirty ON ledger (dirty_since) WHERE dirty_since IS NOT NULL;
+CREATE TABLE IF NOT EXISTS inflight (
+    order_id TEXT NOT NULL,
+    sku TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    qty REAL NOT NULL,
+    event_at REAL NOT NULL,
+    registered_at REAL NOT NULL,
+    resolved_at REAL,
+    resolution TEXT,
+    PRIMARY KEY (order_id, sku, kind, event_at)
+);
+CREATE INDEX IF NOT EXISTS inflight_open ON inflight (sku) WHERE resolved_at IS NULL;
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sku TEXT NOT NULL,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_sku ON history (sku, id);
+CREATE TABLE IF NOT EXISTS guard_holds (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    status TEXT NOT NULL,
+    skus TEXT NOT NULL,
+    summary TEXT NOT NULL
+);
+"""
+
+
+@dataclass
+class Row:
+    sku: str
+    woo_stock: float | None
+    woo_at: float | None
+    kc_sellable: float | None
+    kc_at: float | None
+    agreed: float | None
+    hold: str | None
+
+
+def _chunks(items: list[str], n: int = 500) -> Iterable[list[str]]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+class Ledger:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.conn = store.conn
+        self.conn.executescript(SCHEMA)
+
+    # -- observations ------------------------------------------------------------------------
+
+    def observe_woo(self, events: Iterable[dict[str, Any]], now: float, two_way: bool) -> set[str]:
+        """Plugin stock events, oldest first. Returns the SKUs marked dirty."""
+        dirty: set[str] = set()
+        with self.store.transaction() as c:
+            for ev in sorted(events, key=lambda e: (e["occurred_at"], e["id"])):
+                sku, at, cause = ev["sku"], ev["occurred_at"], ev["cause"]
+                value = ev.get("stock_quantity")
+                c.execute("INSERT OR IGNORE INTO ledger (sku) VALUES (?)", (sku,))
+                if value is not None:
+                    c.execute("UPDATE ledger SET woo_stock = ?, woo_at = ? WHERE sku = ? AND"
+                              " (woo_at IS NULL OR woo_at <= ?)", (value, at, sku, at))
+                delta = ev.get("quantity_delta")
+                if cause in ("order", "order_restore") and ev.get("order_id") and delta:
+                    kind = "order" if cause == "order" else "restore"
+                    cur = c.execute(
+                        "INSERT OR IGNORE INTO inflight (order_id, sku, kind, qty, event_at, registered_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?)", (str(ev["order_id"]), sku, kind, -float(delta), at, now))
+                    if cur.rowcount and two_way:
+                        # The sale (or restore) happened on both sides as far as the merge is
+                        # concerned: KeyCRM's part of it is counted by the inflight until it shows.
+                        c.execute("UPDATE ledger SET agreed = agreed + ? WHERE sku = ? AND agreed IS NOT NULL",
+                                  (float(delta), sku))
+                self._history(c, sku, now, "woo", {"cause": cause, "stock": value, "order_id": ev.get("order_id"),
+                                                   "delta": delta, "event_id": ev["id"], "at": at})
+                if cause != "sidecar":
+                    self._dirty(c, sku, now)
+                    dirty.add(sku)
+        return dirty
+
+    def observe_keycrm(self, values: dict[str, float], now: float, source: str) -> set[str]:
+        """KeyCRM sellable per SKU (webhook, read, sweep). Returns SKUs whose value changed."""
+        changed: set[str] = set()
+        with self.store.transaction() as c:
+            for sku, sellable in values.items():
+                c.execute("INSERT OR IGNORE INTO ledger (sku) VALUES (?)", (sku,))
+                prev = c.execute("SELECT kc_sellable FROM ledger WHERE sku = ?", (sku,)).fetchone()[0]
+                c.execute("UPDATE ledger SET kc_sellable = ?, kc_at = ? WHERE sku = ?", (sellable, now, sku))
+                if prev != sellable:
+                    changed.add(sku)
+                    self._history(c, sku, now, "keycrm", {"source": source, "sellable": sellable, "was": prev})
+                    self._dirty(c, sku, now)
+        return changed
+
+    def mark_dirty(self, skus: Iterable[str], now: float) -> None:
+        with self.store.transaction() as c:
+            for sku in skus:
+                c.execute("INSERT OR IGNORE INTO ledger (sku) VALUES (?)", (sku,))
+                self._dirty(c, sku, now)
+
+    @staticmethod
+    def _dirty(c: Any, sku: str, now: float) -> None:
+        c.execute("UPDATE ledger SET dirty_since = coalesce(dirty_since, ?), dirty_touch = ? WHERE sku = ?",
+                  (now, now, sku))
+
+    @staticmethod
+    def _history(c: Any, sku: str, now: float, kind: str, detail: dict[str, Any]) -> None:
+        c.execute("INSERT INTO history (sku, at, kind, detail) VALUES (?, ?, ?, ?)",
+                  (sku, now, kind, json.dumps(detail, separators=(",", ":"))))
+
+    def note(self, sku: str, now: float, kind: str, detail: dict[str, Any]) -> None:
+        self._history(self.conn, sku, now, kind, detail)
+
+    def notes(self, rows: Iterable[tuple[str, str, dict[str, Any]]], now: float) -> None:
+        with self.store.transaction() as c:
+            for sku, kind, detail in rows:
+                self._history(c, sku, now, kind, detail)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def rows(self, skus: Iterable[str]) -> dict[str, Row]:
+        out: dict[str, Row] = {}
+        for part in _chunks(list(skus)):
+            marks = ",".join("?" * len(part))
+            for r in self.conn.execute(
+                "SELECT sku, woo_stock, woo_at, kc_sellable, kc_at, agreed, hold FROM ledger"  # noqa: S608
+                f" WHERE sku IN ({marks})", part):
+                out[r[0]] = Row(*r)
+        return out
+
+    def dirty_window(self) -> tuple[int, float | None, float | None]:
+        r = self.conn.execute("SELECT count(*), min(dirty_since), max(dirty_touch) FROM ledger"
+                              " WHERE dirty_since IS NOT NULL AND hold IS NULL").fetchone()
+        return int(r[0]), r[1], r[2]
+
+    def dirty(self, limit: int = 10000) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT sku FROM ledger WHERE dirty_since IS NOT NULL AND hold IS NULL ORDER BY dirty_since LIMIT ?",
+            (limit,))]
+
+    def clean(self, skus: Iterable[str], decided_at: float) -> None:
+        """Clear dirty marks set before ``decided_at``; a mark that came later stays for the next round."""
+        with self.store.transaction() as c:
+            for part in _chunks(list(skus)):
+                marks = ",".join("?" * len(part))
+                c.execute(f"UPDATE ledger SET dirty_since = NULL, dirty_touch = NULL WHERE sku IN ({marks})"  # noqa: S608
+                          " AND dirty_touch <= ?", (*part, decided_at))
+
+    def set_values(self, rows: Iterable[tuple[str, float | None, float | None, float | None]], now: float) -> None:
+        """After our writes: (sku, woo_stock or None, kc_sellable or None, agreed or None)."""
+        with self.store.transaction() as c:
+            for sku, woo, kc, agreed in rows:
+                if woo is not None:
+                    c.execute("UPDATE ledger SET woo_stock = ?, woo_at = max(coalesce(woo_at, 0), ?) WHERE sku = ?",
+                              (woo, now, sku))
+                if kc is not None:
+                    c.execute("UPDATE ledger SET kc_sellable = ?, kc_at = ? WHERE sku = ?", (kc, now, sku))
+                if agreed is not None:
+                    c.execute("UPDATE ledger SET agreed = ? WHERE sku = ?", (agreed, sku))
+
+    def history(self, sku: str, limit: int = 50) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT at, kind, detail FROM history WHERE sku = ? ORDER BY id DESC LIMIT ?",
+                                 (sku, limit)).fetchall()
+        return [{"at": r[0], "kind": r[1], **json.loads(r[2])} for r in reversed(rows)]
+
+    def prune_history(self, before: float) -> None:
+        self.conn.execute("DELETE FROM history WHERE at < ?", (before,))
+
+    # -- site orders in flight ------------------------------------------------------------------
+
+    def inflight(self, skus: Iterable[str]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for part in _chunks(list(skus)):
+            marks = ",".join("?" * len(part))
+            for sku, qty in self.conn.execute(
+                f"SELECT sku, sum(qty) FROM inflight WHERE resolved_at IS NULL AND sku IN ({marks})"  # noqa: S608
+                " GROUP BY sku", part):
+                out[sku] = float(qty)
+        return out
+
+    def open_inflight(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute(
+            "SELECT order_id, sku, kind, qty, event_at, registered_at FROM inflight WHERE resolved_at IS NULL"
+            " ORDER BY registered_at")]
+
+    def resolve(self, keys: Iterable[tuple[str, str, str, float]], now: float, resolution: str) -> set[str]:
+        """keys: (order_id, sku, kind, event_at). Returns the SKUs affected (now dirty)."""
+        skus: set[str] = set()
+        with self.store.transaction() as c:
+            for order_id, sku, kind, event_at in keys:
+                cur = c.execute("UPDATE inflight SET resolved_at = ?, resolution = ? WHERE order_id = ? AND sku = ?"
+                                " AND kind = ? AND event_at = ? AND resolved_at IS NULL",
+                                (now, resolution, order_id, sku, kind, event_at))
+                if cur.rowcount:
+                    skus.add(sku)
+                    self._history(c, sku, now, "order", {"order_id": order_id, "kind": kind,
+                                                         "resolution": resolution})
+                    self._dirty(c, sku, now)
+        return skus
+
+    # -- guard holds ------------------------------------------------------------------------------
+
+    def hold(self, skus: list[str], summary: dict[str, Any], now: float) -> int:
+        with self.store.transaction() as c:
+            cur = c.execute("INSERT INTO guard_holds (at, status, skus, summary) VALUES (?, 'held', ?, ?)",
+                            (now, json.dumps(skus), json.dumps(summary)))
+            hold_id = int(cur.lastrowid or 0)
+            for part in _chunks(skus):
+                marks = ",".join("?" * len(part))
+                c.execute(f"UPDATE ledger SET hold = ? WHERE sku IN ({marks})", (f"guard:{hold_id}", *part))  # noqa: S608
+        return hold_id
+
+    def holds(self, status: str | None = "held") -> list[dict[str, Any]]:
+        q = "SELECT id, at, status, skus, summary FROM guard_holds"
+        rows = self.conn.execute(q + (" WHERE status = ?" if status else "") + " ORDER BY id",
+                                 (status,) if status else ()).fetchall()
+        return [{"id": r[0], "at": r[1], "status": r[2], "skus": json.loads(r[3]), **json.loads(r[4])} for r in rows]
+
+    def set_hold_status(self, hold_id: int, status: str, now: float) -> bool:
+        """Operator's answer: ``confirmed`` (apply) or ``dismissed``; the worker acts on it."""
+        cur = self.conn.execute("UPDATE guard_holds SET status = ? WHERE id = ? AND status = 'held'",
+                                (status, hold_id))
+        return bool(cur.rowcount)
+
+    def release_hold(self, hold_id: int, now: float, final: str) -> list[str]:
+        with self.store.transaction() as c:
+            row = c.execute("SELECT skus FROM guard_holds WHERE id = ?", (hold_id,)).fetchone()
+            skus: list[str] = json.loads(row[0]) if row else []
+            c.execute("UPDATE guard_holds SET status = ? WHERE id = ?", (final, hold_id))
+            c.execute("UPDATE ledger SET hold = NULL WHERE hold = ?", (f"guard:{hold_id}",))
+            if final == "applied":
+                for sku in skus:
+                    self._dirty(c, sku, now)
+            else:
+                for part in _chunks(skus):
+                    marks = ",".join("?" * len(part))
+                    c.execute(f"UPDATE ledger SET dirty_since = NULL, dirty_touch = NULL WHERE sku IN ({marks})",  # noqa: S608
+                              part)
+        return skus
+
+    def size(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM ledger").fetchone()[0])

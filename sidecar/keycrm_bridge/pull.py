@@ -1,0 +1,180 @@
+"""Where KeyCRM changes come from, cheapest first (DESIGN.md "Budget").
+
+(a) KeyCRM's stock webhook: free, within seconds; rows land in ``keycrm_inbox`` via the API.
+(b) Orders: ``GET /order?filter[updated_between]`` each poll tells which SKUs' reserve moved and
+    which site orders KeyCRM now shows; only those SKUs are read (≤ 50 a request).
+(c) The sweep: one page of ``/offers/stocks`` at a time, paced so that an idle bridge spends at most
+    half the budget; the safety net for receivings and edits that no order reveals.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from .clock import Clock
+from .config import Settings
+from .ledger import Ledger
+from .store import Store
+from .sync import SyncEngine
+
+log = logging.getLogger("keycrm_bridge.pull")
+
+ORDER_OVERLAP_S = 120.0      # KeyCRM's clock and ours may differ; re-reading a little costs nothing
+ORDER_CHECK_MIN_GAP_S = 1.0  # a requested order check still waits this long after the previous one
+
+
+def parse_keycrm_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.strptime(text[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
+class PullSources:
+    def __init__(self, store: Store, ledger: Ledger, sync: SyncEngine, keycrm: Any, settings: Settings,
+                 clock: Clock) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.sync = sync
+        self.keycrm = keycrm
+        self.settings = settings
+        self.clock = clock
+
+    # -- (a) webhook -----------------------------------------------------------------------------
+
+    def absorb_webhooks(self, limit: int = 200) -> int:
+        batches = self.store.take_keycrm_inbox(limit)
+        if not batches:
+            return 0
+        now = self.clock.now()
+        sellable: dict[str, float] = {}
+        mirror_rows: list[tuple[str, int, int | None, float, float]] = []
+        stale: list[str] = []
+        single = self.settings.read_warehouse_ids == (self.settings.write_warehouse_id,)
+        for _, rows in batches:
+            for row in rows:
+                sku = str(row.get("sku") or "")
+                if not sku:
+                    continue
+                in_stock, in_reserve = float(row.get("in_stock") or 0), float(row.get("in_reserve") or 0)
+                sellable[sku] = in_stock - in_reserve
+                if single:
+                    wh = self.settings.write_warehouse_id
+                    mirror_rows.append((sku, wh, row.get("offer_id"), in_stock, in_reserve))
+                else:
+                    stale.append(sku)  # sums over warehouses: the per-warehouse mirror must be read again
+        if mirror_rows:
+            self.store.save_keycrm_stock(mirror_rows, now)
+        if stale:
+            self.store.conn.execute(
+                f"UPDATE keycrm_stock SET fetched_at = 0 WHERE sku IN ({','.join('?' * len(stale))})",  # noqa: S608
+                stale)
+        self.ledger.observe_keycrm(sellable, now, "webhook")
+        self.store.set_meta("last_webhook_at", now)
+        return len(sellable)
+
+    # -- (b) orders ------------------------------------------------------------------------------
+
+    def orders_due(self) -> bool:
+        now = self.clock.now()
+        last = float(self.store.get_meta("orders_checked_at", 0) or 0)
+        requested = float(self.store.get_meta("orders_check_requested", 0) or 0)
+        if requested > last and now - last >= ORDER_CHECK_MIN_GAP_S:
+            return True
+        return now - last >= self.settings.order_poll_interval_s
+
+    def poll_orders(self) -> int:
+        """One order check; returns the number of orders seen."""
+        started = self.clock.now()
+        since = float(self.store.get_meta("orders_polled_to", 0) or 0) or started - 3600
+        orders = list(self.keycrm.iter_orders(since - ORDER_OVERLAP_S, started))
+        by_uuid: dict[str, dict[str, Any]] = {}
+        touched: set[str] = set()
+        for o in orders:
+            if o.get("source_uuid"):
+                by_uuid[str(o["source_uuid"])] = o
+            for line in o.get("products") or []:
+                sku = (line.get("offer") or {}).get("sku") or line.get("sku")
+                if sku:
+                    touched.add(sku)
+        resolve: list[tuple[str, str, str, float]] = []
+        for row in self.ledger.open_inflight():
+            o = by_uuid.get(row["order_id"])
+            if o is None:
+                if started - row["registered_at"] > self.settings.inflight_timeout_s:
+                    self.ledger.resolve([(row["order_id"], row["sku"], row["kind"], row["event_at"])], started,
+                                        "timeout: KeyCRM never showed the order")
+                    self.store.note_unmatched(row["sku"], "woocommerce",
+                                              f"site order {row['order_id']} never reached KeyCRM", None, started)
+                    log.warning("site order not seen in KeyCRM; stopped holding its stock",
+                                extra={"sku": row["sku"], "order_id": row["order_id"]})
+                continue
+            updated = parse_keycrm_time(o.get("updated_at")) or 0
+            if row["kind"] == "order" or updated >= int(row["event_at"]):
+                resolve.append((row["order_id"], row["sku"], row["kind"], row["event_at"]))
+        # Read the SKUs these orders touch *after* seeing the orders, so the reading already holds
+        # their reserves; only then stop subtracting them as in flight.
+        to_read = sorted(touched | {k[1] for k in resolve})
+        if to_read:
+            self.sync.read_stock(to_read, source="order")
+        if resolve:
+            self.ledger.resolve(resolve, started, "KeyCRM shows the order")
+        self.store.set_meta("orders_checked_at", started)
+        self.store.set_meta("orders_polled_to", started)
+        return len(orders)
+
+    # -- (c) sweep ---------------------------------------------------------------------------------
+
+    def sweep_due(self) -> bool:
+        if self.settings.sweep_page_interval_s <= 0:
+            return False
+        last = float(self.store.get_meta("sweep_page_at", 0) or 0)
+        return self.clock.now() - last >= self.settings.sweep_page_interval_s
+
+    def sweep_page(self) -> int:
+        now = self.clock.now()
+        state = self.store.get_meta("sweep", {"page": 1, "started_at": now})
+        rows, last_page = self.keycrm.stocks_page(int(state["page"]), details=True)
+        self.sync.absorb_stock_rows(rows, "sweep")
+        if last_page:
+            self.store.set_meta("sweep_completed", {"at": now, "duration_s": now - state["started_at"],
+                                                    "pages": state["page"]})
+            state = {"page": 1, "started_at": now}
+        else:
+            state = {"page": int(state["page"]) + 1, "started_at": state["started_at"]}
+        self.store.set_meta("sweep", state)
+        self.store.set_meta("sweep_page_at", now)
+        return len(rows)
+
+    # -- one tick ------------------------------------------------------------------------------------
+
+    def tick(self) -> bool:
+        worked = self.absorb_webhooks() > 0
+        if self.orders_due():
+            self.poll_orders()
+            worked = True
+        if self.sweep_due():
+            self.sweep_page()
+            worked = True
+        return worked
+
+
+def webhook_rows(body: Any) -> list[dict[str, Any]] | None:
+    """The rows of a KeyCRM stock webhook, or None when the body is not that shape."""
+    rows = body if isinstance(body, list) else body.get("data") if isinstance(body, dict) else None
+    if not isinstance(rows, list) or not rows or len(rows) > 10000:
+        return None
+    for r in rows:
+        if not isinstance(r, dict) or not isinstance(r.get("sku"), str):
+            return None
+        for k in ("in_stock", "in_reserve"):
+            if not isinstance(r.get(k), int | float) or isinstance(r.get(k), bool):
+                return None
+    return rows
+
+
+__all__ = ["PullSources", "parse_keycrm_time", "webhook_rows"]

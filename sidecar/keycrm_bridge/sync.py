@@ -1,0 +1,364 @@
+"""The sync round: decide every dirty SKU, then write both sides in as few requests as they allow.
+
+KeyCRM writes go out as one ``PUT /offers/stocks`` per 10,000 rows, WooCommerce writes as batches
+of 100. The arithmetic is ``decide.decide``; this module adds what touches the network: reading
+KeyCRM before writing it where a concurrent change could be lost (two-way), holding SKUs whose site
+orders KeyCRM may just have reserved until the orders are checked, and the guard against a cycle
+that would empty a large part of the shop (S13).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .clock import Clock
+from .config import Settings
+from .decide import Decision, decide
+from .errors import PermanentError, RetryableError
+from .ledger import Ledger, Row
+from .store import Store
+
+log = logging.getLogger("keycrm_bridge.sync")
+
+
+class KeyCRMStock(Protocol):
+    def iter_stocks(self, skus: list[str] | None = None, offer_ids: list[int] | None = None,
+                    details: bool = True) -> Iterable[dict[str, Any]]: ...
+    def put_stocks(self, warehouse_id: int, rows: list[dict[str, Any]]) -> Any: ...
+
+
+@dataclass
+class RoundResult:
+    decided: int = 0
+    keycrm_rows: int = 0
+    woo_writes: int = 0
+    held_for_orders: int = 0
+    guarded: int = 0
+    unmatched: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _clean_number(v: float) -> float | int:
+    return int(v) if float(v).is_integer() else round(v, 4)
+
+
+class SyncEngine:
+    def __init__(self, store: Store, ledger: Ledger, keycrm: KeyCRMStock, settings: Settings, clock: Clock,
+                 woo: Any = None, skumap: Any = None, rng: random.Random | None = None) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.keycrm = keycrm
+        self.settings = settings
+        self.clock = clock
+        self.woo = woo
+        self.skumap = skumap
+        self.rng = rng or random.Random()
+        self._guarded: set[str] = set()
+
+    # -- KeyCRM reads into the mirror and the ledger ----------------------------------------------
+
+    def sellable_of(self, per_wh: dict[int, dict[str, Any]]) -> float:
+        return float(sum(w["quantity"] - w["reserve"] for wid, w in per_wh.items()
+                         if wid in self.settings.read_warehouse_ids))
+
+    def absorb_stock_rows(self, items: Iterable[dict[str, Any]], source: str,
+                          wanted: set[str] | None = None) -> set[str]:
+        """Store ``GET /offers/stocks`` rows (with details) in the mirror and the ledger."""
+        now = self.clock.now()
+        rows: list[tuple[str, int, int | None, float, float]] = []
+        sellable: dict[str, float] = {}
+        all_wh = {self.settings.write_warehouse_id, *self.settings.read_warehouse_ids}
+        for item in items:
+            sku = item.get("sku")
+            if not sku or (wanted is not None and sku not in wanted):
+                continue
+            per: dict[int, dict[str, Any]] = {}
+            for w in item.get("warehouse") or []:
+                per[int(w["id"])] = {"quantity": float(w.get("quantity") or 0), "reserve": float(w.get("reserve") or 0)}
+            for w_id in all_wh - set(per):
+                per[w_id] = {"quantity": 0.0, "reserve": 0.0}  # a warehouse without the offer holds none
+            rows += [(sku, w_id, item.get("id"), v["quantity"], v["reserve"]) for w_id, v in per.items()]
+            sellable[sku] = self.sellable_of(per)
+        self.store.save_keycrm_stock(rows, now)
+        if sellable:
+            self.ledger.observe_keycrm(sellable, now, source)
+            self.store.set_meta("last_keycrm_success_at", now)
+        return set(sellable)
+
+    def read_stock(self, skus: list[str], source: str = "read") -> set[str]:
+        """Read these SKUs from KeyCRM (≤ 50 a request). Returns those KeyCRM has."""
+        if not skus:
+            return set()
+        return self.absorb_stock_rows(self.keycrm.iter_stocks(skus=skus, details=True), source, set(skus))
+
+    # -- the round --------------------------------------------------------------------------------
+
+    def due(self) -> bool:
+        count, oldest, newest = self.ledger.dirty_window()
+        if not count or oldest is None or newest is None:
+            return self._confirmed_holds() != []
+        if self.store.get_meta("sync_retry_at", 0) > self.clock.now():
+            return False
+        now = self.clock.now()
+        return now - newest >= self.settings.push_debounce_s or now - oldest >= self.settings.push_max_wait_s
+
+    def _confirmed_holds(self) -> list[dict[str, Any]]:
+        return self.ledger.holds("confirmed")
+
+    def run_round(self, limit: int = 10000) -> RoundResult:
+        result = RoundResult()
+        started = self.clock.now()
+        bypass: set[str] = set()
+        for h in self._confirmed_holds():
+            bypass.update(self.ledger.release_hold(h["id"], started, "applied"))
+            log.info("guard hold confirmed; applying", extra={"hold_id": h["id"], "skus": len(h["skus"])})
+        skus = self.ledger.dirty(limit)
+        if not skus:
+            return result
+        try:
+            self._round(skus, started, bypass, result)
+            self.store.set_meta("sync_retry_at", 0)
+        except RetryableError as exc:
+            failures = int(self.store.get_meta("sync_failures", 0))
+            wait = min(300.0, 2.0 ** min(failures, 8)) * (0.5 + self.rng.random() / 2)
+            if exc.retry_after:
+                wait = max(wait, exc.retry_after)
+            self.store.set_meta("sync_failures", int(self.store.get_meta("sync_failures", 0)) + 1)
+            self.store.set_meta("sync_retry_at", self.clock.now() + wait)
+            self.store.set_meta("last_error", {"at": self.clock.now(), "error": str(exc)[:500]})
+            result.errors.append(str(exc))
+            log.warning("sync round will be retried", extra={"retry_in_s": round(wait, 1), "error": str(exc)[:300]})
+            return result
+        self.store.set_meta("sync_failures", 0)
+        return result
+
+    def _round(self, skus: list[str], started: float, bypass: set[str], result: RoundResult) -> None:
+        mode = self.settings.sync_mode
+        rows = self.ledger.rows(skus)
+        unknown = [s for s in skus if rows[s].kc_sellable is None and s.strip()]
+        if unknown:
+            found = self.read_stock(unknown)
+            missing = [s for s in unknown if s not in found]
+            self._unmatched(missing, "woocommerce", "SKU not found in KeyCRM", result)
+            rows = self.ledger.rows(skus)
+        empty = [s for s in skus if not s.strip()]
+        self.ledger.clean(empty, started)
+        inflight = self.ledger.inflight(skus)
+        checked_at = float(self.store.get_meta("orders_checked_at", 0) or 0)
+        decisions: dict[str, Decision] = {}
+        hold_orders: list[str] = []
+        done: list[str] = []
+        for sku in skus:
+            r = rows[sku]
+            if not sku.strip() or r.kc_sellable is None:
+                continue
+            inf = inflight.get(sku, 0.0)
+            # KeyCRM moved after the last order check while a site order is in flight: the move may
+            # be that order's reserve, so subtracting the order too would count it twice. Wait for
+            # the order check (requested now, answered within seconds) before deciding.
+            if inf and (r.kc_at or 0) > checked_at:
+                hold_orders.append(sku)
+                continue
+            woo = r.woo_stock if r.woo_stock is not None else self._woo_known(sku)
+            d = decide(mode, woo=woo, kc=r.kc_sellable, agreed=r.agreed, inflight=inf,
+                       buffer=self.settings.safety_buffer if mode == "keycrm" else 0.0)
+            decisions[sku] = d
+        result.decided = len(decisions)
+        if hold_orders:
+            self.store.set_meta("orders_check_requested", started)
+            result.held_for_orders = len(hold_orders)
+        kc_writes = {s: d for s, d in decisions.items() if d.kc_target is not None}
+        woo_writes = {s: d for s, d in decisions.items() if d.woo_target is not None}
+        if woo_writes and not self._can_write_woo():
+            woo_writes = {}
+        woo_writes = self._guard(woo_writes, rows, bypass, result)
+        written_kc = self._write_keycrm(kc_writes, rows, result)
+        written_woo = self._write_woo(woo_writes, rows, result)
+        now = self.clock.now()
+        updates = []
+        notes = []
+        for sku, d in decisions.items():
+            if sku in kc_writes and sku not in written_kc:
+                continue  # stays dirty: decided again next round with what KeyCRM showed
+            if sku in woo_writes and sku not in written_woo:
+                continue
+            if sku in self._guarded:
+                continue
+            updates.append((sku, d.woo_target if sku in written_woo else None,
+                            d.kc_target if sku in written_kc else None, d.agreed))
+            notes.append((sku, "decision", {"mode": mode, "woo": rows[sku].woo_stock, "kc": rows[sku].kc_sellable,
+                                            "agreed": rows[sku].agreed, "inflight": inflight.get(sku, 0.0),
+                                            "woo_target": d.woo_target, "kc_target": d.kc_target,
+                                            "reason": d.reason}))
+            done.append(sku)
+        self.ledger.set_values(updates, now)
+        self.ledger.notes(notes, now)
+        self.ledger.clean(done, started)
+        if written_kc:
+            self.store.set_meta("last_push_at", now)
+        if written_woo:
+            self.store.set_meta("last_pull_at", now)
+
+    def _woo_known(self, sku: str) -> float | None:
+        if self.skumap is None:
+            return None
+        entry = self.skumap.get(sku)
+        return None if entry is None else entry.stock_quantity
+
+    def _can_write_woo(self) -> bool:
+        if self.woo is None or self.skumap is None:
+            if not self.store.get_meta("woo_missing_warned"):
+                log.warning("WooCommerce is not configured (WOO_URL): KeyCRM stock is not written back")
+                self.store.set_meta("woo_missing_warned", True)
+            return False
+        return True
+
+    # -- S13 guard -----------------------------------------------------------------------------
+
+    def _guard(self, writes: dict[str, Decision], rows: dict[str, Row], bypass: set[str],
+               result: RoundResult) -> dict[str, Decision]:
+        self._guarded = set()
+        cuts = [s for s, d in writes.items() if s not in bypass and self._is_cut(rows[s].woo_stock, d.woo_target)]
+        if not cuts:
+            return writes
+        catalogue = max(self.ledger.size(), 1)
+        if len(cuts) < self.settings.guard_min_skus or len(cuts) <= self.settings.guard_share * catalogue:
+            return writes
+        now = self.clock.now()
+        zeroed = sum(1 for s in cuts if writes[s].woo_target == 0)
+        summary = {"reason": f"{len(cuts)} of {catalogue} SKUs would drop to 0 or by half or more "
+                             f"({zeroed} to 0) in one cycle",
+                   "examples": [{"sku": s, "from": rows[s].woo_stock, "to": writes[s].woo_target} for s in cuts[:20]]}
+        hold_id = self.ledger.hold(cuts, summary, now)
+        self.store.set_meta("guard_held", len(self.ledger.holds("held")))
+        log.warning("guard held a cycle; confirm with `keycrm-bridge guard confirm ID`",
+                    extra={"hold_id": hold_id, "skus": len(cuts), "catalogue": catalogue})
+        self._guarded = set(cuts)
+        result.guarded = len(cuts)
+        return {s: d for s, d in writes.items() if s not in self._guarded}
+
+    @staticmethod
+    def _is_cut(before: float | None, after: float | None) -> bool:
+        if before is None or after is None or before <= 0:
+            return False
+        return after == 0 or (before >= 2 and after <= before / 2)
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def _write_keycrm(self, writes: dict[str, Decision], rows: dict[str, Row], result: RoundResult) -> set[str]:
+        if not writes:
+            return set()
+        now = self.clock.now()
+        skus = list(writes)
+        mirror = self.store.keycrm_stock(skus)
+        max_age = 0.0 if self.settings.sync_mode == "two-way" else self.settings.stock_max_age_s
+        stale = [s for s in skus if s not in mirror
+                 or min(w["fetched_at"] for w in mirror[s].values()) < now - max_age
+                 or min(w["fetched_at"] for w in mirror[s].values()) < (rows[s].kc_at or 0)]
+        if stale:
+            # Read before write: PUT /offers/stocks sets an absolute quantity, so writing from an
+            # old reading would erase a receiving that happened since.
+            before = {s: rows[s].kc_sellable for s in stale}
+            self.read_stock(stale, source="read-before-write")
+            fresh = self.ledger.rows(stale)
+            moved = {s for s in stale if fresh[s].kc_sellable != before[s]}
+            for s in moved:
+                writes.pop(s, None)  # KeyCRM changed meanwhile: decide again next round
+            mirror = self.store.keycrm_stock(list(writes))
+        wh = self.settings.write_warehouse_id
+        put_rows: list[dict[str, Any]] = []
+        planned: dict[str, tuple[float, float]] = {}
+        for sku, d in writes.items():
+            per = mirror.get(sku)
+            if not per:
+                continue
+            assert d.kc_target is not None
+            q_write = per.get(wh, {}).get("quantity", 0.0)
+            new_q = q_write + (d.kc_target - self.sellable_of(per))
+            if new_q < 0:
+                log.warning("target below what other warehouses hold; clamping at 0", extra={"sku": sku})
+                new_q = 0.0
+            put_rows.append({"sku": sku, "quantity": _clean_number(new_q)})
+            planned[sku] = (new_q, per.get(wh, {}).get("reserve", 0.0))
+        if not put_rows:
+            return set()
+        ok, bad = self._put_isolating(put_rows)
+        ok_skus = {r["sku"] for r in ok}
+        self.store.save_keycrm_stock([(s, wh, None, planned[s][0], planned[s][1]) for s in ok_skus], self.clock.now())
+        self.store.clear_unmatched(ok_skus)
+        for row, why in bad:
+            self._unmatched([row["sku"]], "woocommerce", f"KeyCRM rejected the stock row: {why}"[:300], result)
+        if ok_skus:
+            self.store.set_meta("last_keycrm_success_at", self.clock.now())
+        result.keycrm_rows += len(ok_skus)
+        log.info("KeyCRM stock written", extra={"rows": len(ok_skus), "skus": sorted(ok_skus)[:20], "warehouse_id": wh})
+        return ok_skus
+
+    def _put_isolating(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[dict, str]]]:
+        """PUT the rows; when KeyCRM rejects a batch (422), halve it to find the bad rows.
+
+        Costs one extra request per halving, only when something is wrong, and lets every good row
+        through instead of failing the whole batch for one bad SKU.
+        """
+        try:
+            self.keycrm.put_stocks(self.settings.write_warehouse_id, rows)
+            return rows, []
+        except PermanentError as exc:
+            if exc.status in (401, 403) or len(rows) == 0:
+                raise RetryableError(f"KeyCRM refused the API key: {exc}", status=exc.status) from exc
+            if len(rows) == 1:
+                return [], [(rows[0], str(exc))]
+            mid = len(rows) // 2
+            ok1, bad1 = self._put_isolating(rows[:mid])
+            ok2, bad2 = self._put_isolating(rows[mid:])
+            return ok1 + ok2, bad1 + bad2
+
+    def _write_woo(self, writes: dict[str, Decision], rows: dict[str, Row], result: RoundResult) -> set[str]:
+        if not writes:
+            return set()
+        from .woo_client import StockWrite
+
+        entries = {s: self.skumap.get(s) for s in writes}
+        missing = [s for s, e in entries.items() if e is None]
+        if missing:
+            self.skumap.refresh(self.woo)  # incremental: products created since the last look
+            entries.update({s: self.skumap.get(s) for s in missing})
+        items = []
+        for sku, e in entries.items():
+            if e is None:
+                self._unmatched([sku], "keycrm", "SKU not found in WooCommerce", result)
+                continue
+            if not e.manage_stock:
+                self._unmatched([sku], "keycrm", "stock is not managed in WooCommerce for this product", result)
+                continue
+            target = writes[sku].woo_target
+            assert target is not None
+            items.append(StockWrite(product_id=e.product_id, parent_id=e.parent_id, quantity=target, sku=sku))
+        if not items:
+            return set()
+        ok: set[str] = set()
+        for res in self.woo.set_stock(items):
+            sku = res.write.sku or ""
+            if res.ok:
+                ok.add(sku)
+                self.skumap.record_stock(res.write.product_id, res.write.quantity, self.clock.now())
+            else:
+                self._unmatched([sku], "keycrm", f"WooCommerce refused the stock write: {res.error}"[:300], result)
+        result.woo_writes += len(ok)
+        log.info("WooCommerce stock written", extra={"products": len(ok), "skus": sorted(ok)[:20]})
+        return ok
+
+    def _unmatched(self, skus: list[str], side: str, reason: str, result: RoundResult) -> None:
+        if not skus:
+            return
+        now = self.clock.now()
+        for sku in skus:
+            self.store.note_unmatched(sku, side, reason, None, now)
+            log.warning("SKU set aside", extra={"sku": sku, "reason": reason})
+        # Not retried forever: the SKU waits until either side changes it again.
+        self.ledger.clean(skus, now)
+        result.unmatched += len(skus)
