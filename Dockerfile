@@ -4,6 +4,9 @@ FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     DATABASE_PATH=/data/keycrm-bridge.sqlite3 BIND=0.0.0.0:8787
 
+# sqlite3: `sqlite3 /data/keycrm-bridge.sqlite3 ".backup ..."` for backups (docs/operations.md).
+RUN apt-get update && apt-get install -y --no-install-recommends sqlite3 && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY sidecar ./sidecar

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -311,12 +312,18 @@ def test_threads_sharing_a_budget_never_overfill_a_window(db: Path, clock: FakeC
 
 
 # -- two processes, one SQLite file ---------------------------------------------------------------------------
-def _process_caller(db: str, origin: float, factor: float, per_minute: int, until: float, seed: int, out: str) -> None:
-    clock = AcceleratedClock(factor, origin)
+def _process_caller(
+    db: str, ready: Any, go: Any, origin: Any, factor: float, per_minute: int, n_calls: int, seed: int, out: str
+) -> None:
     rng = random.Random(seed)
     calls = []
+    RateBudget(db, FakeClock(T0), per_minute=per_minute).close()  # warm up: open the file once
+    ready.release()
+    if not go.wait(timeout=30):
+        raise TimeoutError("the parent never said go")
+    clock = AcceleratedClock(factor, origin.value)
     with RateBudget(db, clock, per_minute=per_minute) as budget:
-        while clock.now() < until:
+        for _ in range(n_calls):  # always wanting the next call: the budget is saturated
             prio = W if rng.random() < 0.25 else R
             calls.append((budget.acquire(prio, f"proc-{seed}"), prio.value))
     Path(out).write_text(json.dumps(calls))
@@ -330,20 +337,26 @@ def fork_context() -> Iterator[multiprocessing.context.BaseContext]:
 def test_two_processes_sharing_the_file_never_exceed_the_budget_together(
     tmp_path: Path, fork_context: multiprocessing.context.BaseContext
 ) -> None:
-    per_minute, factor, sim_minutes = 20, 240.0, 4  # four simulated minutes in one real second
+    # 2 x 40 calls at 20 a minute: four simulated minutes, two real seconds at 120x.
+    per_minute, factor, n_calls = 20, 120.0, 40
     db = tmp_path / "shared.sqlite3"
     RateBudget(db, FakeClock(T0), per_minute=per_minute).close()  # create the schema once
-    origin = time.time()  # both processes' clocks count from the same real moment
-    until = origin + sim_minutes * 60
+    ctx = fork_context
+    ready, go, origin = ctx.Semaphore(0), ctx.Event(), ctx.Value("d", 0.0)
     outs = [tmp_path / f"calls-{i}.json" for i in range(2)]
     procs = [
-        fork_context.Process(  # type: ignore[attr-defined]
-            target=_process_caller, args=(str(db), origin, factor, per_minute, until, i, str(outs[i]))
+        ctx.Process(  # type: ignore[attr-defined]
+            target=_process_caller,
+            args=(str(db), ready, go, origin, factor, per_minute, n_calls, i, str(outs[i])),
         )
         for i in range(2)
     ]
     for p in procs:
         p.start()
+    for _ in procs:  # both are up before their shared clock starts
+        assert ready.acquire(timeout=30)
+    origin.value = time.time()
+    go.set()
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
@@ -354,7 +367,9 @@ def test_two_processes_sharing_the_file_never_exceed_the_budget_together(
     assert max_in_any_window([ts for ts, p in everything if p == "read"]) <= per_minute - default_write_reserve(
         per_minute
     )
-    # Both really competed for a saturated budget (so separate budgets would have shown 2x);
-    # loose bounds, since a loaded machine may pause a process for a few simulated seconds.
-    assert all(len(calls) >= 3 for calls in per_proc)
-    assert len(everything) >= per_minute * 2
+    # The two really competed (separate budgets would have let through 2x): their calls overlap
+    # by at least a window, and together they spanned at least the three windows 80 calls need.
+    first = [min(ts for ts, _ in calls) for calls in per_proc]
+    last = [max(ts for ts, _ in calls) for calls in per_proc]
+    assert min(last) - max(first) >= WINDOW_S
+    assert max(starts) - min(starts) >= 3 * WINDOW_S

@@ -299,11 +299,12 @@ def test_a_hang_past_the_timeout_is_retried_then_retryable(
         return json_response(200, {"data": []})
 
     stub.script("GET", "/offers/stocks", hang)
-    client = make_client(stub, budget, clock, timeout=(0.2, 0.2), max_attempts=2)
+    # Connecting may take long on a loaded machine; only the read timeout is meant to fire.
+    client = make_client(stub, budget, clock, timeout=(5.0, 0.2), max_attempts=2)
     t0 = clock.now()
     with pytest.raises(RetryableError) as err:
         list(client.iter_stocks())
-    assert "Timeout" in str(err.value)
+    assert "ReadTimeout" in str(err.value)
     assert len(stub.calls("GET", "/offers/stocks")) == 2
     assert clock.now() - t0 == pytest.approx(0.5, abs=0.01)  # one backoff between the attempts
 
@@ -311,13 +312,27 @@ def test_a_hang_past_the_timeout_is_retried_then_retryable(
 def test_connection_refused_is_retryable(budget: RateBudget, clock: FakeClock) -> None:
     import socket
 
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
+    with socket.socket() as s:  # bound but never listening: connections are refused, and the
+        s.bind(("127.0.0.1", 0))  # port stays ours, so no other test's server can take it
         port = s.getsockname()[1]
-    client = KeyCRMClient(f"http://127.0.0.1:{port}/v1", API_KEY, budget, clock, max_attempts=3, rng=MaxRandom())
-    with pytest.raises(RetryableError):
-        client.get_product(1)
+        client = KeyCRMClient(f"http://127.0.0.1:{port}/v1", API_KEY, budget, clock, max_attempts=3, rng=MaxRandom())
+        t0 = clock.now()
+        with pytest.raises(RetryableError) as err:
+            client.get_product(1)
+    assert "ConnectionError" in str(err.value)
     assert budget.used_last_minute() == 3
+    assert clock.now() - t0 == pytest.approx(0.5 + 1, abs=0.01)
+    # A POST that was never sent may be repeated as well.
+    with pytest.raises(RetryableError):
+        client.create_product({"name": "Bag"})
+    assert budget.used_last_minute() == 6
+
+
+def test_a_malformed_base_url_is_permanent(budget: RateBudget, clock: FakeClock) -> None:
+    client = KeyCRMClient("openapi.keycrm.app/v1", API_KEY, budget, clock)  # no scheme
+    with pytest.raises(PermanentError):
+        client.get_product(1)
+    assert budget.used_last_minute() == 1
 
 
 def test_post_is_not_repeated_after_an_ambiguous_failure(

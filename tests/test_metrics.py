@@ -45,8 +45,8 @@ def run_worker() -> int:
 
     plain = wiring.make_keycrm
 
-    def make_keycrm(settings, clock, rng=None):
-        client = plain(settings, clock, rng)
+    def make_keycrm(settings, *args, **kwargs):
+        client = plain(settings, *args, **kwargs)
         if not isinstance(client.session, RecordingSession):
             client.session = RecordingSession(settings.database_path, settings.keycrm_base_url)
         return client

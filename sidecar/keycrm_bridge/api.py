@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import threading
@@ -11,9 +12,12 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import events, signing
+from . import __version__, events, signing
 from .clock import Clock, clock_from_spec
 from .config import Settings
+from .explain import explain
+from .ledger import Ledger
+from .pull import webhook_rows
 from .status import build_status
 from .store import Store
 
@@ -47,6 +51,18 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Flask:
     def _request_id() -> None:
         g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
 
+    last_seen = {"ok": 0.0, "fail": 0.0}
+
+    def _remember(ok: bool, reason: str = "") -> None:
+        # What doctor and the status page need to tell "wrong shared secret" from "no plugin yet";
+        # written at most every 10 s per process so it costs nothing on the ingest path.
+        now = clock.now()
+        key = "ok" if ok else "fail"
+        if now - last_seen[key] < 10:
+            return
+        last_seen[key] = now
+        store().set_meta("last_plugin_request", {"at": now, "ok": ok, "reason": reason})
+
     def _unsigned(body: bytes) -> tuple[Response, int] | None:
         reason = signing.verify(
             settings.shared_secret,
@@ -58,7 +74,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Flask:
         if reason:
             log.warning("rejected request", extra={"reason": reason, "path": request.path,
                                                    "request_id": g.request_id})
+            if reason != "missing signature headers":
+                _remember(False, reason)
             return _error(401, "unauthorized", reason)
+        _remember(True)
         return None
 
     @app.errorhandler(HTTPException)
@@ -104,6 +123,57 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Flask:
         log.debug("batch accepted", extra={"events": count, "request_id": g.request_id,
                                            "skus": sorted({e["sku"] for e in batch["events"]})[:20]})
         return jsonify({"accepted": count}), 202
+
+    @app.post("/v1/ping")
+    def ping() -> tuple[Response, int]:
+        """The plugin's connection test: proves the URL, the secret and the clocks agree."""
+        denied = _unsigned(request.get_data(cache=True))
+        if denied:
+            return denied
+        return jsonify({"ok": True, "mode": settings.sync_mode, "version": __version__}), 200
+
+    @app.post("/v1/keycrm/webhook/<token>")
+    def keycrm_webhook(token: str) -> tuple[Response, int]:
+        # KeyCRM does not sign webhooks: the token in the URL is the secret. A wrong one looks
+        # exactly like a missing route, so the endpoint cannot be probed.
+        if not settings.webhook_token or not hmac.compare_digest(token.encode(), settings.webhook_token.encode()):
+            return _error(404, "not found")
+        try:
+            body = json.loads(request.get_data(cache=True))
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "body is not JSON")
+        rows = webhook_rows(body)
+        if rows is None:
+            return _error(422, "not a KeyCRM stock webhook",
+                          'expected [{"offer_id", "sku", "in_stock", "in_reserve"}, …]')
+        store().append_webhook(rows, clock.now())
+        return jsonify({"accepted": len(rows)}), 202
+
+    @app.get("/v1/skus/<path:sku>")
+    def sku_detail(sku: str) -> tuple[Response, int]:
+        denied = _unsigned(b"")
+        if denied:
+            return denied
+        return jsonify(explain(store(), sku)), 200
+
+    @app.get("/v1/guards")
+    def guards() -> tuple[Response, int]:
+        denied = _unsigned(b"")
+        if denied:
+            return denied
+        return jsonify({"held": Ledger(store()).holds("held")}), 200
+
+    @app.post("/v1/guards/<int:hold_id>/<action>")
+    def guard_action(hold_id: int, action: str) -> tuple[Response, int]:
+        denied = _unsigned(request.get_data(cache=True))
+        if denied:
+            return denied
+        if action not in ("confirm", "dismiss"):
+            return _error(404, "not found", "use /confirm or /dismiss")
+        status = "confirmed" if action == "confirm" else "dismissed"
+        if not Ledger(store()).set_hold_status(hold_id, status, clock.now()):
+            return _error(404, "no such held cycle", f"nothing is held under id {hold_id}")
+        return jsonify({"id": hold_id, "status": status}), 202
 
     @app.get("/v1/status")
     def status() -> tuple[Response, int]:

@@ -76,6 +76,43 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain, format_explain
+    from .store import Store
+
+    settings = _settings_or_exit()
+    info = explain(Store(settings.database_path), args.sku)
+    print(json.dumps(info, indent=2, ensure_ascii=False) if args.json else format_explain(info))
+    return 0 if info["known"] else 1
+
+
+def cmd_guard(args: argparse.Namespace) -> int:
+    from .ledger import Ledger
+    from .store import Store
+    from .wiring import make_clock
+
+    settings = _settings_or_exit()
+    ledger = Ledger(Store(settings.database_path))
+    if args.action == "list":
+        held = ledger.holds("held")
+        if not held:
+            print("no cycle is held")
+        for h in held:
+            print(f"#{h['id']}: {h['reason']}")
+            for ex in h["examples"][:10]:
+                print(f"    {ex['sku']}: {ex['from']} → {ex['to']}")
+        return 0
+    if args.id is None:
+        print("keycrm-bridge: guard confirm/dismiss needs the id shown by `keycrm-bridge guard list`", file=sys.stderr)
+        return 2
+    status = "confirmed" if args.action == "confirm" else "dismissed"
+    if not ledger.set_hold_status(args.id, status, make_clock(settings).now()):
+        print(f"keycrm-bridge: nothing is held under id {args.id}", file=sys.stderr)
+        return 1
+    print(f"cycle #{args.id} {status}; the worker " + ("applies it now" if status == "confirmed" else "drops it"))
+    return 0
+
+
 def _ago(ts: float | None) -> str:
     return "never" if not ts else f"{time.time() - ts:.0f} s ago"
 
@@ -191,6 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="queue, budget, unmatched SKUs")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
+    ex = sub.add_parser("explain", help="why a SKU has the stock it has: both sides' changes and decisions")
+    ex.add_argument("sku")
+    ex.add_argument("--json", action="store_true")
+    ex.set_defaults(func=cmd_explain)
+    gd = sub.add_parser("guard", help="cycles held because they would empty much of the shop")
+    gd.add_argument("action", choices=["list", "confirm", "dismiss"])
+    gd.add_argument("id", nargs="?", type=int)
+    gd.set_defaults(func=cmd_guard)
     sim = sub.add_parser("simulator", help="the KeyCRM simulator (for trying the bridge without an account)",
                          add_help=False)
     sim.add_argument("rest", nargs=argparse.REMAINDER)

@@ -49,6 +49,11 @@ RETRY_AFTER_CAP_S = 600.0
 KEYCRM_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # UTC, as in the spec's filter examples
 
 _IDEMPOTENT = frozenset({"GET", "PUT", "DELETE", "HEAD"})
+_CONFIG_ERRORS = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+)
 
 
 class KeyCRMClient:
@@ -252,6 +257,11 @@ class KeyCRMClient:
                     timeout=self.timeout,
                 )
                 status = response.status_code
+            except _CONFIG_ERRORS as exc:
+                # A malformed base URL is a setting to fix, not an outage to wait out.
+                raise PermanentError(
+                    f"{endpoint}: {type(exc).__name__}: check KEYCRM base URL", endpoint=endpoint
+                ) from exc
             except requests.RequestException as exc:
                 self._log(method, endpoint, None, attempt, started, error=type(exc).__name__)
                 last_error = RetryableError(f"{endpoint}: {type(exc).__name__}", endpoint=endpoint, retry_after=None)

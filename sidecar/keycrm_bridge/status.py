@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from .config import Settings
+from .ledger import Ledger
 from .store import Store
 
 
 def build_status(store: Store, settings: Settings, now: float) -> dict[str, Any]:
     queue = store.queue_stats(now)
     unmatched = store.unmatched()
+    ledger = Ledger(store)
     used = budget_used(store, now)
     return {
         "mode": settings.sync_mode,
@@ -30,6 +32,14 @@ def build_status(store: Store, settings: Settings, now: float) -> dict[str, Any]
         },
         "budget_used_last_minute": used,
         "events_received": store.count_events(),
+        "woocommerce_configured": settings.has_woocommerce,
+        "guard_holds": ledger.holds("held"),
+        "in_flight_orders": len(ledger.open_inflight()),
+        "dirty_skus": ledger.dirty_window()[0],
+        "last_webhook_at": store.get_meta("last_webhook_at"),
+        "orders_checked_at": store.get_meta("orders_checked_at"),
+        "sweep": store.get_meta("sweep_completed"),
+        "last_plugin_request": store.get_meta("last_plugin_request"),
     }
 
 

@@ -24,6 +24,8 @@ from .store import Store
 
 log = logging.getLogger("keycrm_bridge.sync")
 
+GUARD_WINDOW_S = 600.0
+
 
 class KeyCRMStock(Protocol):
     def iter_stocks(self, skus: list[str] | None = None, offer_ids: list[int] | None = None,
@@ -150,6 +152,7 @@ class SyncEngine:
         inflight = self.ledger.inflight(skus)
         checked_at = float(self.store.get_meta("orders_checked_at", 0) or 0)
         decisions: dict[str, Decision] = {}
+        woo_now: dict[str, float | None] = {}
         hold_orders: list[str] = []
         done: list[str] = []
         for sku in skus:
@@ -163,7 +166,7 @@ class SyncEngine:
             if inf and (r.kc_at or 0) > checked_at:
                 hold_orders.append(sku)
                 continue
-            woo = r.woo_stock if r.woo_stock is not None else self._woo_known(sku)
+            woo = woo_now[sku] = r.woo_stock if r.woo_stock is not None else self._woo_known(sku)
             d = decide(mode, woo=woo, kc=r.kc_sellable, agreed=r.agreed, inflight=inf,
                        buffer=self.settings.safety_buffer if mode == "keycrm" else 0.0)
             decisions[sku] = d
@@ -175,7 +178,7 @@ class SyncEngine:
         woo_writes = {s: d for s, d in decisions.items() if d.woo_target is not None}
         if woo_writes and not self._can_write_woo():
             woo_writes = {}
-        woo_writes = self._guard(woo_writes, rows, bypass, result)
+        woo_writes = self._guard(woo_writes, woo_now, bypass, result)
         written_kc = self._write_keycrm(kc_writes, rows, result)
         written_woo = self._write_woo(woo_writes, rows, result)
         now = self.clock.now()
@@ -190,7 +193,7 @@ class SyncEngine:
                 continue
             updates.append((sku, d.woo_target if sku in written_woo else None,
                             d.kc_target if sku in written_kc else None, d.agreed))
-            notes.append((sku, "decision", {"mode": mode, "woo": rows[sku].woo_stock, "kc": rows[sku].kc_sellable,
+            notes.append((sku, "decision", {"mode": mode, "woo": woo_now.get(sku), "kc": rows[sku].kc_sellable,
                                             "agreed": rows[sku].agreed, "inflight": inflight.get(sku, 0.0),
                                             "woo_target": d.woo_target, "kc_target": d.kc_target,
                                             "reason": d.reason}))
@@ -219,20 +222,29 @@ class SyncEngine:
 
     # -- S13 guard -----------------------------------------------------------------------------
 
-    def _guard(self, writes: dict[str, Decision], rows: dict[str, Row], bypass: set[str],
+    def _guard(self, writes: dict[str, Decision], woo_now: dict[str, float | None], bypass: set[str],
                result: RoundResult) -> dict[str, Decision]:
+        """Hold the cuts of a cycle that would empty or halve a large share of the shop (S13).
+
+        Cuts applied in the last ``GUARD_WINDOW_S`` count too: a broken import reaches us as a
+        trickle of webhooks, and each round alone would look harmless.
+        """
         self._guarded = set()
-        cuts = [s for s, d in writes.items() if s not in bypass and self._is_cut(rows[s].woo_stock, d.woo_target)]
+        cuts = [s for s, d in writes.items() if s not in bypass and self._is_cut(woo_now.get(s), d.woo_target)]
         if not cuts:
             return writes
-        catalogue = max(self.ledger.size(), 1)
-        if len(cuts) < self.settings.guard_min_skus or len(cuts) <= self.settings.guard_share * catalogue:
-            return writes
         now = self.clock.now()
+        recent = {s: t for s, t in self.store.get_meta("guard_recent_cuts", {}).items() if t > now - GUARD_WINDOW_S}
+        catalogue = max(self.ledger.size(), self._woo_catalogue(), 1)
+        counted = len(set(recent) | set(cuts))
+        if counted < self.settings.guard_min_skus or counted <= self.settings.guard_share * catalogue:
+            recent.update({s: now for s in cuts})
+            self.store.set_meta("guard_recent_cuts", recent)
+            return writes
         zeroed = sum(1 for s in cuts if writes[s].woo_target == 0)
-        summary = {"reason": f"{len(cuts)} of {catalogue} SKUs would drop to 0 or by half or more "
-                             f"({zeroed} to 0) in one cycle",
-                   "examples": [{"sku": s, "from": rows[s].woo_stock, "to": writes[s].woo_target} for s in cuts[:20]]}
+        summary = {"reason": f"{counted} of {catalogue} SKUs would drop to 0 or by half or more within "
+                             f"{GUARD_WINDOW_S / 60:g} minutes ({len(cuts)} held now, {zeroed} of them to 0)",
+                   "examples": [{"sku": s, "from": woo_now.get(s), "to": writes[s].woo_target} for s in cuts[:20]]}
         hold_id = self.ledger.hold(cuts, summary, now)
         self.store.set_meta("guard_held", len(self.ledger.holds("held")))
         log.warning("guard held a cycle; confirm with `keycrm-bridge guard confirm ID`",
@@ -240,6 +252,11 @@ class SyncEngine:
         self._guarded = set(cuts)
         result.guarded = len(cuts)
         return {s: d for s, d in writes.items() if s not in self._guarded}
+
+    def _woo_catalogue(self) -> int:
+        if self.skumap is None:
+            return 0
+        return int(self.skumap.count())
 
     @staticmethod
     def _is_cut(before: float | None, after: float | None) -> bool:

@@ -1,0 +1,84 @@
+"""The whole bridge over loopback: KeyCRM simulator, gunicorn, worker, and the WooCommerce peer
+acting as the shop and its plugin (it POSTs signed event batches to the sidecar)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from bridge import SECRET, Web, Worker, bridge_env, get_status, wait_until
+
+from keycrm_bridge.simulator.testing import SimulatorProcess
+from keycrm_bridge.woo_peer.testing import WooPeerProcess
+
+TOKEN = "webhook-token-0123456789abcdef"
+
+
+class Stack:
+    def __init__(self, tmp: Path, mode: str, *, webhook: bool = True, **env: str) -> None:
+        self.tmp, self.mode, self.webhook = tmp, mode, webhook
+        self.extra = env
+        self.sim = SimulatorProcess()
+        self.web: Web | None = None
+        self.peer: WooPeerProcess | None = None
+        self.worker: Worker | None = None
+
+    def start(self, keycrm: list[dict[str, Any]], woo: list[dict[str, Any]]) -> Stack:
+        self.sim.start()
+        self.sim.control.seed(offers=keycrm) if keycrm and "offers" not in keycrm[0] else None
+        if keycrm and "offers" in keycrm[0]:
+            self.sim.control.seed(products=keycrm)
+        base = bridge_env(self.tmp / "db.sqlite3", self.sim.api_url, SYNC_MODE=self.mode,
+                          KEYCRM_WEBHOOK_TOKEN=TOKEN, PUSH_DEBOUNCE_S="0.1", PUSH_MAX_WAIT_S="0.5",
+                          ORDER_POLL_INTERVAL_S="2", SWEEP_PAGE_INTERVAL_S="0", LOG_LEVEL="INFO")
+        base.update(self.extra)
+        self.web = Web(base, self.tmp / "web.log").start()
+        self.peer = WooPeerProcess(sidecar_url=self.web.url, secret=SECRET).start()
+        self.peer.control.seed(products=woo)
+        if self.webhook:
+            self.sim.control.configure_webhook(url=f"{self.web.url}/v1/keycrm/webhook/{TOKEN}")
+        self.env = {**base, "WOO_URL": self.peer.url, "WOO_CONSUMER_KEY": "ck_test", "WOO_CONSUMER_SECRET": "cs_test"}
+        self.worker = Worker(self.env, self.tmp / "worker.log").start()
+        return self
+
+    def stop(self) -> None:
+        for p in (self.worker, self.web):
+            if p:
+                p.stop()
+        if self.peer:
+            self.peer.stop()
+        self.sim.stop()
+
+    # -- observations ------------------------------------------------------------------------
+
+    def woo_stock(self, sku: str) -> float | None:
+        p = self.peer.control.product(sku)  # type: ignore[union-attr]
+        return None if p is None else p["stock_quantity"]
+
+    def kc_sellable(self, sku: str) -> float:
+        return self.sim.control.sellable(sku)
+
+    def status(self) -> dict[str, Any]:
+        return get_status(self.web.url)  # type: ignore[union-attr]
+
+    def settle(self, timeout: float = 20.0) -> dict[str, Any]:
+        """Wait until the bridge has nothing left to do: plugin outbox sent, queue empty, nothing dirty."""
+        def idle() -> dict[str, Any] | None:
+            ev = self.peer.control.events()  # type: ignore[union-attr]
+            st = self.status()
+            if ev["pending"] == 0 and st["queue_depth"] == 0 and st["dirty_skus"] == 0:
+                return st
+            return None
+        first = wait_until(idle, timeout=timeout, what="bridge idle")
+        # Twice, a debounce apart: a round in flight when we first looked may still write.
+        time.sleep(0.3)
+        return wait_until(idle, timeout=timeout, what="bridge idle") or first
+
+    def woo_writes(self, since: int = 0) -> list[dict[str, Any]]:
+        """Stock writes the bridge made to WooCommerce (marked REST writes)."""
+        return [e for e in self.peer.control.log(since)  # type: ignore[union-attr]
+                if e.get("marked") and e["method"] in ("PUT", "POST")]
+
+    def keycrm_stock_writes(self, since: int = 0) -> list[dict[str, Any]]:
+        return [r for r in self.sim.control.requests(since, method="PUT", path="/offers/stocks")]
