@@ -20,9 +20,10 @@ from pathlib import Path
 
 import requests
 
-from _procs import Proc, Web, Worker, bridge_env, event, free_port, post_events, wait_until
 from keycrm_bridge import signing
 from keycrm_bridge.simulator.testing import SimulatorProcess, generated_sku
+
+from _procs import Proc, Web, Worker, bridge_env, event, free_port, post_events, wait_until
 
 HERE = Path(__file__).resolve().parent
 

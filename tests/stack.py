@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bridge import SECRET, Web, Worker, bridge_env, get_status, wait_until
-
 from keycrm_bridge.simulator.testing import SimulatorProcess
 from keycrm_bridge.woo_peer.testing import WooPeerProcess
+
+from bridge import SECRET, Web, Worker, bridge_env, get_status, wait_until
 
 TOKEN = "webhook-token-0123456789abcdef"
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bridge import SECRET, Web, Worker, bridge_env, event, free_port, post_events, wait_until
 from keycrm_bridge import doctor
 from keycrm_bridge.clock import SystemClock
 from keycrm_bridge.config import load_settings
@@ -21,6 +20,8 @@ from keycrm_bridge.simulator.testing import SimulatorProcess
 from keycrm_bridge.store import Store
 from keycrm_bridge.woo_peer.testing import WooPeerProcess
 from keycrm_bridge.worker import WorkerLock
+
+from bridge import SECRET, Web, Worker, bridge_env, event, free_port, post_events, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,11 +9,12 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge import SECRET, Web, bridge_env, event, get_status, post_events
 from keycrm_bridge import signing
 from keycrm_bridge.config import load_settings
 from keycrm_bridge.events import changes_for
 from keycrm_bridge.store import Store
+
+from bridge import SECRET, Web, bridge_env, event, get_status, post_events
 
 
 @pytest.fixture(scope="module")

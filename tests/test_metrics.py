@@ -17,12 +17,13 @@ from pathlib import Path
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge import Proc, bridge_env, event, free_port, get_status, post_events, wait_until
 from keycrm_bridge.clock import FakeClock
 from keycrm_bridge.config import load_settings
 from keycrm_bridge.metrics import CONTENT_TYPE, RecordingSession, StoreCollector, endpoint_name, register_metrics
 from keycrm_bridge.simulator.testing import SimulatorProcess
 from keycrm_bridge.store import Store
+
+from bridge import Proc, bridge_env, event, free_port, get_status, post_events, wait_until
 
 TESTS = Path(__file__).resolve().parent
 

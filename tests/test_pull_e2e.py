@@ -5,10 +5,11 @@ sidecar as a signed event batch, with cause `sidecar` when the sidecar's marked 
 """
 
 import pytest
-from bridge import wait_until
-from stack import Stack
 
 from keycrm_bridge import signing
+
+from bridge import wait_until
+from stack import Stack
 
 
 def simple(sku, qty, **kw):

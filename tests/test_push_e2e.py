@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from bridge import Web, Worker, bridge_env, event, get_status, post_events, wait_until
 from keycrm_bridge.simulator.testing import SimulatorProcess, generated_sku
+
+from bridge import Web, Worker, bridge_env, event, get_status, post_events, wait_until
 
 
 @pytest.fixture

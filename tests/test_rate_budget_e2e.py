@@ -6,9 +6,10 @@ import time
 
 import requests
 
-from bridge import Web, Worker, bridge_env, event, post_events, wait_until
 from keycrm_bridge.clock import AcceleratedClock
 from keycrm_bridge.simulator.testing import SimulatorProcess
+
+from bridge import Web, Worker, bridge_env, event, post_events, wait_until
 
 FACTOR = 15.0          # 10 simulated minutes in 40 real seconds
 MINUTES = 10
