@@ -174,6 +174,7 @@ def test_set_stock_reports_bad_items_without_failing_the_batch(peer, client) -> 
     by_sku = {r.write.sku: r for r in results}
     assert len(results) == 5
     assert by_sku["SKU-000001"].ok and by_sku["SKU-000001"].stock_quantity == 4
+    assert by_sku["SKU-000001"].date_modified == peer.peer.clock.now()  # WooCommerce's clock
     assert by_sku["SKU-000002"].stock_quantity == 7
     for sku in ("GONE", "UN", "WRONG-PARENT"):
         assert not by_sku[sku].ok
@@ -239,6 +240,15 @@ def test_permanent_errors_are_not_retried(peer, clock) -> None:
     assert len(rest_log(peer)) == 2
     with pytest.raises(ValueError):
         list(make_client(peer.url, clock).iter_products(per_page=101))
+    make_client(peer.url, clock).check_write_access()
+    peer.control.configure(key_permissions="read")
+    with pytest.raises(PermanentError) as no_write:
+        make_client(peer.url, clock).check_write_access()
+    assert no_write.value.status == 401 and "write permissions" in str(no_write.value)
+    assert len(list(make_client(peer.url, clock).iter_products())) == 1
+    with pytest.raises(PermanentError) as read_only:
+        bad.check_write_access()
+    assert read_only.value.status == 401
 
 
 def test_connection_refused_is_retryable(clock) -> None:

@@ -17,7 +17,9 @@ from .clock import Clock, clock_from_spec
 from .config import Settings
 from .explain import explain
 from .ledger import Ledger
+from .metrics import register_metrics
 from .pull import webhook_rows
+from .resync import register_resync_routes
 from .status import build_status
 from .store import Store
 
@@ -45,6 +47,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Flask:
         return s
 
     store()  # fail fast on an unusable database path
+    register_metrics(app, store, settings, clock)
     app.extensions["keycrm_bridge"] = {"settings": settings, "clock": clock, "store": store}
 
     @app.before_request
@@ -182,4 +185,5 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Flask:
             return denied
         return jsonify(build_status(store(), settings, clock.now())), 200
 
+    register_resync_routes(app, settings, clock, store, _unsigned)
     return app

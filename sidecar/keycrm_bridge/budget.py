@@ -10,8 +10,14 @@ fewer than the limit started in ``(now - 60, now]``. Then no 60-second window ev
 than the budget (a bucket with burst allows up to twice the rate across a window edge).
 
 Priorities: writes (pushes) may use the whole budget, reads only ``per_minute - write_reserve``,
-so a full-catalogue read never locks out a push. Within one process a waiting write also goes
-before every waiting read.
+so a full-catalogue read never locks out a push.
+
+Waiting is fair and shared too: a caller that has to wait takes a ticket in ``keycrm_waiters``.
+A write may start only when no older write waits; a read only when no write and no older read
+waits. Without the queue, whichever process happens to wake first after a slot frees would win
+every time, and a CLI resync could wait out the worker's whole sweep. A ticket is dropped when
+its process is gone (killed) or has not come back within ``STALE_S`` of its wake-up time. (SQLite
+in WAL mode needs all its processes on one host, so process ids are comparable.)
 
 A 429 from KeyCRM sets ``blocked_until`` (``penalize``); every process honours it.
 """
@@ -19,6 +25,7 @@ A 429 from KeyCRM sets ``blocked_until`` (``penalize``); every process honours i
 from __future__ import annotations
 
 import enum
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -36,11 +43,19 @@ LEAVE_MARGIN_S = 0.001
 MIN_WAIT_S = 0.001
 # Rows older than this are deleted; they are kept a little longer than the window for status views.
 KEEP_S = 300.0
+# A caller queued behind another checks again this long after the other's wake-up time, which
+# gives the other the moment to take its slot.
+HANDOVER_S = 0.05
+# A ticket whose owner has not come back this long after its wake-up time is dropped (a dead
+# owner's ticket is dropped at once; this covers a stuck one).
+STALE_S = 30.0
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS keycrm_calls ( ts REAL NOT NULL, priority TEXT NOT NULL, endpoint TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS keycrm_calls_ts ON keycrm_calls (ts)",
     "CREATE TABLE IF NOT EXISTS keycrm_budget_state (name TEXT PRIMARY KEY, value REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS keycrm_waiters ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, priority TEXT NOT NULL, wake_at REAL NOT NULL, pid INTEGER NOT NULL)",
 )
 _BLOCKED_UNTIL = "blocked_until"
 
@@ -60,6 +75,7 @@ class BudgetSnapshot:
     left_write: int
     left_read: int
     blocked_until: float | None
+    waiting: int
     calls_by_endpoint: dict[str, int]
 
 
@@ -100,9 +116,6 @@ class RateBudget:
         with self._transaction():
             for statement in _SCHEMA:
                 self._conn.execute(statement)
-        # In-process priority: readers wait while any writer of this process waits.
-        self._writers = threading.Condition()
-        self._writers_waiting = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -123,38 +136,26 @@ class RateBudget:
 
     def acquire(self, priority: Priority = Priority.READ, endpoint: str = "") -> float:
         """Wait (on the injected clock) until a call may start, record it and return its start time."""
-        is_write = priority is Priority.WRITE
-        if is_write:
-            with self._writers:
-                self._writers_waiting += 1
+        ticket: int | None = None
         try:
             while True:
-                if not is_write:
-                    # Pure in-process hand-over, not timing: the writer notifies when it is through.
-                    with self._writers:
-                        while self._writers_waiting:
-                            self._writers.wait()
-                started, wait = self._take(priority, endpoint)
+                started, wait, ticket = self._take(priority, endpoint, ticket, queue=True)
                 if started is not None:
                     return started
                 self._clock.sleep(wait)
         finally:
-            if is_write:
-                with self._writers:
-                    self._writers_waiting -= 1
-                    self._writers.notify_all()
+            if ticket is not None:  # interrupted while waiting: leave the queue
+                self._drop_ticket(ticket)
 
     def try_acquire(self, priority: Priority = Priority.READ, endpoint: str = "") -> bool:
-        """Take a slot if one is free now; never waits (except for SQLite's lock)."""
-        if priority is Priority.READ:
-            with self._writers:
-                if self._writers_waiting:
-                    return False
-        started, _ = self._take(priority, endpoint)
+        """Take a slot if one is free now and nobody is queued ahead; never waits (but for SQLite's lock)."""
+        started, _, _ = self._take(priority, endpoint, None, queue=False)
         return started is not None
 
     def next_slot_in(self, priority: Priority = Priority.READ) -> float:
-        """Seconds until a call of ``priority`` could start (0.0 if it could start now)."""
+        """Seconds until the window (and any 429 block) lets a call of ``priority`` start; 0.0 if now.
+
+        Callers queued ahead are not counted."""
         with self._transaction(immediate=False):
             now = self._clock.now()
             return self._wait_locked(priority, now)
@@ -192,6 +193,11 @@ class RateBudget:
             until = self._blocked_until_locked()
             return until if until > self._clock.now() else None
 
+    def waiting(self) -> int:
+        """Callers (of every process) queued for a slot."""
+        with self._transaction(immediate=False):
+            return int(self._conn.execute("SELECT count(*) FROM keycrm_waiters").fetchone()[0])
+
     def calls_by_endpoint(self, window_s: float = WINDOW_S) -> dict[str, int]:
         with self._transaction(immediate=False):
             since = self._clock.now() - window_s
@@ -209,25 +215,74 @@ class RateBudget:
             left_write=self.left(Priority.WRITE),
             left_read=self.left(Priority.READ),
             blocked_until=self.blocked_until(),
+            waiting=self.waiting(),
             calls_by_endpoint=self.calls_by_endpoint(),
         )
 
     # -- internals -------------------------------------------------------------------------------
-    def _take(self, priority: Priority, endpoint: str) -> tuple[float | None, float]:
-        """One check-and-record: (start time, 0) when the call may start, else (None, wait)."""
+    def _take(
+        self, priority: Priority, endpoint: str, ticket: int | None, *, queue: bool
+    ) -> tuple[float | None, float, int | None]:
+        """One check-and-record: ``(start, 0, None)`` when the call may start, else ``(None, wait, ticket)``.
+
+        With ``queue`` a caller that must wait keeps (or takes) a place in ``keycrm_waiters``.
+        """
         with self._transaction():
             # The clock is read while holding SQLite's write lock, so start times recorded by all
             # processes are in commit order and the window check sees every earlier call.
             now = self._clock.now()
+            conn = self._conn
+            self._drop_stale_locked(now)
+            if (
+                ticket is not None
+                and not conn.execute("SELECT 1 FROM keycrm_waiters WHERE id = ?", (ticket,)).fetchone()
+            ):
+                ticket = None  # overslept and dropped as stale: queue again at the back
+            ahead_wake = self._ahead_wake_locked(priority, ticket)
             wait = self._wait_locked(priority, now)
-            if wait > 0:
-                return None, wait
-            self._conn.execute(
-                "INSERT INTO keycrm_calls (ts, priority, endpoint) VALUES (?, ?, ?)",
-                (now, priority.value, endpoint),
-            )
-            self._conn.execute("DELETE FROM keycrm_calls WHERE ts < ?", (now - KEEP_S,))
-            return now, 0.0
+            if ahead_wake is None and wait <= 0:
+                conn.execute(
+                    "INSERT INTO keycrm_calls (ts, priority, endpoint) VALUES (?, ?, ?)",
+                    (now, priority.value, endpoint),
+                )
+                conn.execute("DELETE FROM keycrm_calls WHERE ts < ?", (now - KEEP_S,))
+                if ticket is not None:
+                    conn.execute("DELETE FROM keycrm_waiters WHERE id = ?", (ticket,))
+                return now, 0.0, None
+            if ahead_wake is not None:
+                wait = max(wait, max(ahead_wake - now, 0.0) + HANDOVER_S)
+            if queue:
+                if ticket is None:
+                    cur = conn.execute(
+                        "INSERT INTO keycrm_waiters (priority, wake_at, pid) VALUES (?, ?, ?)",
+                        (priority.value, now + wait, os.getpid()),
+                    )
+                    ticket = cur.lastrowid
+                else:
+                    conn.execute("UPDATE keycrm_waiters SET wake_at = ? WHERE id = ?", (now + wait, ticket))
+            return None, wait, ticket
+
+    def _drop_stale_locked(self, now: float) -> None:
+        me = os.getpid()
+        pids = [int(p) for (p,) in self._conn.execute("SELECT DISTINCT pid FROM keycrm_waiters WHERE pid != ?", (me,))]
+        dead = [p for p in pids if not _process_alive(p)]
+        self._conn.execute("DELETE FROM keycrm_waiters WHERE wake_at < ?", (now - STALE_S,))
+        self._conn.executemany("DELETE FROM keycrm_waiters WHERE pid = ?", [(p,) for p in dead])
+
+    def _ahead_wake_locked(self, priority: Priority, ticket: int | None) -> float | None:
+        """Earliest wake-up time of the callers queued ahead of ``ticket`` (None: nobody is ahead).
+
+        Writes queue behind older writes only; reads behind every write and older reads."""
+        if priority is Priority.WRITE:
+            sql = "SELECT min(wake_at) FROM keycrm_waiters WHERE priority = 'write' AND (? IS NULL OR id < ?)"
+        else:
+            sql = "SELECT min(wake_at) FROM keycrm_waiters WHERE priority = 'write' OR ? IS NULL OR id < ?"
+        row = self._conn.execute(sql, (ticket, ticket)).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def _drop_ticket(self, ticket: int) -> None:
+        with self._transaction():
+            self._conn.execute("DELETE FROM keycrm_waiters WHERE id = ?", (ticket,))
 
     def _window_ts(self, now: float) -> list[float]:
         # No upper bound: a row "in the future" (the system clock stepped back) still counts.
@@ -257,6 +312,16 @@ class RateBudget:
 
     def _transaction(self, immediate: bool = True) -> _Transaction:
         return _Transaction(self._conn, self._db_lock, immediate)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 class _Transaction:

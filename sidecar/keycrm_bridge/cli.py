@@ -113,6 +113,12 @@ def cmd_guard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from . import doctor
+
+    return int(doctor.main(_settings_or_exit()))
+
+
 def _ago(ts: float | None) -> str:
     return "never" if not ts else f"{time.time() - ts:.0f} s ago"
 
@@ -177,11 +183,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     worker = subprocess.Popen([sys.executable, "-m", "keycrm_bridge.cli", "worker"], env=env, text=True)
     children += [web, worker]
     print(json.dumps({"event": "bridge_ready", "sidecar_url": f"http://{settings.bind}",
-                      "shared_secret_file": str(Path(args.data_dir) / "shared-secret")
-                      if not os.environ.get("BRIDGE_SHARED_SECRET") else "(from BRIDGE_SHARED_SECRET)",
                       "mode": settings.sync_mode, "database": settings.database_path}), flush=True)
-    print(f"Put this into WooCommerce → KeyCRM Bridge: sidecar URL http://{settings.bind} and the shared secret "
-          f"shown by `cat {Path(args.data_dir) / 'shared-secret'}`", flush=True)
+    # Shown once, to the person starting the bridge, because it is what they must paste into the
+    # plugin; the structured logs never carry it.
+    print(f"\nIn WordPress → WooCommerce → KeyCRM Bridge, set\n  Sidecar URL:   http://{settings.bind}\n"
+          f"  Shared secret: {env['BRIDGE_SHARED_SECRET']}\n", flush=True)
 
     stopping = False
 
@@ -228,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="queue, budget, unmatched SKUs")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
+    sub.add_parser("doctor", help="check KeyCRM, WooCommerce, the plugin and the data folder; say what to fix"
+                   ).set_defaults(func=cmd_doctor)
     ex = sub.add_parser("explain", help="why a SKU has the stock it has: both sides' changes and decisions")
     ex.add_argument("sku")
     ex.add_argument("--json", action="store_true")
@@ -236,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     gd.add_argument("action", choices=["list", "confirm", "dismiss"])
     gd.add_argument("id", nargs="?", type=int)
     gd.set_defaults(func=cmd_guard)
+    from .resync_cli import add_parser as add_resync_parser
+
+    add_resync_parser(sub)
     sim = sub.add_parser("simulator", help="the KeyCRM simulator (for trying the bridge without an account)",
                          add_help=False)
     sim.add_argument("rest", nargs=argparse.REMAINDER)
@@ -244,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["simulator"]:
+        # Everything after `simulator` belongs to the simulator's own parser (flags included).
+        from .simulator.server import main as sim_main
+
+        return int(sim_main(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

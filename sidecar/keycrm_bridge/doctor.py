@@ -142,12 +142,17 @@ def check_keycrm(settings: Settings, env: Mapping[str, str], clock: Clock, timeo
                    "(the worker is busy, or KeyCRM answered 429)")
             return [Finding(KEYCRM_CONNECTION, True, msg, "run doctor again in a minute", warning=True)]
         session = RecordingSession(settings.database_path, base) if data_ok else requests.Session()
+        # One attempt: a second one after a 429 would wait out Retry-After, and doctor must answer now.
         client = KeyCRMClient(base, settings.keycrm_api_key, budget, clock, session=session,
-                              timeout=(3.05, timeout_s), max_attempts=2, rng=random.Random())
+                              timeout=(3.05, timeout_s), max_attempts=1, rng=random.Random())
         try:
             ids = client.warehouse_ids()
         except BridgeError as exc:
             return _keycrm_failure(base, exc)
+        finally:
+            session.close()
+            if isinstance(session, RecordingSession):
+                session.recorder.close()
     finally:
         budget.close()
     found = [Finding(KEYCRM_CONNECTION, True, f"KeyCRM answers at {base}", setting="KEYCRM_BASE_URL"),
@@ -250,7 +255,7 @@ def check_woocommerce(settings: Settings, clock: Clock, timeout_s: float) -> lis
         return _woo_failure(url, exc, "read", keys)
     try:
         # An empty batch changes nothing but needs write permission (a read-only key gets 401).
-        client._call("POST", "products/batch", data={})  # no public "may I write" call
+        client.check_write_access()
     except BridgeError as exc:
         if exc.status in (401, 403):
             return [reachable, Finding(

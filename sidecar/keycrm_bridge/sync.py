@@ -362,7 +362,8 @@ class SyncEngine:
             sku = res.write.sku or ""
             if res.ok:
                 ok.add(sku)
-                self.skumap.record_stock(res.write.product_id, res.write.quantity, self.clock.now())
+                # WooCommerce's own clock: later plugin events are compared against it.
+                self.skumap.record_stock(res.write.product_id, res.write.quantity, res.date_modified)
             else:
                 self._unmatched([sku], "keycrm", f"WooCommerce refused the stock write: {res.error}"[:300], result)
         result.woo_writes += len(ok)

@@ -10,8 +10,10 @@ from .clock import Clock, clock_from_spec
 from .config import Settings
 from .keycrm_client import KeyCRMClient
 from .ledger import Ledger
+from .metrics import RecordingSession
 from .pull import PullSources
 from .push import PushEngine
+from .resync import ResyncRunner
 from .store import Store
 from .sync import SyncEngine
 from .woo_client import WooClient
@@ -27,7 +29,8 @@ def make_keycrm(settings: Settings, clock: Clock, rng: random.Random | None = No
     budget = RateBudget(settings.database_path, clock, per_minute=settings.rate_per_minute)
     return KeyCRMClient(settings.keycrm_base_url, settings.keycrm_api_key, budget, clock,
                         timeout=(3.05, settings.keycrm_timeout_s), rng=rng or random.Random(),
-                        max_attempts=max_attempts)
+                        max_attempts=max_attempts,
+                        session=RecordingSession(settings.database_path, settings.keycrm_base_url))
 
 
 def make_woo(settings: Settings, clock: Clock, max_attempts: int = 5) -> WooClient | None:
@@ -47,6 +50,7 @@ class Engines:
     push: PushEngine
     sync: SyncEngine
     pull: PullSources
+    resync: ResyncRunner | None = None
 
 
 def make_engines(settings: Settings, clock: Clock, store: Store | None = None) -> Engines:
@@ -58,4 +62,5 @@ def make_engines(settings: Settings, clock: Clock, store: Store | None = None) -
     push = PushEngine(store, keycrm, settings, clock, ledger=ledger, skumap=skumap)
     sync = SyncEngine(store, ledger, keycrm, settings, clock, woo=woo, skumap=skumap)
     pull = PullSources(store, ledger, sync, keycrm, settings, clock)
-    return Engines(store, ledger, keycrm, woo, skumap, push, sync, pull)
+    resync = ResyncRunner(settings, clock, store, ledger, skumap=skumap)
+    return Engines(store, ledger, keycrm, woo, skumap, push, sync, pull, resync)

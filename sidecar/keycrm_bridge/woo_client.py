@@ -83,6 +83,8 @@ class StockResult:
     ok: bool
     stock_quantity: int | None = None
     error: SkipError | None = None
+    # The product's date_modified_gmt after the write, as unix seconds on WooCommerce's clock.
+    date_modified: float | None = None
 
 
 class _TooLarge(PermanentError):
@@ -265,6 +267,10 @@ class WooClient:
             raise PermanentError(f"WooCommerce {endpoint}: expected an object", endpoint=endpoint)
         return result
 
+    def check_write_access(self) -> None:
+        """POST an empty products/batch: changes nothing, but a read-only key gets 401/403."""
+        self._call("POST", "products/batch", data={"update": []})
+
     def sku_searchable(self, sku: str) -> bool:
         """Whether ``find_by_skus`` can look this SKU up (else resolve it through the SKU map)."""
         if not sku or sku != sku.strip() or _COLLAPSED_WS.search(sku):
@@ -397,7 +403,13 @@ def _item_result(w: StockWrite, item: dict[str, Any] | None, endpoint: str) -> S
             False,
             error=SkipError("stock is not managed for this product in WooCommerce", sku=w.sku, endpoint=endpoint),
         )
-    return StockResult(w, True, stock_quantity=int(quantity))
+    modified = item.get("date_modified_gmt")
+    return StockResult(
+        w,
+        True,
+        stock_quantity=int(quantity),
+        date_modified=parse_wc_date(modified if isinstance(modified, str) else None),
+    )
 
 
 def _whole(quantity: float) -> int:

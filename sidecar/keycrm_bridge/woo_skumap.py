@@ -284,7 +284,12 @@ class SkuMap:
             return True
 
     def record_stock(self, product_id: int, quantity: float | None, at: float | None = None) -> None:
-        """Remember a stock value the sidecar itself wrote (without touching ordering)."""
+        """Remember a stock value the sidecar itself wrote.
+
+        ``at`` orders it against plugin events and REST reads, so it must be on WooCommerce's clock:
+        pass ``StockResult.date_modified``, not the sidecar's time (a sidecar clock ahead of the
+        shop's would make the next real events look stale). Without ``at`` ordering is untouched.
+        """
         with self._lock, self.db.conn:
             if at is None:
                 self.db.execute("UPDATE woo_skus SET stock_quantity = ? WHERE product_id = ?", [quantity, product_id])

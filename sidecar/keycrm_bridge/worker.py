@@ -87,6 +87,8 @@ class Worker:
             worked = worked or r.decided > 0
             if r.decided or r.errors:
                 log.info("sync round", extra={k: v for k, v in vars(r).items() if k != "errors"})
+        if self.engines.resync is not None:  # full resync: one request or batch per tick
+            worked = self._guarded("resync", self.engines.resync.step) or worked
         self._refresh_skumap()
         return worked
 

@@ -17,7 +17,8 @@ refund with restock: order_restore). Routes (JSON bodies; ``WooPeerControl`` wra
   GET  log?since=N  POST log/clear  POST reset
   GET|POST|DELETE faults           {status, error_rate, fail_next, hang_rate, hang_next, hang_seconds,
                                     path_contains, after_commit, retry_after}
-  GET  events?since=N  POST events/retry  POST config {sidecar_url, shared_secret, batch_limit}
+  GET  events?since=N  POST events/retry  POST config {sidecar_url, shared_secret, batch_limit,
+                                    key_permissions}
 """
 
 from __future__ import annotations
@@ -294,10 +295,15 @@ def _route(peer: WooPeer, method: str, route: str, request: Request) -> Any:
             peer.sender.shared_secret = body["shared_secret"] or None
         if "batch_limit" in body:
             peer.batch_limit = max(1, int(body["batch_limit"]))
+        if "key_permissions" in body:
+            if body["key_permissions"] not in ("read", "write", "read_write"):
+                raise ControlError(400, "key_permissions is read, write or read_write")
+            peer.key_permissions = body["key_permissions"]
         return {
             "sidecar_url": peer.sender.sidecar_url,
             "enabled": peer.sender.enabled,
             "batch_limit": peer.batch_limit,
+            "key_permissions": peer.key_permissions,
         }
     raise ControlError(404, "no such control", route)
 

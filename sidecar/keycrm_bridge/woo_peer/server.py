@@ -89,6 +89,7 @@ class WooPeer:
         self.accept_basic_auth = accept_basic_auth
         # A shop can lower the batch limit with the woocommerce_rest_batch_items_limit filter.
         self.batch_limit = batch_limit
+        self.key_permissions = "read_write"  # or "read": a key that may not write
         self.catalog = Catalog(self.clock.now)
         self.verifier = OAuthVerifier(consumer_key, consumer_secret)
         self.events = EventFactory(self.clock.now)
@@ -166,6 +167,14 @@ class WooPeer:
         return response(environ, start_response)
 
     def _authenticate(self, request: Request, path: str, query: dict[str, str]) -> RestAnswer | None:
+        denied = self._authenticate_key(request, path, query)
+        if denied is None and request.method not in ("GET", "HEAD", "OPTIONS") and self.key_permissions == "read":
+            return wc_error(
+                "woocommerce_rest_authentication_error", "The API key provided does not have write permissions.", 401
+            )
+        return denied
+
+    def _authenticate_key(self, request: Request, path: str, query: dict[str, str]) -> RestAnswer | None:
         if "oauth_signature" in query or "oauth_consumer_key" in query:
             try:
                 self.verifier.verify(request.method, self.home_url + path, query, self.wall_clock.now())

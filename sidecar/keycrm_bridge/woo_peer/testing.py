@@ -136,8 +136,12 @@ class WooPeerControl:
         sidecar_url: str | None = None,
         shared_secret: str | None = None,
         batch_limit: int | None = None,
+        key_permissions: str | None = None,
     ) -> dict[str, Any]:
+        """Plugin options and shop settings; key_permissions "read" makes the REST key read-only."""
         body: dict[str, Any] = {}
+        if key_permissions is not None:
+            body["key_permissions"] = key_permissions
         if batch_limit is not None:
             body["batch_limit"] = batch_limit
         if sidecar_url is not None:
