@@ -1,0 +1,172 @@
+"""Full resync benchmark: requests and time for 10,000 SKUs beside the theoretical minimum, and peak
+RSS of the worker at 100,000 SKUs.
+
+    python bench/resync.py [--quick] [--mode keycrm|woocommerce]
+
+Both runs go over real HTTP: the KeyCRM simulator (60 requests a minute, its own rate limiter), the
+WooCommerce peer, gunicorn and the worker. Simulator, peer and bridge share one accelerated clock
+(KEYCRM_BRIDGE_CLOCK=accelerated:F:ORIGIN, the simulator's and the peer's --clock), so minutes of
+KeyCRM budget pass in seconds; times below are in that clock's seconds.
+
+Theoretical minimum at the same budget, for N SKUs and D drifted:
+  requests: ⌈offers/50⌉ stock reads + ⌈offers/50⌉ offer reads + ⌈N/100⌉ WooCommerce reads
+            + the writes the drift needs (keycrm mode: ⌈D/100⌉ WooCommerce batches; woocommerce mode:
+            ⌈D/10000⌉ PUT /offers/stocks)
+  time:     KeyCRM allows 60 calls in any 60 s, so R KeyCRM calls take at least (R - 60) s after the
+            first call (the first 60 go at once); WooCommerce calls are not rate limited (0 s).
+The last line is one JSON object: request_ratio, time_ratio, peak_rss_mb_100k (targets ≤ 1.05, ≤ 1.1, ≤ 150).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from keycrm_bridge import signing
+from keycrm_bridge.clock import AcceleratedClock
+from keycrm_bridge.simulator.testing import SimulatorProcess
+from keycrm_bridge.woo_peer.testing import WooPeerProcess
+
+from _procs import SECRET, Web, Worker, bridge_env, wait_until
+
+PER_MINUTE = 60
+
+
+class Bench:
+    def __init__(self, tmp: Path, n: int, drift: int, factor: float, mode: str, rate: int = PER_MINUTE) -> None:
+        self.tmp, self.n, self.drift, self.mode, self.rate = tmp, n, drift, mode, rate
+        tmp.mkdir(parents=True, exist_ok=True)
+        origin = time.time()
+        self.spec = f"accelerated:{factor}:{origin}"
+        self.clock = AcceleratedClock(factor, origin)
+        self.sim = SimulatorProcess(rate=rate, clock=self.spec)
+        self.peer: WooPeerProcess | None = None
+        self.web: Web | None = None
+        self.worker: Worker | None = None
+
+    def start(self) -> Bench:
+        t0 = time.monotonic()
+        self.sim.start()
+        self.sim.control.seed(self.n, quantity=10)
+        self.peer = WooPeerProcess(extra_args=["--clock", self.spec, "--log-cap", "50000"]).start()
+        self.peer.control.seed(simple=self.n, stock=10)
+        # The drift: KeyCRM received 3 more of every (N/D)-th SKU, which the bridge has not seen.
+        step = self.n // self.drift if self.drift else 1
+        self.drifted = [f"SKU-{i:06d}" for i in range(1, self.n + 1, step)][: self.drift]
+        for k in range(0, len(self.drifted), 5000):
+            self.sim.control.adjust([{"sku": s, "delta": 3} for s in self.drifted[k:k + 5000]])
+        env = bridge_env(self.tmp / "db.sqlite3", self.sim.api_url, SYNC_MODE=self.mode, BRIDGE_SHARED_SECRET=SECRET,
+                         KEYCRM_BRIDGE_CLOCK=self.spec, KEYCRM_RATE_PER_MINUTE=str(self.rate),
+                         SWEEP_PAGE_INTERVAL_S="0", ORDER_POLL_INTERVAL_S="3600", WOO_SKUMAP_REFRESH_S="0",
+                         WOO_URL=self.peer.url, WOO_CONSUMER_KEY="ck_test", WOO_CONSUMER_SECRET="cs_test",
+                         LOG_LEVEL="WARNING")
+        self.web = Web(env, self.tmp / "web.log").start()
+        self.worker = Worker(env, self.tmp / "worker.log").start()
+        print(f"  {self.n} SKUs seeded and the bridge started in {time.monotonic() - t0:.1f} s", flush=True)
+        return self
+
+    def stop(self) -> None:
+        for p in (self.worker, self.web):
+            if p:
+                p.stop()
+        if self.peer:
+            self.peer.stop()
+        self.sim.stop()
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        raw = b"" if body is None else json.dumps(body).encode()
+        assert self.web is not None
+        r = requests.request(method, self.web.url + path, data=raw or None, timeout=30,
+                             headers=signing.signed_headers(SECRET, raw, self.clock.now()))
+        r.raise_for_status()
+        return r.json()
+
+    def run(self, dry_run: bool) -> dict[str, Any]:
+        # Start with an empty budget window, as the theoretical minimum does.
+        wait_until(lambda: self.call("GET", "/v1/status")["budget"]["used_last_minute"] == 0, timeout=120,
+                   interval=0.05, what="an empty KeyCRM window")
+        assert self.peer is not None
+        sim_mark, woo_mark = self.sim.control.last_seq(), self.peer.control.log_position()
+        t0 = time.monotonic()
+        job = self.call("POST", "/v1/resync", {"dry_run": dry_run})["id"]
+        st = wait_until(lambda: (lambda j: j if j["phase"] in ("done", "failed") else None)(
+            self.call("GET", f"/v1/resync/{job}")), timeout=900, interval=0.05, what="the resync")
+        wall = time.monotonic() - t0
+        assert st["phase"] == "done", st
+        kc = self.sim.control.requests(sim_mark, bodies=False)
+        woo = [e for e in self.peer.control.log(woo_mark) if e["method"] in ("GET", "POST", "PUT")]
+        return {"status": st, "kc": kc, "woo": woo, "clock_s": st["finished_at"] - st["created_at"], "wall_s": wall}
+
+    def rss_mb(self) -> float:
+        assert self.worker is not None and self.worker.proc is not None
+        for line in Path(f"/proc/{self.worker.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+
+def theoretical(offers: int, n: int, drift: int, mode: str) -> tuple[int, int, float]:
+    kc_reads = 2 * math.ceil(offers / 50)
+    woo_reads = math.ceil(n / 100)
+    kc_writes = math.ceil(drift / 10000) if mode == "woocommerce" else 0
+    woo_writes = math.ceil(drift / 100) if mode == "keycrm" else 0
+    kc = kc_reads + kc_writes
+    return kc, woo_reads + woo_writes, max(0, kc - PER_MINUTE) * 60.0 / PER_MINUTE
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="finish in under a minute")
+    ap.add_argument("--mode", default="keycrm", choices=["keycrm", "woocommerce"])
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-resync-"))
+    n, drift = 10_000, 500
+    factor = 30.0 if args.quick else 10.0
+    print(f"1. {n} SKUs, {drift} drifted, mode {args.mode}, KeyCRM {PER_MINUTE}/min, clock ×{factor:g}", flush=True)
+    b = Bench(tmp / "10k", n, drift, factor, args.mode).start()
+    try:
+        dry = b.run(dry_run=True)
+        assert dry["status"]["counts"]["actions"]["update_woocommerce" if args.mode == "keycrm"
+                                                  else "update_keycrm"] == drift, dry["status"]["counts"]
+        res = b.run(dry_run=False)
+    finally:
+        b.stop()
+    min_kc, min_woo, min_t = theoretical(n, n, drift, args.mode)
+    kc_n, woo_n = len(res["kc"]), len(res["woo"])
+    limited = sum(1 for r in res["kc"] if r["status"] == 429)
+    print(f"  apply: KeyCRM {kc_n} requests ({limited} answered 429), WooCommerce {woo_n}; "
+          f"minimum {min_kc} + {min_woo}")
+    print(f"  apply: {res['clock_s']:.0f} s of KeyCRM-budget time (wall {res['wall_s']:.1f} s); "
+          f"minimum {min_t:.0f} s = ({min_kc} - {PER_MINUTE}) calls at {PER_MINUTE}/min")
+    print(f"  dry run: KeyCRM {len(dry['kc'])}, WooCommerce {len(dry['woo'])} requests, {dry['clock_s']:.0f} s")
+    request_ratio = (kc_n + woo_n) / (min_kc + min_woo)
+    time_ratio = res["clock_s"] / min_t
+
+    big = 100_000
+    print(f"2. {big} SKUs, dry run, peak RSS of the worker", flush=True)
+    b = Bench(tmp / "100k", big, 1000, 200.0, args.mode, rate=6000).start()
+    try:
+        r = b.run(dry_run=True)
+        rss = b.rss_mb()
+        assert r["status"]["counts"]["skus"] == big, r["status"]["counts"]
+    finally:
+        b.stop()
+    print(f"  {len(r['kc'])} KeyCRM + {len(r['woo'])} WooCommerce requests in {r['wall_s']:.1f} s wall; "
+          f"worker peak RSS {rss:.1f} MB")
+    print(json.dumps({"request_ratio": round(request_ratio, 3), "time_ratio": round(time_ratio, 3),
+                      "peak_rss_mb_100k": round(rss, 1), "requests": kc_n + woo_n,
+                      "requests_min": min_kc + min_woo, "time_s": round(res["clock_s"], 1),
+                      "time_min_s": round(min_t, 1)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
