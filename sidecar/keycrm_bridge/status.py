@@ -22,6 +22,7 @@ def build_status(store: Store, settings: Settings, now: float) -> dict[str, Any]
         "last_keycrm_success_at": store.get_meta("last_keycrm_success_at"),
         "last_push_at": store.get_meta("last_push_at"),
         "last_pull_at": store.get_meta("last_pull_at"),
+        "last_woocommerce_success_at": store.get_meta("last_pull_at"),
         "last_error": store.get_meta("last_error"),
         "unmatched_skus": unmatched,
         "unmatched_count": len(unmatched),

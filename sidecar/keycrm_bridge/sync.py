@@ -375,7 +375,8 @@ class SyncEngine:
             return
         now = self.clock.now()
         for sku in skus:
-            self.store.note_unmatched(sku, side, reason, None, now)
+            entry = self.skumap.get(sku) if self.skumap is not None else None
+            self.store.note_unmatched(sku, side, reason, entry.product_id if entry else None, now)
             log.warning("SKU set aside", extra={"sku": sku, "reason": reason})
         # Not retried forever: the SKU waits until either side changes it again.
         self.ledger.clean(skus, now)
