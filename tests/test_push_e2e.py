@@ -169,3 +169,27 @@ def test_s7_outage_and_twenty_sigkills_lose_nothing_and_never_go_back(tmp_path, 
     finally:
         w.stop()
         web.stop()
+
+
+def test_s11_product_fields_are_batched_and_only_what_differs_is_sent(tmp_path, sim):
+    skus = [f"PF-{i}" for i in range(300)]
+    sim.control.seed(offers=[{"sku": s, "quantity": 1, "price": 10, "weight": 1} for s in skus])
+    web, worker, _ = start_bridge(tmp_path, sim, PRODUCT_FIELDS_FROM_WOO="price,weight")
+    try:
+        since = sim.control.last_seq()
+        now = time.time()
+        evs = [event(s, None, type="product.upsert", occurred_at=now + i * 1e-4, product={
+            "type": "simple", "name": "ignored: not owned by WooCommerce", "price": 10 if i % 3 else 12.5,
+            "weight": 1}) for i, s in enumerate(skus)]
+        for k in range(0, len(evs), 100):
+            assert post_events(web.url, evs[k:k + 100]).status_code == 202
+        wait_until(lambda: get_status(web.url)["queue_depth"] == 0, what="queue drained")
+        puts = [r for r in sim.control.requests(since) if r["method"] == "PUT"]
+        assert [p["path"] for p in puts] == ["/offers"], "one PUT /offers for all SKUs, no product renames"
+        sent = {row["sku"]: row for row in puts[0]["body"]["offers"]}
+        assert set(sent) == {s for i, s in enumerate(skus) if i % 3 == 0}  # only prices that differ
+        assert all(row == {"sku": row["sku"], "price": 12.5} for row in sent.values())
+        assert sim.control.truth([skus[0]])[skus[0]]["price"] == 12.5
+    finally:
+        worker.stop()
+        web.stop()
