@@ -70,6 +70,7 @@ class ResyncStack:
         self.web: Web | None = None
         self.worker: Worker | None = None
         self.env: dict[str, str] = {}
+        self.secret = env.get("BRIDGE_SHARED_SECRET", SECRET)
 
     def start(self, keycrm: list[dict[str, Any]], woo: list[dict[str, Any]], worker: bool = True) -> ResyncStack:
         self.sim.start()
@@ -83,7 +84,7 @@ class ResyncStack:
                           PUSH_DEBOUNCE_S="0.1", PUSH_MAX_WAIT_S="0.5", LOG_LEVEL="INFO")
         base.update(self.extra)
         self.web = Web(base, self.tmp / "web.log").start()
-        self.peer = WooPeerProcess(sidecar_url=self.web.url if self.plugin else None, secret=SECRET).start()
+        self.peer = WooPeerProcess(sidecar_url=self.web.url if self.plugin else None, secret=self.secret).start()
         self.peer.control.seed(products=woo, allow_duplicate_skus=True)
         self.env = {**base, "WOO_URL": self.peer.url, "WOO_CONSUMER_KEY": "ck_test", "WOO_CONSUMER_SECRET": "cs_test"}
         if worker:
@@ -106,7 +107,7 @@ class ResyncStack:
 
     def call(self, method: str, path: str, body: Any = None) -> requests.Response:
         raw = b"" if body is None else json.dumps(body).encode()
-        headers = signing.signed_headers(SECRET, raw, time.time())
+        headers = signing.signed_headers(self.secret, raw, time.time())
         assert self.web is not None
         return requests.request(method, self.web.url + path, data=raw or None, headers=headers, timeout=30)
 

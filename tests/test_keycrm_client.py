@@ -210,6 +210,17 @@ def test_429_block_is_shared_with_other_budget_objects(stub: StubKeyCRM, budget:
         assert not other.try_acquire(Priority.WRITE, "PUT /offers/stocks")
 
 
+def test_429_retry_after_as_http_date(stub: StubKeyCRM, budget: RateBudget, clock: FakeClock) -> None:
+    from email.utils import format_datetime
+
+    t0 = clock.now()
+    when = format_datetime(datetime.fromtimestamp(t0 + 12, tz=UTC), usegmt=True)
+    stub.script("GET", "/products/3", [json_response(429, None, {"Retry-After": when}), json_response(200, {"id": 3})])
+    client = make_client(stub, budget, clock)
+    assert client.get_product(3) == {"id": 3}
+    assert clock.now() == pytest.approx(t0 + 12, abs=0.01)
+
+
 def test_429_without_retry_after_backs_off_exponentially(
     stub: StubKeyCRM, budget: RateBudget, clock: FakeClock
 ) -> None:

@@ -114,6 +114,10 @@ class RateBudget:
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = NORMAL")
         with self._transaction():
+            waiter_columns = {row[1] for row in self._conn.execute("PRAGMA table_info(keycrm_waiters)")}
+            if waiter_columns and "pid" not in waiter_columns:
+                # Tickets are transient: a queue table from an older layout is simply rebuilt.
+                self._conn.execute("DROP TABLE keycrm_waiters")
             for statement in _SCHEMA:
                 self._conn.execute(statement)
 

@@ -53,3 +53,8 @@ def decide(mode: str, *, woo: float | None, kc: float | None, agreed: float | No
         agreed=merged,
         reason=f"merged: agreed {base:g}, WooCommerce {woo - base:+g}, KeyCRM {effective - base:+g}",
     )
+
+
+def json_number(v: float) -> float | int:
+    """A quantity as KeyCRM and WooCommerce like it: 7, not 7.0."""
+    return int(v) if float(v).is_integer() else round(v, 4)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -305,7 +306,8 @@ class KeyCRMClient:
                 self.clock.sleep(delay)
         assert last_error is not None
         if last_error.retry_after is None:
-            last_error.retry_after = self._backoff(self.max_attempts)
+            # A hint for the worker: the next backoff step without jitter.
+            last_error.retry_after = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**self.max_attempts)
         raise last_error
 
     def _backoff(self, attempt: int) -> float:
@@ -318,6 +320,8 @@ class KeyCRMClient:
         if value:
             try:
                 seconds = float(value)
+                if not math.isfinite(seconds):
+                    seconds = None
             except ValueError:
                 try:
                     seconds = parsedate_to_datetime(value).timestamp() - self.clock.now()

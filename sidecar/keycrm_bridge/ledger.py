@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .store import Store
+from .store import Store, chunks, marks
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (
@@ -66,11 +66,6 @@ class Row:
     kc_at: float | None
     agreed: float | None
     hold: str | None
-
-
-def _chunks(items: list[str], n: int = 500) -> Iterable[list[str]]:
-    for i in range(0, len(items), n):
-        yield items[i:i + n]
 
 
 class Ledger:
@@ -152,11 +147,10 @@ class Ledger:
 
     def rows(self, skus: Iterable[str]) -> dict[str, Row]:
         out: dict[str, Row] = {}
-        for part in _chunks(list(skus)):
-            marks = ",".join("?" * len(part))
+        for part in chunks(skus):
             for r in self.conn.execute(
-                "SELECT sku, woo_stock, woo_at, kc_sellable, kc_at, agreed, hold FROM ledger"  # noqa: S608
-                f" WHERE sku IN ({marks})", part):
+                "SELECT sku, woo_stock, woo_at, kc_sellable, kc_at, agreed, hold FROM ledger"
+                f" WHERE sku IN ({marks(part)})", part):
                 out[r[0]] = Row(*r)
         return out
 
@@ -173,10 +167,9 @@ class Ledger:
     def clean(self, skus: Iterable[str], decided_at: float) -> None:
         """Clear dirty marks set before ``decided_at``; a mark that came later stays for the next round."""
         with self.store.transaction() as c:
-            for part in _chunks(list(skus)):
-                marks = ",".join("?" * len(part))
-                c.execute(f"UPDATE ledger SET dirty_since = NULL, dirty_touch = NULL WHERE sku IN ({marks})"  # noqa: S608
-                          " AND dirty_touch <= ?", (*part, decided_at))
+            for part in chunks(skus):
+                c.execute("UPDATE ledger SET dirty_since = NULL, dirty_touch = NULL"
+                          f" WHERE sku IN ({marks(part)}) AND dirty_touch <= ?", (*part, decided_at))
 
     def set_values(self, rows: Iterable[tuple[str, float | None, float | None, float | None]], now: float) -> None:
         """After our writes: (sku, woo_stock or None, kc_sellable or None, agreed or None)."""
@@ -202,10 +195,9 @@ class Ledger:
 
     def inflight(self, skus: Iterable[str]) -> dict[str, float]:
         out: dict[str, float] = {}
-        for part in _chunks(list(skus)):
-            marks = ",".join("?" * len(part))
+        for part in chunks(skus):
             for sku, qty in self.conn.execute(
-                f"SELECT sku, sum(qty) FROM inflight WHERE resolved_at IS NULL AND sku IN ({marks})"  # noqa: S608
+                f"SELECT sku, sum(qty) FROM inflight WHERE resolved_at IS NULL AND sku IN ({marks(part)})"
                 " GROUP BY sku", part):
                 out[sku] = float(qty)
         return out
@@ -237,9 +229,9 @@ class Ledger:
             cur = c.execute("INSERT INTO guard_holds (at, status, skus, summary) VALUES (?, 'held', ?, ?)",
                             (now, json.dumps(skus), json.dumps(summary)))
             hold_id = int(cur.lastrowid or 0)
-            for part in _chunks(skus):
-                marks = ",".join("?" * len(part))
-                c.execute(f"UPDATE ledger SET hold = ? WHERE sku IN ({marks})", (f"guard:{hold_id}", *part))  # noqa: S608
+            for part in chunks(skus):
+                c.execute(f"UPDATE ledger SET hold = ? WHERE sku IN ({marks(part)})",
+                          (f"guard:{hold_id}", *part))
         return hold_id
 
     def holds(self, status: str | None = "held") -> list[dict[str, Any]]:
@@ -264,10 +256,9 @@ class Ledger:
                 for sku in skus:
                     self._dirty(c, sku, now)
             else:
-                for part in _chunks(skus):
-                    marks = ",".join("?" * len(part))
-                    c.execute(f"UPDATE ledger SET dirty_since = NULL, dirty_touch = NULL WHERE sku IN ({marks})",  # noqa: S608
-                              part)
+                for part in chunks(skus):
+                    c.execute("UPDATE ledger SET dirty_since = NULL, dirty_touch = NULL"
+                              f" WHERE sku IN ({marks(part)})", part)
         return skus
 
     def size(self) -> int:

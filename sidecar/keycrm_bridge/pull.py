@@ -71,7 +71,7 @@ class PullSources:
             self.store.save_keycrm_stock(mirror_rows, now)
         if stale:
             self.store.conn.execute(
-                f"UPDATE keycrm_stock SET fetched_at = 0 WHERE sku IN ({','.join('?' * len(stale))})",  # noqa: S608
+                f"UPDATE keycrm_stock SET fetched_at = 0 WHERE sku IN ({','.join('?' * len(stale))})",
                 stale)
         self.ledger.observe_keycrm(sellable, now, "webhook")
         self.store.set_meta("last_webhook_at", now)

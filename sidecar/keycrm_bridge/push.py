@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from .clock import Clock
 from .config import Settings
+from .decide import json_number
 from .errors import BridgeError, PermanentError, RetryableError
 from .ledger import Ledger
 from .store import SUPERSEDED, Change, Store
@@ -233,7 +234,7 @@ class PushEngine:
                     wanted.update({k: _num(p.get(k)) for k in ("length", "width", "height")})
                 for k, v in wanted.items():
                     if v is not None and v != have.get(k):
-                        row[k] = _clean_number(v)
+                        row[k] = json_number(v)
                 if row:
                     offer_rows.append({"sku": sku, **row})
             if kind != "variation" and offer.get("product_id"):
@@ -300,8 +301,8 @@ class PushEngine:
                 for ch in done:
                     old = ch.payload["old_sku"]
                     for table in ("keycrm_offers", "keycrm_stock", "ledger"):
-                        c.execute(f"DELETE FROM {table} WHERE sku = ?", (ch.sku,))  # noqa: S608
-                        c.execute(f"UPDATE {table} SET sku = ? WHERE sku = ?", (ch.sku, old))  # noqa: S608
+                        c.execute(f"DELETE FROM {table} WHERE sku = ?", (ch.sku,))
+                        c.execute(f"UPDATE {table} SET sku = ? WHERE sku = ?", (ch.sku, old))
                     c.execute("UPDATE inflight SET sku = ? WHERE sku = ?", (ch.sku, old))
                     c.execute("DELETE FROM unmatched WHERE sku = ?", (old,))
         self._done(token, done)
@@ -311,10 +312,6 @@ class PushEngine:
     def _deleted(self, token: str, group: list[Change], result: PushResult) -> None:
         # Deleting in KeyCRM would lose its history and other channels' stock: we only stop syncing.
         self._done(token, group)
-
-
-def _clean_number(v: float) -> float | int:
-    return int(v) if float(v).is_integer() else round(v, 4)
 
 
 __all__ = ["BridgeError", "PushEngine", "PushResult", "backoff_s", "newest_per_sku"]

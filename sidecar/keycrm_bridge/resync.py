@@ -40,6 +40,9 @@ log = logging.getLogger("keycrm_bridge.resync")
 
 WOO_BATCH = 100
 ORDER_POLL_MARGIN_S = 12.0   # leave the write reserve free this long before the order poll is due
+ARRIVAL_MARGIN_S = 0.25     # see _kc_wait
+INLINE_WAIT_S = 1.0         # a KeyCRM slot this close is waited for in the step (see _plan_step)
+SUBSTEPS = 20               # steps one worker tick may take while each finds work
 MAX_FAILURES = 8             # unexpected errors in a row before the job is marked failed
 CHANGED = "changed during the resync; the live sync settles it"
 
@@ -95,7 +98,18 @@ class ResyncRunner:
         # The sweep reads what the resync is reading anyway; pausing it leaves the budget to us.
         self.store.set_meta("sweep_page_at", now)
         try:
-            worked = self._advance(job, now)
+            first = worked = self._advance(job, now)
+            # A few more cheap steps in the same tick (WooCommerce pages, free KeyCRM slots): a tick
+            # costs the worker several SQLite round trips of its own.
+            for _ in range(SUBSTEPS):
+                if not worked:
+                    break
+                nxt = self.jobs.active()
+                if nxt is None or nxt["id"] != job["id"]:
+                    break
+                job = nxt
+                worked = self._advance(job, self.clock.now())
+            worked = first
         except RetryableError as exc:
             wait = exc.retry_after if exc.retry_after else min(60.0, 2.0 ** min(job["failures"] + 1, 6))
             self.jobs.update(job["id"], retry_at=now + wait, failures=job["failures"] + 1, last_error=str(exc)[:500])
@@ -145,18 +159,31 @@ class ResyncRunner:
             return self._apply_step(job, now)
         return False
 
-    def _kc_slot(self) -> bool:
-        """Whether a KeyCRM request may start now (without blocking the worker on the budget)."""
+    def _kc_wait(self) -> float:
+        """Seconds until a KeyCRM request may start (checked first, so the worker never blocks on it)."""
         now = self.clock.now()
         checked = float(self.store.get_meta("orders_checked_at", 0) or 0)
         requested = float(self.store.get_meta("orders_check_requested", 0) or 0)
         poll_in = checked + self.settings.order_poll_interval_s - now
         self.budget.greedy = requested <= checked and poll_in > ORDER_POLL_MARGIN_S
-        return self.budget.next_slot_in(Priority.WRITE if self.budget.greedy else Priority.READ) <= 0
+        priority = Priority.WRITE if self.budget.greedy else Priority.READ
+        wait = self.budget.next_slot_in(priority)
+        # KeyCRM counts a call when it arrives, the budget when it starts: a call that starts the
+        # moment the oldest one leaves the budget's window may arrive while KeyCRM still counts
+        # that one (the network is not equally fast every time) and earn a 429 that costs two
+        # slots. Leaving a little margin costs a fraction of one slot a minute.
+        row = self.store.conn.execute("SELECT ts FROM keycrm_calls ORDER BY ts DESC LIMIT 1 OFFSET ?",
+                                      (self.budget.limit_for(priority) - 1,)).fetchone()
+        if row is not None:
+            wait = max(wait, float(row[0]) + 60.0 + ARRIVAL_MARGIN_S - now)
+        return wait
+
+    def _kc_slot(self) -> bool:
+        return self._kc_wait() <= 0
 
     def _save_cursor(self, c: Any, job_id: str, cursor: dict[str, Any], **fields: Any) -> None:
         sets = "".join(f", {k} = ?" for k in fields)
-        c.execute(f"UPDATE resync_jobs SET cursor = ?{sets} WHERE id = ?",  # noqa: S608
+        c.execute(f"UPDATE resync_jobs SET cursor = ?{sets} WHERE id = ?",
                   (json.dumps(cursor, separators=(",", ":")), *fields.values(), job_id))
 
     # -- planning: read both catalogues ---------------------------------------------------------
@@ -176,11 +203,19 @@ class ResyncRunner:
             return True
         kc_left = cur["kc"] != "done"
         woo_left = cur["woo"] != "done"
-        if kc_left and self._kc_slot():
+        wait = self._kc_wait() if kc_left else 0.0
+        # WooCommerce reads cost no KeyCRM budget: they fill the waits between KeyCRM slots, but only
+        # a wait they fit in. A KeyCRM call started late frees its slot late, a minute later too.
+        each = cur["woo_s"] / cur["woo_requests"] if cur["woo_requests"] else 0.0
+        woo_fits = woo_left and (not kc_left or wait >= 1.5 * each)
+        if kc_left and (wait <= 0 or (wait <= INLINE_WAIT_S and not woo_fits)):
+            # A short wait is slept here, to the slot: going round the worker loop instead would
+            # start every call a little late, and the lateness adds up call by call.
+            if wait > 0:
+                self.clock.sleep(wait)
             self._kc_read(job, cur)
             return True
-        if woo_left:
-            # WooCommerce reads cost no KeyCRM budget: they fill the waits between KeyCRM slots.
+        if woo_fits:
             self._woo_read(job, cur)
             return True
         if kc_left:
@@ -377,7 +412,7 @@ class ResyncRunner:
             part = skus[i:i + 500]
             marks = ",".join("?" * len(part))
             dirty.update(r[0] for r in self.store.conn.execute(
-                f"SELECT sku FROM ledger WHERE dirty_since IS NOT NULL AND sku IN ({marks})", part))  # noqa: S608
+                f"SELECT sku FROM ledger WHERE dirty_since IS NOT NULL AND sku IN ({marks})", part))
         for sku in skus:
             r = rows.get(sku)
             if r is None:
@@ -392,7 +427,7 @@ class ResyncRunner:
         ns = list(ns)
         if ns:
             with self.store.transaction() as t:
-                t.executemany(f"UPDATE resync_plan SET {col} = 'skipped', error = ? WHERE job = ? AND n = ?",  # noqa: S608
+                t.executemany(f"UPDATE resync_plan SET {col} = 'skipped', error = ? WHERE job = ? AND n = ?",
                               [(error, job_id, n) for n in ns])
                 self.jobs.add_progress(t, job_id, done=len(ns))
         return len(ns)
@@ -510,7 +545,7 @@ class ResyncRunner:
         col = {"keycrm": "kc_batch", "woocommerce": "woo_batch", "create": "create_batch"}[side]
         status_col = "woo_status" if side == "woocommerce" else "kc_status"
         rows = [dict(r) for r in self.store.conn.execute(
-            f"SELECT n, sku, woo_id, woo_parent, woo_stock, woo_target, kc_q_write, kc_new_q, kc_target, kc_r_write,"  # noqa: S608
+            f"SELECT n, sku, woo_id, woo_parent, woo_stock, woo_target, kc_q_write, kc_new_q, kc_target, kc_r_write,"
             f" kc_offer_id, agreed FROM resync_plan WHERE job = ? AND {col} = ? AND {status_col} = 'planned'",
             (job_id, b))]
         landed: list[dict[str, Any]] = []
@@ -699,7 +734,7 @@ def _assign_batches(t: Any, job_id: str, side: str) -> None:
             " UPDATE resync_plan SET create_batch = :base + d.b FROM d WHERE resync_plan.job = :job"
             " AND resync_plan.n = d.n", {"job": job_id, "base": base})
         col, parent = "create_batch", "coalesce(max(woo_parent), 0)"
-    t.execute(f"INSERT INTO resync_batches (job, batch, side, parent, items) SELECT job, {col}, ?, {parent},"  # noqa: S608
+    t.execute(f"INSERT INTO resync_batches (job, batch, side, parent, items) SELECT job, {col}, ?, {parent},"
               f" count(*) FROM resync_plan WHERE job = ? AND {col} > ? GROUP BY {col}", (side, job_id, base))
 
 

@@ -199,7 +199,7 @@ class ResyncJobs:
             if key in fields:
                 fields[key] = json.dumps(fields[key], separators=(",", ":"))
         sets = ", ".join(f"{k} = ?" for k in fields)
-        self.conn.execute(f"UPDATE resync_jobs SET {sets} WHERE id = ?", (*fields.values(), job_id))  # noqa: S608
+        self.conn.execute(f"UPDATE resync_jobs SET {sets} WHERE id = ?", (*fields.values(), job_id))
 
     def add_progress(self, c: sqlite3.Connection, job_id: str, done: int = 0, total: int = 0,
                      errors: int = 0) -> None:
@@ -221,10 +221,10 @@ class ResyncJobs:
             (keep_id, KEEP_JOBS - 1))]
         with self.store.transaction() as c:
             for table in ("resync_kc", "resync_woo"):
-                c.execute(f"DELETE FROM {table} WHERE job != ?", (keep_id,))  # noqa: S608
+                c.execute(f"DELETE FROM {table} WHERE job != ?", (keep_id,))
             for job_id in old:
                 for table in ("resync_plan", "resync_batches"):
-                    c.execute(f"DELETE FROM {table} WHERE job = ?", (job_id,))  # noqa: S608
+                    c.execute(f"DELETE FROM {table} WHERE job = ?", (job_id,))
 
     # -- staging rows --------------------------------------------------------------------------
 
@@ -362,12 +362,12 @@ class ResyncJobs:
         actions.update({r[0]: r[1] for r in c.execute(
             "SELECT action, count(*) FROM resync_plan WHERE job = ? GROUP BY action", (job_id,))})
         sums = ", ".join(f"sum(instr(';' || problems || ';', ';{p};') > 0)" for p in skuhealth.PROBLEMS)
-        row = c.execute(f"SELECT count(*), sum(problems = ''), {sums} FROM resync_plan WHERE job = ?",  # noqa: S608
+        row = c.execute(f"SELECT count(*), sum(problems = ''), {sums} FROM resync_plan WHERE job = ?",
                         (job_id,)).fetchone()
         problems = {p: int(row[i + 2] or 0) for i, p in enumerate(skuhealth.PROBLEMS)}
         status: dict[str, int] = {}
         for side in ("woo", "kc"):
-            for s, n in c.execute(f"SELECT {side}_status, count(*) FROM resync_plan WHERE job = ?"  # noqa: S608
+            for s, n in c.execute(f"SELECT {side}_status, count(*) FROM resync_plan WHERE job = ?"
                                   f" AND {side}_status IS NOT NULL GROUP BY {side}_status", (job_id,)):
                 status[f"{'woocommerce' if side == 'woo' else 'keycrm'}_{s}"] = int(n)
         return {"skus": int(row[0] or 0), "clean": int(row[1] or 0), "actions": actions, "problems": problems,

@@ -110,6 +110,17 @@ class Change:
     attempts: int
 
 
+def chunks(items: Iterable[Any], n: int = 500) -> Iterator[list[Any]]:
+    """Slices small enough for one ``IN (?, …)`` (SQLite allows 999 parameters by default)."""
+    items = list(items)
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+def marks(part: list[Any]) -> str:
+    return ",".join("?" * len(part))
+
+
 def connect(path: str) -> sqlite3.Connection:
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -176,10 +187,8 @@ class Store:
     def _expand(c: sqlite3.Connection, batch: list[dict[str, Any]], now: float, changes_for: Any) -> tuple[int, int]:
         ids = [ev["id"] for ev in batch]
         seen: set[str] = set()
-        for i in range(0, len(ids), 500):
-            part = ids[i:i + 500]
-            marks = ",".join("?" * len(part))
-            seen.update(r[0] for r in c.execute(f"SELECT id FROM events WHERE id IN ({marks})", part))  # noqa: S608
+        for part in chunks(ids):
+            seen.update(r[0] for r in c.execute(f"SELECT id FROM events WHERE id IN ({marks(part)})", part))
         fresh = []
         for ev in batch:
             if ev["id"] not in seen:
@@ -277,12 +286,10 @@ class Store:
         ids = list(ids)
         n = 0
         with self.transaction() as c:
-            for i in range(0, len(ids), 500):
-                part = ids[i:i + 500]
-                marks = ",".join("?" * len(part))
+            for part in chunks(ids):
                 cur = c.execute(
-                    f"UPDATE changes SET status = ?, done_at = ?, last_error = ?, claim_token = NULL"  # noqa: S608
-                    f" WHERE claim_token = ? AND id IN ({marks})",
+                    f"UPDATE changes SET status = ?, done_at = ?, last_error = ?, claim_token = NULL"
+                    f" WHERE claim_token = ? AND id IN ({marks(part)})",
                     (status, now, error, token, *part),
                 )
                 n += cur.rowcount
@@ -298,13 +305,11 @@ class Store:
         """Give claimed rows back for a later attempt (retryable failure)."""
         ids = list(ids)
         with self.transaction() as c:
-            for i in range(0, len(ids), 500):
-                part = ids[i:i + 500]
-                marks = ",".join("?" * len(part))
+            for part in chunks(ids):
                 c.execute(
-                    f"UPDATE changes SET status = 'pending', claim_token = NULL, claimed_until = NULL,"  # noqa: S608
+                    f"UPDATE changes SET status = 'pending', claim_token = NULL, claimed_until = NULL,"
                     f" attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
-                    f" WHERE claim_token = ? AND id IN ({marks})",
+                    f" WHERE claim_token = ? AND id IN ({marks(part)})",
                     (retry_at, error, token, *part),
                 )
 
@@ -322,12 +327,9 @@ class Store:
 
     def last_pushed(self, kind: str, skus: Iterable[str]) -> dict[str, tuple[float, Any]]:
         out: dict[str, tuple[float, Any]] = {}
-        skus = list(skus)
-        for i in range(0, len(skus), 500):
-            part = skus[i:i + 500]
-            marks = ",".join("?" * len(part))
+        for part in chunks(skus):
             for r in self.conn.execute(
-                f"SELECT sku, occurred_at, value FROM pushed WHERE kind = ? AND sku IN ({marks})",  # noqa: S608
+                f"SELECT sku, occurred_at, value FROM pushed WHERE kind = ? AND sku IN ({marks(part)})",
                 (kind, *part),
             ):
                 out[r["sku"]] = (r["occurred_at"], json.loads(r["value"]) if r["value"] else None)
@@ -348,12 +350,9 @@ class Store:
     def keycrm_stock(self, skus: Iterable[str]) -> dict[str, dict[int, dict[str, Any]]]:
         """sku -> warehouse_id -> {quantity, reserve, offer_id, fetched_at}."""
         out: dict[str, dict[int, dict[str, Any]]] = {}
-        skus = list(skus)
-        for i in range(0, len(skus), 500):
-            part = skus[i:i + 500]
-            marks = ",".join("?" * len(part))
+        for part in chunks(skus):
             for r in self.conn.execute(
-                f"SELECT * FROM keycrm_stock WHERE sku IN ({marks})", part  # noqa: S608
+                f"SELECT * FROM keycrm_stock WHERE sku IN ({marks(part)})", part
             ):
                 out.setdefault(r["sku"], {})[r["warehouse_id"]] = dict(r)
         return out
@@ -371,12 +370,9 @@ class Store:
 
     def keycrm_offers(self, skus: Iterable[str]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
-        skus = list(skus)
-        for i in range(0, len(skus), 500):
-            part = skus[i:i + 500]
-            marks = ",".join("?" * len(part))
+        for part in chunks(skus):
             for r in self.conn.execute(
-                f"SELECT * FROM keycrm_offers WHERE sku IN ({marks})", part  # noqa: S608
+                f"SELECT * FROM keycrm_offers WHERE sku IN ({marks(part)})", part
             ):
                 d = dict(r)
                 d["fields"] = json.loads(d["fields"])
@@ -404,11 +400,8 @@ class Store:
         )
 
     def clear_unmatched(self, skus: Iterable[str]) -> None:
-        skus = list(skus)
-        for i in range(0, len(skus), 500):
-            part = skus[i:i + 500]
-            marks = ",".join("?" * len(part))
-            self.conn.execute(f"DELETE FROM unmatched WHERE sku IN ({marks})", part)  # noqa: S608
+        for part in chunks(skus):
+            self.conn.execute(f"DELETE FROM unmatched WHERE sku IN ({marks(part)})", part)
 
     def unmatched(self, limit: int = 500) -> list[dict[str, Any]]:
         rows = self.conn.execute(

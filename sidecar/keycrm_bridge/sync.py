@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from .clock import Clock
 from .config import Settings
-from .decide import Decision, decide
+from .decide import Decision, decide, json_number
 from .errors import PermanentError, RetryableError
 from .ledger import Ledger, Row
 from .store import Store
@@ -42,10 +42,6 @@ class RoundResult:
     guarded: int = 0
     unmatched: int = 0
     errors: list[str] = field(default_factory=list)
-
-
-def _clean_number(v: float) -> float | int:
-    return int(v) if float(v).is_integer() else round(v, 4)
 
 
 class SyncEngine:
@@ -299,7 +295,7 @@ class SyncEngine:
             if new_q < 0:
                 log.warning("target below what other warehouses hold; clamping at 0", extra={"sku": sku})
                 new_q = 0.0
-            put_rows.append({"sku": sku, "quantity": _clean_number(new_q)})
+            put_rows.append({"sku": sku, "quantity": json_number(new_q)})
             planned[sku] = (new_q, per.get(wh, {}).get("reserve", 0.0))
         if not put_rows:
             return set()
