@@ -70,9 +70,13 @@ translations() {
 
 dist_zip() {
     make -s dist >/dev/null || return 1
-    unzip -l dist/keycrm-bridge.zip | grep -q ' keycrm-bridge/keycrm-bridge.php$' || return 1
-    unzip -l dist/keycrm-bridge.zip | grep -q ' keycrm-bridge/languages/keycrm-bridge-uk.mo$' || return 1
-    ! unzip -l dist/keycrm-bridge.zip | grep -q 'keycrm-bridge/tests/' || return 1
+    local listing
+    # Listed once into a variable: `unzip | grep -q` under pipefail fails at random when grep
+    # stops reading early and unzip gets SIGPIPE.
+    listing="$(unzip -l dist/keycrm-bridge.zip)" || return 1
+    grep -q ' keycrm-bridge/keycrm-bridge.php$' <<<"$listing" || return 1
+    grep -q ' keycrm-bridge/languages/keycrm-bridge-uk.mo$' <<<"$listing" || return 1
+    ! grep -q 'keycrm-bridge/tests/' <<<"$listing" || return 1
     echo "dist/keycrm-bridge.zip: $(stat -c %s dist/keycrm-bridge.zip) bytes"
 }
 
