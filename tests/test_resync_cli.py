@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from bridge import wait_until
 from resync_stack import ResyncStack, S12Catalogue
 
 
@@ -46,6 +47,7 @@ def test_s12_from_the_cli(stack, tmp_path):
     assert stack.woo_stock_writes() == {}
 
     stack.start_worker()
+    wait_until(lambda: stack.call("GET", "/v1/status").json()["orders_checked_at"], what="the worker's first round")
     applied = cli(stack, "--yes")
     assert applied.returncode == 0, applied.stderr
     assert "no worker is running" not in applied.stderr, "the running worker did the job"

@@ -40,7 +40,6 @@ log = logging.getLogger("keycrm_bridge.resync")
 
 WOO_BATCH = 100
 ORDER_POLL_MARGIN_S = 12.0   # leave the write reserve free this long before the order poll is due
-ARRIVAL_MARGIN_S = 0.25     # see _kc_wait
 INLINE_WAIT_S = 1.0         # a KeyCRM slot this close is waited for in the step (see _plan_step)
 SUBSTEPS = 20               # steps one worker tick may take while each finds work
 MAX_FAILURES = 8             # unexpected errors in a row before the job is marked failed
@@ -168,14 +167,6 @@ class ResyncRunner:
         self.budget.greedy = requested <= checked and poll_in > ORDER_POLL_MARGIN_S
         priority = Priority.WRITE if self.budget.greedy else Priority.READ
         wait = self.budget.next_slot_in(priority)
-        # KeyCRM counts a call when it arrives, the budget when it starts: a call that starts the
-        # moment the oldest one leaves the budget's window may arrive while KeyCRM still counts
-        # that one (the network is not equally fast every time) and earn a 429 that costs two
-        # slots. Leaving a little margin costs a fraction of one slot a minute.
-        row = self.store.conn.execute("SELECT ts FROM keycrm_calls ORDER BY ts DESC LIMIT 1 OFFSET ?",
-                                      (self.budget.limit_for(priority) - 1,)).fetchone()
-        if row is not None:
-            wait = max(wait, float(row[0]) + 60.0 + ARRIVAL_MARGIN_S - now)
         return wait
 
     def _kc_slot(self) -> bool:
@@ -687,7 +678,8 @@ class ResyncRunner:
             known = self.ledger.rows([r["sku"] for r in rows])
             fresh = [r for r in rows if r["sku"] not in known
                      or ((known[r["sku"]].woo_at or 0) <= since and (known[r["sku"]].kc_at or 0) <= since)]
-            self._ledger_agree([(r["sku"], r["woo_stock"], r["kc_sellable"], r["agreed"]) for r in fresh], now)
+            self._ledger_agree([(r["sku"], r["woo_stock"], r["kc_sellable"], r["agreed"]) for r in fresh], now,
+                               note=False)
             self.jobs.update(job_id, cursor={**cur, "finish_n": rows[-1]["n"]})
             return True
         counts = self.jobs.counts(job_id)
@@ -696,13 +688,15 @@ class ResyncRunner:
         log.info("resync applied", extra={"job": job_id, **_flat(counts)})
         return True
 
-    def _ledger_agree(self, rows: list[tuple[str, float | None, float | None, float | None]], now: float) -> None:
+    def _ledger_agree(self, rows: list[tuple[str, float | None, float | None, float | None]], now: float,
+                      note: bool = True) -> None:
         if not rows:
             return
         with self.store.transaction() as t:
             t.executemany("INSERT OR IGNORE INTO ledger (sku) VALUES (?)", [(r[0],) for r in rows])
         self.ledger.set_values(rows, now)
-        self.ledger.notes([(r[0], "resync", {"woo": r[1], "kc": r[2], "agreed": r[3]}) for r in rows], now)
+        if note:  # what `explain` shows: the resync wrote this value
+            self.ledger.notes([(r[0], "resync", {"woo": r[1], "kc": r[2], "agreed": r[3]}) for r in rows], now)
 
 
 # -- batch assignment ------------------------------------------------------------------------------------

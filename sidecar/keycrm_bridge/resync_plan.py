@@ -151,7 +151,9 @@ class ResyncJobs:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.conn: sqlite3.Connection = store.conn
-        self.conn.executescript(SCHEMA)
+        if not getattr(store, "_resync_schema", False):  # once per connection, not per request
+            self.conn.executescript(SCHEMA)
+            store._resync_schema = True  # type: ignore[attr-defined]
 
     # -- jobs ----------------------------------------------------------------------------------
 
