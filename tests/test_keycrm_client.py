@@ -24,7 +24,7 @@ import pytest
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from keycrm_bridge.budget import Priority, RateBudget
+from keycrm_bridge.budget import LEAVE_MARGIN_S, Priority, RateBudget
 from keycrm_bridge.clock import AcceleratedClock, FakeClock
 from keycrm_bridge.errors import PermanentError, RetryableError
 from keycrm_bridge.keycrm_client import MAX_FILTER_CHARS, KeyCRMClient
@@ -477,6 +477,35 @@ def test_offers_products_and_orders_routes(stub: StubKeyCRM, budget: RateBudget,
     assert by_priority == {"read": 4, "write": 5}
 
 
+def test_one_page_readers_for_stocks_and_offers(stub: StubKeyCRM, budget: RateBudget, clock: FakeClock) -> None:
+    offers = [{"id": i + 1, "sku": f"O-{i:02d}", "product_id": 7} for i in range(60)]
+    stub.script("GET", "/offers/stocks", paged(stock_rows(60)))
+    stub.script("GET", "/offers", paged(offers, meta="next_only"))
+    client = make_client(stub, budget, clock)
+
+    first = client.stocks_page(1)
+    assert len(first.rows) == 50 and not first.is_last and first.total == 60
+    rows, is_last = client.stocks_page(2, details=False)  # unpacks as (rows, is_last)
+    assert [r["sku"] for r in rows] == [f"SKU-{i:04d}" for i in range(50, 60)] and is_last
+    with_product = client.offers_page(1, include_product=True)
+    assert [o["sku"] for o in with_product.rows] == [f"O-{i:02d}" for i in range(50)]
+    assert not with_product.is_last and with_product.total is None  # this page names no total
+    last = client.offers_page(2)
+    assert [o["id"] for o in last.rows] == list(range(51, 61)) and last.is_last
+
+    stocks_calls = stub.calls("GET", "/offers/stocks")
+    assert [c.args for c in stocks_calls] == [
+        {"filter[details]": "true", "limit": "50", "page": "1"},
+        {"limit": "50", "page": "2"},
+    ]
+    offers_calls = stub.calls("GET", "/offers")
+    assert [c.args for c in offers_calls] == [
+        {"include": "product", "limit": "50", "page": "1"},
+        {"limit": "50", "page": "2"},
+    ]
+    assert budget.calls_by_endpoint() == {"GET /offers/stocks": 2, "GET /offers": 2}  # one request a page
+
+
 def test_warehouse_ids_from_first_detailed_page(stub: StubKeyCRM, budget: RateBudget, clock: FakeClock) -> None:
     rows = stock_rows(60)
     rows[3]["warehouse"].append({"id": 4, "name": "Shop", "quantity": 1, "reserve": 0})
@@ -502,7 +531,8 @@ def test_reads_wait_while_the_budget_is_spent_but_writes_use_the_reserve(
         client.put_stocks(1, [{"sku": "A", "quantity": 2}])
         assert clock.now() == t0  # the reserve is the writes'
         client.get_product(1)
-        assert clock.now() == pytest.approx(t0 + 60, abs=0.01)  # the fifth read waited a full window
+        # the fifth read waited a full window (and the margin by which a call leaves it)
+        assert clock.now() == pytest.approx(t0 + 60 + LEAVE_MARGIN_S, abs=0.01)
 
 
 def test_against_the_keycrm_simulator(tmp_path: Path) -> None:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import random
 import socket
+import threading
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
 import jsonschema
 import pytest
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
 from woocommerce import API
 
 from keycrm_bridge.clock import FakeClock
@@ -81,6 +85,77 @@ def test_iter_variations_pages(peer, client) -> None:
     variations = list(client.iter_variations(1, per_page=2))
     assert [v["sku"] for v in variations] == [f"SKU-V000001-{j}" for j in range(1, 6)]
     assert len(rest_log(peer)) == 3
+
+
+def test_products_page_reads_one_page_with_totals(peer, client) -> None:
+    peer.control.seed(simple=250, variable=2, variations=3)
+    first = client.products_page(1)
+    assert len(first.items) == 100 and first.more and first.total == 252  # variations are not products
+    assert [p["id"] for p in first.items] == list(range(1, 101))
+    last = client.products_page(3)
+    assert len(last.items) == 52 and not last.more
+    beyond = client.products_page(4)
+    assert beyond.items == [] and not beyond.more
+    variable = client.products_page(1, per_page=10, type="variable")
+    assert [(p["id"], p["type"]) for p in variable.items] == [(251, "variable"), (255, "variable")]
+    assert not variable.more and variable.total == 2
+    log = rest_log(peer)
+    assert [(e["path"], e["query"]["page"], e["query"]["per_page"]) for e in log] == [
+        (REST + "products", "1", "100"),
+        (REST + "products", "3", "100"),
+        (REST + "products", "4", "100"),
+        (REST + "products", "1", "10"),
+    ]
+    assert all(e["query"]["orderby"] == "id" and e["query"]["order"] == "asc" and e["marked"] for e in log)
+    assert log[-1]["query"]["type"] == "variable"
+    with pytest.raises(ValueError):
+        client.products_page(1, per_page=101)
+
+
+def test_variations_page_and_the_include_filter(peer, client) -> None:
+    peer.control.seed(variable=1, variations=5)  # parent 1, variations 2..6
+    first = client.variations_page(1, 1, per_page=2)
+    assert [v["sku"] for v in first.items] == ["SKU-V000001-1", "SKU-V000001-2"]
+    assert first.more and first.total == 5
+    last = client.variations_page(1, 3, per_page=2)
+    assert [v["sku"] for v in last.items] == ["SKU-V000001-5"] and not last.more
+    picked = list(client.iter_variations(1, include="3,5"))
+    assert [v["id"] for v in picked] == [3, 5]
+    assert [p["id"] for p in client.iter_products(include="1,4")] == [1]  # 4 is a variation, not a product
+    log = rest_log(peer)
+    assert [e["path"] for e in log[:3]] == [REST + "products/1/variations"] * 3
+    assert [e["query"]["page"] for e in log[:2]] == ["1", "3"]
+    assert log[2]["query"]["include"] == "3,5" and log[3]["query"]["include"] == "1,4"
+
+
+@pytest.fixture
+def bare_shop() -> Iterator[str]:
+    """A wc/v3 stand-in that sends no X-WP-Total headers, and on page 3 an object instead of a list."""
+
+    def app(environ, start_response):
+        page = int(Request(environ).args.get("page", 1))
+        body = {1: [{"id": 1}, {"id": 2}], 2: [{"id": 3}]}.get(page, {"code": "not_a_list"})
+        return Response(json.dumps(body), content_type="application/json")(environ, start_response)
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def test_page_readers_without_total_headers_and_with_a_non_list_answer(bare_shop, clock) -> None:
+    client = make_client(bare_shop, clock)
+    first = client.products_page(1, per_page=2)
+    assert [p["id"] for p in first.items] == [1, 2] and first.more and first.total is None  # a full page: ask on
+    second = client.products_page(2, per_page=2)
+    assert [p["id"] for p in second.items] == [3] and not second.more
+    with pytest.raises(RetryableError, match="without a list"):  # the caller keeps its cursor and asks again
+        client.products_page(3, per_page=2)
+    with pytest.raises(RetryableError):
+        client.variations_page(9, 3, per_page=2)
 
 
 def test_find_by_skus_chunks_exact_matches_and_skips_unsignable(peer, clock) -> None:

@@ -20,6 +20,7 @@ import math
 import random
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -55,6 +56,22 @@ _CONFIG_ERRORS = (
     requests.exceptions.MissingSchema,
     requests.exceptions.InvalidSchema,
 )
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page (at most 50 rows) of a KeyCRM list route.
+
+    Unpacks as ``rows, is_last`` for callers that need no more than that.
+    """
+
+    rows: list[JSON]
+    is_last: bool
+    total: int | None = None  # rows in the whole list, when KeyCRM's page says (``total``)
+
+    def __iter__(self) -> Iterator[Any]:
+        yield self.rows
+        yield self.is_last
 
 
 class KeyCRMClient:
@@ -118,25 +135,18 @@ class KeyCRMClient:
             for chunk in _chunks(rows, STOCKS_PUT_MAX_ROWS)
         ]
 
-    def stocks_page(self, page: int, details: bool = True) -> tuple[list[JSON], bool]:
-        """One page (50 rows) of the whole stock list, and whether it is the last: the sweep's step."""
-        params = {"limit": str(PAGE_LIMIT), "page": str(page)}
-        if details:
-            params["filter[details]"] = "true"
-        body = self._request("GET", "/offers/stocks", "GET /offers/stocks", params=params)
-        data = _page_data(body)
-        return list(data), _is_last_page(body, data, page)
+    def stocks_page(self, page: int, details: bool = True) -> Page:
+        """Page ``page`` (from 1) of the whole ``GET /offers/stocks`` list: one request.
+
+        For callers that keep their own cursor (the sweep, the resync), so each step reads one page.
+        ``rows, is_last = client.stocks_page(n)``; ``.total`` is the list's size when KeyCRM says.
+        """
+        return self._list_page("/offers/stocks", {"filter[details]": "true"} if details else {}, page)
 
     def warehouse_ids(self) -> list[int]:
         """Warehouse ids seen on the first page of detailed stocks (KeyCRM has no warehouses route)."""
-        body = self._request(
-            "GET",
-            "/offers/stocks",
-            "GET /offers/stocks",
-            params={"filter[details]": "true", "limit": PAGE_LIMIT, "page": 1},
-        )
         ids: set[int] = set()
-        for row in _page_data(body):
+        for row in self.stocks_page(1, details=True).rows:
             for wh in row.get("warehouse") or []:
                 if isinstance(wh, dict) and wh.get("id") is not None:
                     ids.add(int(wh["id"]))
@@ -151,6 +161,13 @@ class KeyCRMClient:
             return
         for chunk in _filter_chunks(skus):
             yield from self._paginate("/offers", {**base, "filter[sku]": ",".join(chunk)})
+
+    def offers_page(self, page: int, include_product: bool = False) -> Page:
+        """Page ``page`` (from 1) of the whole ``GET /offers`` list: one request (see ``stocks_page``).
+
+        Each offer carries its ``product_id``; ``include_product`` adds the ``product`` object too.
+        """
+        return self._list_page("/offers", {"include": "product"} if include_product else {}, page)
 
     def put_offers(self, offers: Sequence[JSON]) -> list[JSON]:
         """Update offers' price, purchased_price, weight, dimensions, image (each by ``id`` or ``sku``)."""
@@ -215,15 +232,19 @@ class KeyCRMClient:
 
     # -- transport -------------------------------------------------------------------------------
     def _paginate(self, path: str, params: dict[str, str]) -> Iterator[JSON]:
-        endpoint = f"GET {path}"
         page = 1
         while True:
-            body = self._request("GET", path, endpoint, params={**params, "limit": PAGE_LIMIT, "page": page})
-            data = _page_data(body)
-            yield from data
-            if _is_last_page(body, data, page):
+            result = self._list_page(path, params, page)
+            yield from result.rows
+            if result.is_last:
                 return
             page += 1
+
+    def _list_page(self, path: str, params: dict[str, str], page: int) -> Page:
+        body = self._request("GET", path, f"GET {path}", params={**params, "limit": PAGE_LIMIT, "page": page})
+        data = _page_data(body)
+        total = body.get("total") if isinstance(body, dict) else None
+        return Page(data, _is_last_page(body, data, page), total if isinstance(total, int) else None)
 
     def _request(
         self,

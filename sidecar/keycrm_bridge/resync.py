@@ -29,12 +29,13 @@ from flask import Flask, Response, jsonify, request
 from .budget import Priority, RateBudget
 from .clock import Clock
 from .config import Settings
+from .decide import json_number
 from .errors import PermanentError, RetryableError
-from .keycrm_client import STOCKS_PUT_MAX_ROWS, KeyCRMClient, _is_last_page, _page_data
+from .keycrm_client import PAGE_LIMIT, STOCKS_PUT_MAX_ROWS, KeyCRMClient
 from .ledger import Ledger
 from .resync_plan import FINISHED, AlreadyRunning, ResyncJobs
 from .status import budget_used
-from .store import Store
+from .store import Store, chunks, marks
 
 log = logging.getLogger("keycrm_bridge.resync")
 
@@ -216,25 +217,18 @@ class ResyncRunner:
         self.jobs.update(job["id"], phase="planned")
         return True
 
-    def _kc_page(self, path: str, params: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]:
-        # One page per step (the client's iterators would read every page in one go).
-        body = self.keycrm._request("GET", path, f"GET {path}", params={**params, "limit": 50})
-        return _page_data(body), body
-
     def _kc_read(self, job: dict[str, Any], cur: dict[str, Any]) -> None:
         page = int(cur["page"])
         stocks = cur["kc"] == "stocks"
-        if stocks:
-            rows, body = self._kc_page("/offers/stocks", {"filter[details]": "true", "page": page})
-        else:
-            rows, body = self._kc_page("/offers", {"page": page})
-        last = _is_last_page(body, rows, page)
+        # One page per step (the client's iterators would read every page in one go).
+        got = self.keycrm.stocks_page(page, details=True) if stocks else self.keycrm.offers_page(page)
+        rows = got.rows
         cur = {**cur, "kc_requests": cur["kc_requests"] + 1}
         total_add = 0
-        if page == 1 and isinstance(body, dict) and isinstance(body.get("total"), int):
-            total_add = int(body["total"])
+        if page == 1 and got.total is not None:
+            total_add = got.total
             cur["kc_total_" + cur["kc"]] = total_add
-        if last:
+        if got.is_last:
             cur.update(kc="offers", page=1) if stocks else cur.update(kc="done")
         else:
             cur["page"] = page + 1
@@ -249,37 +243,33 @@ class ResyncRunner:
         assert self.woo is not None
         started = time.perf_counter()  # Woo request time, for the ETA only
         queue = list(cur["var_queue"])
+        # One page per step; a page that is not a list raises RetryableError before anything is saved.
         if queue:
             parent = int(queue[0])
             page = int(cur["var_page"])
-            resp = self.woo._call("GET", f"products/{parent}/variations",
-                                  params={"per_page": WOO_BATCH, "page": page, "orderby": "id", "order": "asc"})
-            items = self.woo._json(resp, "variations")
-            more = _more_pages(resp, items, page)
-            cur = {**cur, "var_page": page + 1} if more else {**cur, "var_queue": queue[1:], "var_page": 1}
+            got = self.woo.variations_page(parent, page, per_page=WOO_BATCH)
+            items = [p for p in got.items if isinstance(p, dict)]
+            cur = {**cur, "var_page": page + 1} if got.more else {**cur, "var_queue": queue[1:], "var_page": 1}
             total_add = 0
         else:
             page = int(cur["woo_page"])
-            resp = self.woo._call("GET", "products",
-                                  params={"per_page": WOO_BATCH, "page": page, "orderby": "id", "order": "asc"})
-            items = self.woo._json(resp, "products")
+            got = self.woo.products_page(page, per_page=WOO_BATCH)
+            items = [p for p in got.items if isinstance(p, dict)]
             parent = 0
-            variable = [int(p["id"]) for p in items if isinstance(p, dict) and p.get("type") == "variable"]
-            total_add = sum(len(p.get("variations") or []) for p in items if isinstance(p, dict))
+            variable = [int(p["id"]) for p in items if p.get("type") == "variable"]
+            total_add = sum(len(p.get("variations") or []) for p in items)
             if page == 1:
-                total_add += int(resp.headers.get("X-WP-Total") or len(items))
+                total_add += got.total if got.total is not None else len(got.items)
             cur = {**cur, "var_queue": variable, "var_page": 1, "woo_page": page + 1}
-            if not _more_pages(resp, items, page):
+            if not got.more:
                 cur["woo"] = "last_page"
-        if not isinstance(items, list):
-            raise RetryableError("WooCommerce answered a list page without a list")
         if cur["woo"] == "last_page" and not cur["var_queue"]:
             cur["woo"] = "done"
         cur["woo_requests"] = cur["woo_requests"] + 1
         cur["woo_s"] = round(cur["woo_s"] + (time.perf_counter() - started) * _clock_factor(self.clock), 4)
         phase = "planning_keycrm" if cur["kc"] != "done" else "planning_woo"
         with self.store.transaction() as c:
-            n = self.jobs.save_woo(c, job["id"], [p for p in items if isinstance(p, dict)], parent_id=parent)
+            n = self.jobs.save_woo(c, job["id"], items, parent_id=parent)
             self.jobs.add_progress(c, job["id"], done=n, total=total_add)
             self._save_cursor(c, job["id"], cur, phase=phase)
 
@@ -399,11 +389,9 @@ class ResyncRunner:
         rows = self.ledger.rows(skus)
         out: set[str] = set()
         dirty: set[str] = set()
-        for i in range(0, len(skus), 500):
-            part = skus[i:i + 500]
-            marks = ",".join("?" * len(part))
+        for part in chunks(skus):
             dirty.update(r[0] for r in self.store.conn.execute(
-                f"SELECT sku FROM ledger WHERE dirty_since IS NOT NULL AND sku IN ({marks})", part))
+                f"SELECT sku FROM ledger WHERE dirty_since IS NOT NULL AND sku IN ({marks(part)})", part))
         for sku in skus:
             r = rows.get(sku)
             if r is None:
@@ -437,7 +425,7 @@ class ResyncRunner:
             self._close_batch(job_id, b)
             return
         self._mark_inflight(job_id, b)
-        put = [{"sku": r["sku"], "quantity": _clean(r["kc_new_q"])} for r in rows]
+        put = [{"sku": r["sku"], "quantity": json_number(r["kc_new_q"])} for r in rows]
         try:
             self.keycrm.put_stocks(self.settings.write_warehouse_id, put)
         except PermanentError as exc:
@@ -586,9 +574,9 @@ class ResyncRunner:
 
     def _read_woo_stock(self, parent: int, ids: list[int]) -> dict[int, float | None]:
         assert self.woo is not None
-        endpoint = f"products/{parent}/variations" if parent else "products"
-        items = self.woo._pages(endpoint, {"include": ",".join(str(i) for i in ids), "orderby": "id",
-                                           "order": "asc"}, WOO_BATCH)
+        include = ",".join(str(i) for i in ids)
+        items = (self.woo.iter_variations(parent, per_page=WOO_BATCH, include=include) if parent
+                 else self.woo.iter_products(per_page=WOO_BATCH, include=include))
         return {int(p["id"]): (float(p["stock_quantity"]) if p.get("stock_quantity") is not None else None)
                 for p in items if isinstance(p, dict)}
 
@@ -734,25 +722,12 @@ def _assign_batches(t: Any, job_id: str, side: str) -> None:
 
 # -- helpers -----------------------------------------------------------------------------------------------
 
-def _more_pages(resp: Any, items: Any, page: int) -> bool:
-    if not isinstance(items, list) or not items:
-        return False
-    pages = resp.headers.get("X-WP-TotalPages")
-    if pages is not None:
-        return page < int(pages)
-    return len(items) >= WOO_BATCH
-
-
 def _same(a: float | None, b: float | None) -> bool:
     return a is not None and b is not None and math.isclose(a, b, abs_tol=1e-3)
 
 
 def _clock_factor(clock: Clock) -> float:
     return float(getattr(clock, "factor", 1.0))
-
-
-def _clean(v: float) -> float | int:
-    return int(v) if float(v).is_integer() else round(v, 4)
 
 
 def _price(text: Any) -> float | None:
@@ -809,10 +784,10 @@ def _requests_left(job: dict[str, Any], store: Store) -> tuple[int, int]:
     c = store.conn
     if job["phase"] in ("planning_keycrm", "planning_woo", "planned"):
         kc_total = cur.get("kc_total_stocks")
-        stock_pages = math.ceil(kc_total / 50) if isinstance(kc_total, int) else None
+        stock_pages = math.ceil(kc_total / PAGE_LIMIT) if isinstance(kc_total, int) else None
         if stock_pages is None:
             guess = int(c.execute("SELECT count(*) FROM keycrm_offers").fetchone()[0]) or 50
-            stock_pages = math.ceil(guess / 50)
+            stock_pages = math.ceil(guess / PAGE_LIMIT)
         kc = cur.get("kc", "stocks")
         page = int(cur.get("page", 1))
         if kc == "stocks":

@@ -20,7 +20,7 @@ from typing import Any
 
 from . import skuhealth
 from .config import Settings
-from .decide import decide
+from .decide import decide, json_number
 from .store import Store
 
 PHASES = ("planning_keycrm", "planning_woo", "planned", "applying", "done", "failed")
@@ -140,9 +140,7 @@ class AlreadyRunning(Exception):
 
 
 def _num(v: float | None) -> float | int | None:
-    if v is None:
-        return None
-    return int(v) if float(v).is_integer() else round(float(v), 4)
+    return None if v is None else json_number(v)
 
 
 class ResyncJobs:

@@ -87,6 +87,15 @@ class StockResult:
     date_modified: float | None = None
 
 
+@dataclass(frozen=True)
+class WooPage:
+    """One page of a wc/v3 list route (products or one product's variations), oldest id first."""
+
+    items: list[dict[str, Any]]
+    more: bool  # another page follows
+    total: int | None  # X-WP-Total: items in the whole list, when WooCommerce sends it
+
+
 class _TooLarge(PermanentError):
     """413: the batch must be split."""
 
@@ -215,24 +224,39 @@ class WooClient:
                 f"WooCommerce {endpoint}: answer is not JSON", status=resp.status_code, endpoint=endpoint
             ) from None
 
-    def _pages(self, endpoint: str, params: dict[str, Any], per_page: int) -> Iterator[dict[str, Any]]:
+    def _get_page(
+        self, endpoint: str, params: dict[str, Any], per_page: int, page: int
+    ) -> tuple[Any, bool, str | None]:
+        """One GET of a list route: the decoded answer, whether another page follows, X-WP-Total."""
         if not 1 <= per_page <= 100:
             raise ValueError("per_page must be 1..100")
+        resp = self._call("GET", endpoint, params={**params, "per_page": per_page, "page": page})
+        items = self._json(resp, endpoint)
+        more = isinstance(items, list) and bool(items)
+        total_pages = resp.headers.get("X-WP-TotalPages")
+        if more and total_pages is not None:
+            more = page < int(total_pages)
+        elif more:
+            more = len(items) >= per_page
+        return items, more, resp.headers.get("X-WP-Total")
+
+    def _pages(self, endpoint: str, params: dict[str, Any], per_page: int) -> Iterator[dict[str, Any]]:
         page = 1
         while True:
-            resp = self._call("GET", endpoint, params={**params, "per_page": per_page, "page": page})
-            items = self._json(resp, endpoint)
+            items, more, _ = self._get_page(endpoint, params, per_page, page)
             if not isinstance(items, list):
                 raise PermanentError(f"WooCommerce {endpoint}: expected a list", endpoint=endpoint)
             yield from items
-            total_pages = resp.headers.get("X-WP-TotalPages")
-            if (
-                not items
-                or (total_pages is not None and page >= int(total_pages))
-                or (total_pages is None and len(items) < per_page)
-            ):
+            if not more:
                 return
             page += 1
+
+    def _one_page(self, endpoint: str, params: dict[str, Any], per_page: int, page: int) -> WooPage:
+        items, more, total = self._get_page(endpoint, params, per_page, page)
+        if not isinstance(items, list):
+            # A page-at-a-time caller keeps its cursor and asks again later.
+            raise RetryableError(f"WooCommerce {endpoint}: answered a list page without a list", endpoint=endpoint)
+        return WooPage(items, more, _header_int(total))
 
     # -- reading -----------------------------------------------------------------------------
     def iter_products(
@@ -245,12 +269,31 @@ class WooClient:
         return self._pages("products", params, per_page)
 
     def iter_variations(
-        self, parent_id: int, modified_after: float | datetime | str | None = None, per_page: int = 100
+        self,
+        parent_id: int,
+        modified_after: float | datetime | str | None = None,
+        per_page: int = 100,
+        **filters: Any,
     ) -> Iterator[dict[str, Any]]:
-        params: dict[str, Any] = {"orderby": "id", "order": "asc"}
+        """Every variation of one variable product, oldest id first (``filters``: e.g. ``include``)."""
+        params: dict[str, Any] = {"orderby": "id", "order": "asc", **filters}
         if modified_after is not None:
             params.update(modified_after=wc_date(modified_after), dates_are_gmt="true")
         return self._pages(f"products/{int(parent_id)}/variations", params, per_page)
+
+    def products_page(self, page: int, per_page: int = 100, **filters: Any) -> WooPage:
+        """Page ``page`` (from 1) of the products (not variations), oldest id first: one request.
+
+        For callers that keep their own cursor (the resync reads one page a step). A non-list answer
+        raises ``RetryableError``.
+        """
+        return self._one_page("products", {"orderby": "id", "order": "asc", **filters}, per_page, page)
+
+    def variations_page(self, parent_id: int, page: int, per_page: int = 100) -> WooPage:
+        """Page ``page`` (from 1) of one variable product's variations, oldest id first: one request."""
+        return self._one_page(
+            f"products/{int(parent_id)}/variations", {"orderby": "id", "order": "asc"}, per_page, page
+        )
 
     def newest_modified(self) -> float | None:
         """``date_modified_gmt`` of the most recently modified product, as unix seconds."""
@@ -415,6 +458,13 @@ def _item_result(w: StockWrite, item: dict[str, Any] | None, endpoint: str) -> S
 def _whole(quantity: float) -> int:
     """WooCommerce stores whole units; round down so the shop never lists a part unit it lacks."""
     return int(quantity) if float(quantity).is_integer() else math.floor(quantity)
+
+
+def _header_int(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
 
 
 def _retry_after(value: str | None) -> float | None:
