@@ -269,9 +269,9 @@ class SyncEngine:
         skus = list(writes)
         mirror = self.store.keycrm_stock(skus)
         max_age = 0.0 if self.settings.sync_mode == "two-way" else self.settings.stock_max_age_s
+        # (A webhook that cannot be split per warehouse marks the mirror rows old: pull.absorb_webhooks.)
         stale = [s for s in skus if s not in mirror
-                 or min(w["fetched_at"] for w in mirror[s].values()) < now - max_age
-                 or min(w["fetched_at"] for w in mirror[s].values()) < (rows[s].kc_at or 0)]
+                 or min(w["fetched_at"] for w in mirror[s].values()) < now - max_age]
         if stale:
             # Read before write: PUT /offers/stocks sets an absolute quantity, so writing from an
             # old reading would erase a receiving that happened since.

@@ -72,17 +72,20 @@ class Worker:
 
     def tick(self) -> bool:
         """One round; returns True when it did work (the loop then goes again without waiting)."""
-        worked = False
+        worked = fresh_stock = False
         new, dup = self.store.expand_inbox(lambda ev: changes_for(ev, self.settings))
         if new or dup:
             log.debug("inbox expanded", extra={"new": new, "duplicates": dup})
         if self.push_due():
             result = self.push.run_once()
             worked = result.claimed > 0
+            # The queue already waited for the burst to end: decide these SKUs now, not a second
+            # debounce later.
+            fresh_stock = result.pushed_stock > 0
             if result.claimed:
                 log.info("push round", extra={k: v for k, v in vars(result).items() if k != "errors"})
         worked = self._guarded("pull", self.engines.pull.tick) or worked
-        if self.engines.sync.due():
+        if fresh_stock or self.engines.sync.due():
             r = self.engines.sync.run_round()
             worked = worked or r.decided > 0
             if r.decided or r.errors:

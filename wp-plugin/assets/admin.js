@@ -1,4 +1,4 @@
-/* KeyCRM Bridge admin page: connection test and Full resync progress. Strings come translated from PHP. */
+/* KeyCRM Bridge admin page: connection test, Full resync progress and its report links. Strings come translated from PHP. */
 (function () {
 	'use strict';
 	var cfg = window.kcbAdmin;
@@ -43,6 +43,22 @@
 	var resyncStatus = document.getElementById('kcb-resync-status');
 	var bar = document.getElementById('kcb-resync-progress');
 	var dryRun = document.getElementById('kcb-resync-dry-run');
+	var report = document.getElementById('kcb-resync-report');
+
+	// Links (with their nonce) come from PHP once the sidecar names a report for the finished job.
+	function showReport(links) {
+		if (!report) {
+			return;
+		}
+		if (!links) {
+			report.hidden = true;
+			return;
+		}
+		report.querySelector('.kcb-report-label').textContent = links.label;
+		report.querySelector('#kcb-report-csv').href = links.csv;
+		report.querySelector('#kcb-report-json').href = links.json;
+		report.hidden = false;
+	}
 
 	function follow(id) {
 		post('kcb_resync_progress', { id: id }).then(function (reply) {
@@ -55,6 +71,7 @@
 			if (reply.data.finished) {
 				bar.value = 100;
 				show(resyncStatus, reply.data.phase !== 'failed', cfg.i18n.finished + ' ' + reply.data.message);
+				showReport(reply.data.report);
 				resyncStatus.setAttribute('data-finished', '1');
 				resyncButton.disabled = false;
 				return;
@@ -71,6 +88,7 @@
 		resyncButton.addEventListener('click', function () {
 			resyncButton.disabled = true;
 			resyncStatus.removeAttribute('data-finished');
+			showReport(null);
 			resyncStatus.textContent = cfg.i18n.starting;
 			post('kcb_resync_start', { dry_run: dryRun && dryRun.checked ? '1' : '0' }).then(function (reply) {
 				if (!reply.success) {
@@ -88,5 +106,10 @@
 				resyncButton.disabled = false;
 			});
 		});
+		// A job still running when the page was (re)loaded: keep following it.
+		if (resyncStatus.dataset.job) {
+			resyncButton.disabled = true;
+			follow(resyncStatus.dataset.job);
+		}
 	}
 }());

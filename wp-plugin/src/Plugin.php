@@ -96,6 +96,7 @@ final class Plugin
         add_action('admin_post_kcb_save_settings', [$this->admin, 'handleSaveSettings']);
         add_action('admin_post_kcb_regenerate_secret', [$this->admin, 'handleRegenerateSecret']);
         add_action('admin_post_kcb_flush_outbox', [$this->admin, 'handleFlushOutbox']);
+        add_action('admin_post_' . AdminPage::REPORT_ACTION, [$this->admin, 'handleResyncReport']);
         add_action('wp_ajax_kcb_test_connection', [$this->admin, 'ajaxTestConnection']);
         add_action('wp_ajax_kcb_resync_start', [$this->admin, 'ajaxResyncStart']);
         add_action('wp_ajax_kcb_resync_progress', [$this->admin, 'ajaxResyncProgress']);

@@ -46,37 +46,74 @@ final class SidecarClient
         return $this->request($method, $path, $body, $timeout);
     }
 
+    /**
+     * A signed GET whose answer is a file rather than JSON (the resync report, which grows with the
+     * catalogue): the body goes to $file as it arrives, so it never sits whole in PHP's memory.
+     * OK means a 2xx answer is in $file; otherwise the error is read from the start of $file.
+     */
+    public function download(string $path, string $file, float $timeout): SidecarResponse
+    {
+        if ($this->baseUrl === '' || $this->secret === '') {
+            return new SidecarResponse(SidecarResponse::RETRY, 0, null, 'not configured');
+        }
+        $response = wp_remote_request($this->baseUrl . $path, $this->args('GET', '', $timeout) + [
+            'stream' => true,
+            'filename' => $file,
+        ]);
+        if (is_wp_error($response)) {
+            return new SidecarResponse(SidecarResponse::RETRY, 0, null, $response->get_error_message());
+        }
+        $status = (int) wp_remote_retrieve_response_code($response);
+        if ($status >= 200 && $status < 300) {
+            return new SidecarResponse(SidecarResponse::OK, $status, null, '');
+        }
+        return $this->failure($status, self::head($file, 65536));
+    }
+
     private function request(string $method, string $path, string $body, float $timeout): SidecarResponse
     {
         if ($this->baseUrl === '' || $this->secret === '') {
             return new SidecarResponse(SidecarResponse::RETRY, 0, null, 'not configured');
         }
+        $response = wp_remote_request($this->baseUrl . $path, $this->args($method, $body, $timeout));
+        if (is_wp_error($response)) {
+            return new SidecarResponse(SidecarResponse::RETRY, 0, null, $response->get_error_message());
+        }
+        $status = (int) wp_remote_retrieve_response_code($response);
+        $raw = (string) wp_remote_retrieve_body($response);
+        if ($status >= 200 && $status < 300) {
+            $data = json_decode($raw, true);
+            if (!is_array($data)) {
+                return new SidecarResponse(SidecarResponse::RETRY, $status, null, 'HTTP ' . $status . ' with a body that is not JSON');
+            }
+            return new SidecarResponse(SidecarResponse::OK, $status, $data, '');
+        }
+        return $this->failure($status, $raw);
+    }
+
+    /** @return array<string, mixed> wp_remote_request arguments of a signed call with raw body $body. */
+    private function args(string $method, string $body, float $timeout): array
+    {
         $headers = Signer::headers($this->secret, $body);
         $headers['User-Agent'] = 'keycrm-bridge-plugin/' . KCB_VERSION;
         if ($body !== '') {
             $headers['Content-Type'] = 'application/json';
         }
-        $response = wp_remote_request($this->baseUrl . $path, [
+        return [
             'method' => $method,
             'timeout' => $timeout,
             'redirection' => 0,
             'httpversion' => '1.1',
             'headers' => $headers,
             'body' => $body === '' ? null : $body,
-        ]);
-        if (is_wp_error($response)) {
-            return new SidecarResponse(SidecarResponse::RETRY, 0, null, $response->get_error_message());
-        }
-        $status = (int) wp_remote_retrieve_response_code($response);
-        $raw = (string) wp_remote_retrieve_body($response);
+        ];
+    }
+
+    /** A non-2xx answer, with the sidecar's {"error": ...} when its body has one. */
+    private function failure(int $status, string $raw): SidecarResponse
+    {
         $data = json_decode($raw, true);
         $data = is_array($data) ? $data : null;
-        if ($status >= 200 && $status < 300) {
-            if ($data === null) {
-                return new SidecarResponse(SidecarResponse::RETRY, $status, null, 'HTTP ' . $status . ' with a body that is not JSON');
-            }
-            return new SidecarResponse(SidecarResponse::OK, $status, $data, '');
-        }
         $error = 'HTTP ' . $status;
         if ($data !== null && isset($data['error'])) {
             $error .= ': ' . (is_string($data['error']) ? $data['error'] : (string) wp_json_encode($data['error']));
@@ -87,5 +124,20 @@ final class SidecarClient
             default => SidecarResponse::RETRY,
         };
         return new SidecarResponse($outcome, $status, $data, $error);
+    }
+
+    /** The first $bytes of $file ('' when it cannot be read): enough for an error body. */
+    private static function head(string $file, int $bytes): string
+    {
+        if (!is_file($file) || !is_readable($file)) {
+            return '';
+        }
+        $handle = fopen($file, 'rb');
+        if ($handle === false) {
+            return '';
+        }
+        $raw = fread($handle, $bytes);
+        fclose($handle);
+        return is_string($raw) ? $raw : '';
     }
 }

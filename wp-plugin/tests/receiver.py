@@ -4,10 +4,13 @@
 A real HTTP server on 127.0.0.1 that checks the plugin's HMAC signatures exactly as the sidecar contract
 says, validates every batch against the project's JSON Schema, records what it accepted, and can be told
 to misbehave: answer 401, 500, garbage (200 with a non-JSON body), or hang past the plugin's timeout.
-It also answers the signed GET /v1/status and, when enabled, the resync API.
+It also answers the signed GET /v1/status and, when enabled, the resync API: POST /v1/resync, GET
+/v1/resync/{id} (finished after three polls, then naming its report like the sidecar's status_of) and
+GET /v1/resync/{id}/plan.csv|plan.json (409 until finished; "mode" 401/500/hang applies to these).
 
 Control (unsigned, test-only): POST /_control {"mode": "ok|401|500|garbage|hang", "hang_s": 30,
-"resync": bool, "unmatched": [...]}, GET /_batches, POST /_reset.
+"resync": bool, "unmatched": [...], "report_rows": n, "finished_resync": "id"}, GET /_batches (also
+lists the signed GETs it answered, as "gets"), POST /_reset.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ class State:
         self.resync_total = 120
         self.resyncs: dict[str, dict[str, Any]] = {}
         self.unmatched: list[dict[str, Any]] = []
+        self.report_rows = 3
+        self.gets: list[dict[str, Any]] = []
         self.batches: list[dict[str, Any]] = []
         self.refused: list[dict[str, Any]] = []
         self.release.set()
@@ -134,19 +139,27 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
         if self.path == "/_batches":
             with self.state.lock:
-                self._json(200, {"batches": self.state.batches, "refused": self.state.refused})
+                self._json(200, {"batches": self.state.batches, "refused": self.state.refused, "gets": self.state.gets})
             return
         if self.path == "/_health":
             self._json(200, {"ok": True})
             return
         problem = self._signature_problem(b"")
+        with self.state.lock:
+            self.state.gets.append({
+                "path": self.path, "signed": problem is None, "timestamp": self.headers.get("X-Bridge-Timestamp"),
+                "user_agent": self.headers.get("User-Agent"),
+            })
         if problem is not None:
             self._json(401, {"error": "unauthorized", "detail": problem})
             return
+        parts = self.path.split("/")  # "", "v1", "resync", id[, "plan.csv"]
         if self.path == "/v1/status":
             self._status()
-        elif self.path.startswith("/v1/resync/") and self.state.resync_enabled:
-            self._resync_progress(self.path.rsplit("/", 1)[1])
+        elif self.state.resync_enabled and len(parts) == 4 and parts[2] == "resync":
+            self._resync_progress(parts[3])
+        elif self.state.resync_enabled and len(parts) == 5 and parts[2] == "resync" and parts[4].startswith("plan."):
+            self._resync_plan(parts[3], parts[4].removeprefix("plan."))
         else:
             self._json(404, {"error": "not_found", "detail": self.path})
 
@@ -162,6 +175,11 @@ class Handler(BaseHTTPRequestHandler):
             st.resync_enabled = bool(cmd["resync"])
         if "unmatched" in cmd:
             st.unmatched = list(cmd["unmatched"])
+        if "report_rows" in cmd:
+            st.report_rows = int(cmd["report_rows"])
+        if "finished_resync" in cmd:
+            st.resync_enabled = True
+            st.resyncs[str(cmd["finished_resync"])] = {"dry_run": True, "polls": 3}
         self._json(200, {"mode": st.mode, "resync": st.resync_enabled})
 
     def _events(self, body: bytes) -> None:
@@ -216,14 +234,62 @@ class Handler(BaseHTTPRequestHandler):
         job["polls"] += 1
         total = self.state.resync_total
         done = min(total, job["polls"] * total // 3)
-        self._json(200, {
-            "phase": "done" if done >= total else "diff",
+        status: dict[str, Any] = {
+            "id": job_id,
+            "phase": "done" if done >= total else "planning_keycrm",
             "done": done,
             "total": total,
             "errors": 0,
-            "eta_s": max(0, (total - done) // 40),
+            "eta_s": None if done >= total else max(0, (total - done) // 40),
             "dry_run": job["dry_run"],
-        })
+            "finished_at": time.time() if done >= total else None,
+        }
+        if done >= total:
+            base = f"/v1/resync/{job_id}/plan"
+            status["counts"] = {"skus": self.state.report_rows}
+            status["report"] = {"json": base + ".json", "csv": base + ".csv"}
+        self._json(200, status)
+
+    def report_csv(self) -> bytes:
+        """Columns of the sidecar's REPORT_COLUMNS; rows with a comma, quotes and Cyrillic to prove bytes pass as-is."""
+        lines = ["sku,action,problems,probable_match,woo_product_ids,woo_parent_id,woo_stock,keycrm_offer_ids,"
+                 "keycrm_product_id,keycrm_sellable,woo_target,keycrm_target,woo_status,keycrm_status,error,reason"]
+        for n in range(1, self.state.report_rows + 1):
+            lines.append(f'SKU-{n:06d},update_woocommerce,,,{100 + n},,{n % 7},{500 + n},{900 + n},{n % 5},'
+                         f'{n % 5},,planned,,,"Сорочка ""лляна"", розмір {n % 3 + 1}"')
+        return ("\r\n".join(lines) + "\r\n").encode()
+
+    def _resync_plan(self, job_id: str, fmt: str) -> None:
+        if self._misbehave():
+            return
+        job = self.state.resyncs.get(job_id)
+        if fmt not in ("csv", "json"):
+            self._json(404, {"error": "not found", "detail": "use plan.json or plan.csv"})
+            return
+        if job is None:
+            self._json(404, {"error": "no such resync", "detail": job_id})
+            return
+        if job["polls"] < 3:
+            self._json(409, {"error": "the plan is not ready yet", "detail": {"phase": "planning_keycrm"}})
+            return
+        if fmt == "csv":
+            raw, mime = self.report_csv(), "text/csv; charset=utf-8"
+        else:
+            items = [{"sku": f"SKU-{n:06d}", "action": "update_woocommerce", "reason": "Сорочка"}
+                     for n in range(1, self.state.report_rows + 1)]
+            raw = json.dumps({"job": {"id": job_id, "phase": "done"}, "items": items}, ensure_ascii=False).encode()
+            mime = "application/json"
+        self.send_response(200)
+        self.send_header("Content-Type", mime)
+        self.send_header("Content-Disposition", f'attachment; filename="keycrm-resync-{job_id}.{fmt}"')
+        if fmt == "json":
+            self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        # The sidecar streams the CSV from a generator (length unknown up front): send it in pieces
+        # without Content-Length, ending with the connection, so the plugin cannot rely on a length.
+        for start in range(0, len(raw), 65536):
+            self.wfile.write(raw[start:start + 65536])
+        self.close_connection = True
 
 
 def main() -> int:

@@ -26,8 +26,16 @@ final class AdminPage
     public const CAPABILITY = 'manage_woocommerce';
     private const AJAX_NONCE = 'kcb_admin';
     private const STATUS_TIMEOUT = 3.0;
+    /** admin-post.php action (and nonce action) of the resync report download. */
+    public const REPORT_ACTION = 'kcb_resync_report';
+    /** The sidecar writes the report while it reads its plan table: allow a large catalogue time. */
+    private const REPORT_TIMEOUT = 60.0;
+    private const JOB_ID = '/^[A-Za-z0-9._:-]{1,64}$/';
+    private const REPORT_FORMATS = ['csv' => 'text/csv; charset=utf-8', 'json' => 'application/json; charset=utf-8'];
 
     private string $hookSuffix = '';
+    /** Whether GET /v1/status answered while this page was rendered (no resync lookup otherwise). */
+    private bool $sidecarAnswered = false;
 
     public function __construct(private Dispatcher $dispatcher)
     {
@@ -114,11 +122,27 @@ final class AdminPage
             'flushed' => __('The outbox was sent to the sidecar.', 'keycrm-bridge'),
             'flush_failed' => __('The sidecar did not accept the outbox; the events stay queued and will be retried.', 'keycrm-bridge'),
             'flush_busy' => __('Another process is sending the outbox right now; try again in a minute.', 'keycrm-bridge'),
+            'report_unreachable' => __(
+                'The resync report could not be downloaded: the sidecar did not answer. Check that it is running, then try again.',
+                'keycrm-bridge'
+            ),
+            'report_missing' => __(
+                'The sidecar has no report for this resync: it keeps only the last few, or this sidecar version has no reports. Run a new dry run to get a fresh one.',
+                'keycrm-bridge'
+            ),
+            'report_not_ready' => __('The resync report is not ready yet: wait until the resync has finished.', 'keycrm-bridge'),
+            'report_refused' => __(
+                'The sidecar refused this shop\'s signature, so the resync report could not be downloaded. Make sure the shared secret is the same here and in the sidecar.',
+                'keycrm-bridge'
+            ),
+            'report_failed' => __('The sidecar could not produce the resync report. Its log says more.', 'keycrm-bridge'),
+            'report_unknown' => __('That resync report link is not valid. Use the download links below.', 'keycrm-bridge'),
+            'not_configured' => __('Enter the sidecar URL and save the settings first.', 'keycrm-bridge'),
         ];
         if (!isset($messages[$code])) {
             return;
         }
-        $class = in_array($code, ['bad_url', 'bad_secret', 'flush_failed'], true) ? 'notice-error' : 'notice-success';
+        $class = in_array($code, ['saved', 'secret', 'flushed', 'flush_busy'], true) ? 'notice-success' : 'notice-error';
         printf('<div class="notice %s"><p>%s</p></div>', esc_attr($class), esc_html($messages[$code]));
     }
 
@@ -204,6 +228,7 @@ final class AdminPage
             );
             return;
         }
+        $this->sidecarAnswered = true;
         $status = $response->data;
         $rows = [
             __('Sync mode', 'keycrm-bridge') => (string) ($status['mode'] ?? '—'),
@@ -304,8 +329,113 @@ final class AdminPage
             '<p><button type="button" class="button button-primary" id="kcb-resync-start">%s</button></p>',
             esc_html__('Full resync', 'keycrm-bridge')
         );
-        echo '<progress id="kcb-resync-progress" max="100" value="0" hidden></progress>';
-        echo '<div id="kcb-resync-status" class="kcb-result" role="status" aria-live="polite"></div>';
+        $job = $this->lastJob();
+        if ($job !== null && !$job['finished'] && $this->sidecarAnswered) {
+            // Left before the job ended (or started it from another browser): ask once how it went.
+            $this->rememberProgress($job['id'], SidecarClient::fromSettings()->call(
+                'GET',
+                '/v1/resync/' . rawurlencode($job['id']),
+                null,
+                self::STATUS_TIMEOUT
+            ));
+            $job = $this->lastJob();
+        }
+        $running = $job !== null && !$job['finished'] && $this->sidecarAnswered;
+        echo '<progress id="kcb-resync-progress" max="100" value="0"' . ($running ? '' : ' hidden') . '></progress>';
+        printf(
+            '<div id="kcb-resync-status" class="kcb-result" role="status" aria-live="polite"%s></div>',
+            $running ? ' data-job="' . esc_attr($job['id']) . '"' : ''
+        );
+        $report = $job !== null && $job['report'] ? $this->reportLinks($job) : null;
+        printf(
+            '<p id="kcb-resync-report" class="kcb-report"%s><span class="kcb-report-label">%s</span> '
+            . '<a class="button button-secondary" id="kcb-report-csv" href="%s">%s</a> '
+            . '<a class="button button-secondary" id="kcb-report-json" href="%s">%s</a></p>',
+            $report === null ? ' hidden' : '',
+            esc_html($report['label'] ?? ''),
+            esc_url($report['csv'] ?? ''),
+            esc_html__('Download report (CSV)', 'keycrm-bridge'),
+            esc_url($report['json'] ?? ''),
+            esc_html__('Download report (JSON)', 'keycrm-bridge')
+        );
+    }
+
+    /**
+     * The resync this shop started last, as kept in the option (null when there is none).
+     *
+     * @return array{id: string, dry_run: bool, finished: bool, report: bool, finished_at: int}|null
+     */
+    private function lastJob(): ?array
+    {
+        $job = get_option(Settings::RESYNC_JOB);
+        if (!is_array($job) || !is_string($job['id'] ?? null) || !preg_match(self::JOB_ID, $job['id'])) {
+            return null;
+        }
+        return [
+            'id' => $job['id'],
+            'dry_run' => !empty($job['dry_run']),
+            'finished' => !empty($job['finished']),
+            'report' => !empty($job['report']),
+            'finished_at' => (int) ($job['finished_at'] ?? 0),
+        ];
+    }
+
+    /**
+     * Keep what a GET /v1/resync/{id} said about the job this shop started last, so the report links
+     * are there after a reload. The sidecar names report paths in status only once a plan exists.
+     */
+    private function rememberProgress(string $id, SidecarResponse $response): void
+    {
+        $job = get_option(Settings::RESYNC_JOB);
+        if (!is_array($job) || ($job['id'] ?? null) !== $id) {
+            return;
+        }
+        if ($response->status === 404) {
+            // The sidecar forgot it (new database, or pruned): stop asking, offer nothing.
+            update_option(Settings::RESYNC_JOB, ['finished' => true, 'report' => false] + $job, false);
+            return;
+        }
+        $data = $response->ok() && is_array($response->data) ? $response->data : null;
+        if ($data === null || !self::isFinished((string) ($data['phase'] ?? ''))) {
+            return;
+        }
+        $finishedAt = is_numeric($data['finished_at'] ?? null) ? (int) $data['finished_at'] : time();
+        update_option(Settings::RESYNC_JOB, [
+            'finished' => true,
+            'phase' => (string) $data['phase'],
+            'report' => is_array($data['report'] ?? null) && isset($data['report']['csv'], $data['report']['json']),
+            'finished_at' => $finishedAt,
+        ] + $job, false);
+    }
+
+    private static function isFinished(string $phase): bool
+    {
+        return in_array($phase, ['done', 'finished', 'completed', 'failed', 'cancelled'], true);
+    }
+
+    /**
+     * Download links (admin-post.php, nonce included) and their caption for a finished job.
+     *
+     * @param array{id: string, dry_run: bool, finished_at: int} $job
+     * @return array{csv: string, json: string, label: string}
+     */
+    private function reportLinks(array $job): array
+    {
+        $nonce = wp_create_nonce(self::REPORT_ACTION);
+        $url = static fn(string $format): string => add_query_arg(
+            ['action' => self::REPORT_ACTION, 'id' => $job['id'], 'format' => $format, '_wpnonce' => $nonce],
+            admin_url('admin-post.php')
+        );
+        $when = $this->time($job['finished_at'] > 0 ? $job['finished_at'] : time());
+        return [
+            'csv' => $url('csv'),
+            'json' => $url('json'),
+            'label' => $job['dry_run']
+                /* translators: %s: date and time the dry run finished. */
+                ? sprintf(__('Report of the last dry run, finished %s:', 'keycrm-bridge'), $when)
+                /* translators: %s: date and time the full resync finished. */
+                : sprintf(__('Report of the last full resync, finished %s:', 'keycrm-bridge'), $when),
+        ];
     }
 
     public function handleSaveSettings(): void
@@ -359,6 +489,85 @@ final class AdminPage
         $this->redirect($code);
     }
 
+    /**
+     * admin-post.php?action=kcb_resync_report&id=...&format=csv|json: the sidecar's plan of a resync,
+     * fetched with a signed GET and passed on as a file download. Failures go back to the page as a notice.
+     */
+    public function handleResyncReport(): void
+    {
+        $this->guardPost(self::REPORT_ACTION);
+        // Nonce checked by guardPost; both values are matched against fixed patterns below. An array
+        // (?id[]=) is treated as missing rather than cast, which would raise a PHP warning.
+        $id = isset($_GET['id']) && is_string($_GET['id']) ? sanitize_text_field(wp_unslash($_GET['id'])) : '';
+        $format = isset($_GET['format']) && is_string($_GET['format']) ? sanitize_key(wp_unslash($_GET['format'])) : 'csv';
+        if (!preg_match(self::JOB_ID, $id) || !isset(self::REPORT_FORMATS[$format])) {
+            $this->redirect('report_unknown');
+        }
+        if (!Settings::isConfigured()) {
+            $this->redirect('not_configured');
+        }
+        if (!function_exists('wp_tempnam')) {
+            require_once ABSPATH . 'wp-admin/includes/file.php';
+        }
+        $file = wp_tempnam('kcb-resync-' . $format);
+        if ($file === '' || !is_writable($file)) {
+            $this->redirect('report_failed');
+        }
+        $response = SidecarClient::fromSettings()->download(
+            '/v1/resync/' . rawurlencode($id) . '/plan.' . $format,
+            $file,
+            self::REPORT_TIMEOUT
+        );
+        $filename = 'keycrm-resync-' . preg_replace('/[^A-Za-z0-9._-]/', '-', $id) . '.' . $format;
+        $sent = $response->ok() && $this->sendFile($file, self::REPORT_FORMATS[$format], $filename);
+        // Not in a finally block: redirect() exits, and exit skips finally.
+        wp_delete_file($file);
+        if ($sent) {
+            exit;
+        }
+        $this->redirect(match (true) {
+            $response->ok() => 'report_failed',
+            $response->status === 0 => 'report_unreachable',
+            $response->status === 404 => 'report_missing',
+            $response->status === 409 => 'report_not_ready',
+            $response->status === 401 => 'report_refused',
+            default => 'report_failed',
+        });
+    }
+
+    /**
+     * Pass a downloaded file on as an attachment, in chunks, with nothing of WordPress's output before it.
+     * False (nothing sent) when the file cannot be opened.
+     */
+    private function sendFile(string $file, string $contentType, string $filename): bool
+    {
+        $size = is_readable($file) ? filesize($file) : false;
+        $handle = $size === false ? false : fopen($file, 'rb');
+        if ($handle === false) {
+            return false;
+        }
+        while (ob_get_level() > 0) {
+            ob_end_clean();
+        }
+        nocache_headers();
+        // The plan lists the whole catalogue with stock: no copy in a shared or disk cache.
+        header('Cache-Control: private, no-store, max-age=0');
+        header('Content-Type: ' . $contentType);
+        header('Content-Disposition: attachment; filename="' . $filename . '"');
+        header('Content-Length: ' . (string) $size);
+        header('X-Content-Type-Options: nosniff');
+        while (!feof($handle)) {
+            $chunk = fread($handle, 65536);
+            if ($chunk === false || $chunk === '') {
+                break;
+            }
+            echo $chunk; // phpcs:ignore -- a file the sidecar wrote, sent as an attachment, not HTML.
+            flush();
+        }
+        fclose($handle);
+        return true;
+    }
+
     public function ajaxTestConnection(): void
     {
         $this->guardAjax();
@@ -394,7 +603,7 @@ final class AdminPage
             ]);
         }
         $id = is_array($response->data) ? (string) ($response->data['id'] ?? '') : '';
-        if (!$response->ok() || !preg_match('/^[A-Za-z0-9._:-]{1,64}$/', $id)) {
+        if (!$response->ok() || !preg_match(self::JOB_ID, $id)) {
             wp_send_json_error(['message' => $this->explain($response)]);
         }
         update_option(Settings::RESYNC_JOB, ['id' => $id, 'dry_run' => $dryRun, 'started_at' => time()], false);
@@ -410,10 +619,11 @@ final class AdminPage
     {
         $this->guardAjax();
         $id = isset($_POST['id']) ? sanitize_text_field(wp_unslash((string) $_POST['id'])) : '';
-        if (!preg_match('/^[A-Za-z0-9._:-]{1,64}$/', $id)) {
+        if (!preg_match(self::JOB_ID, $id)) {
             wp_send_json_error(['message' => __('Unknown resync job.', 'keycrm-bridge')]);
         }
         $response = SidecarClient::fromSettings()->call('GET', '/v1/resync/' . rawurlencode($id), null, 5.0);
+        $this->rememberProgress($id, $response);
         if (!$response->ok() || $response->data === null) {
             wp_send_json_error(['message' => $this->explain($response)]);
         }
@@ -422,9 +632,17 @@ final class AdminPage
         $total = (int) ($data['total'] ?? 0);
         $errors = (int) ($data['errors'] ?? 0);
         $phase = (string) ($data['phase'] ?? '');
-        $finished = in_array($phase, ['done', 'finished', 'completed', 'failed', 'cancelled'], true);
+        $finished = self::isFinished($phase);
         $percent = $total > 0 ? (int) floor(100 * min($done, $total) / $total) : ($finished ? 100 : 0);
-        $message = sprintf(
+        // The sidecar's eta_s is null once the job has ended: no "time left" then.
+        $message = $finished ? sprintf(
+            /* translators: 1: phase, 2: items done, 3: items in total, 4: errors. */
+            __('%1$s: %2$d of %3$d items, %4$d errors.', 'keycrm-bridge'),
+            $phase,
+            $done,
+            $total,
+            $errors
+        ) : sprintf(
             /* translators: 1: phase, 2: items done, 3: items in total, 4: errors, 5: time left. */
             __('%1$s: %2$d of %3$d items, %4$d errors, about %5$s left.', 'keycrm-bridge'),
             $phase,
@@ -441,6 +659,12 @@ final class AdminPage
             'percent' => $percent,
             'finished' => $finished,
             'message' => $message,
+            // Only once the sidecar names the report: a job that failed before its plan has none.
+            'report' => $finished && is_array($data['report'] ?? null) ? $this->reportLinks([
+                'id' => $id,
+                'dry_run' => !empty($data['dry_run']),
+                'finished_at' => is_numeric($data['finished_at'] ?? null) ? (int) $data['finished_at'] : time(),
+            ]) : null,
         ]);
     }
 

@@ -2,8 +2,9 @@
 """Headless Chromium test of the admin page, driven over the DevTools protocol (stdlib only).
 
 Logs into wp-admin, opens WooCommerce → KeyCRM Bridge, saves the sidecar URL and secret through the form,
-runs the connection test, presses Full resync (dry run) and follows the progress bar to the end, then keeps
-a full-page screenshot in tests/artifacts/. Reads the environment from $KCB_ENV_DIR/env.json.
+runs the connection test, presses Full resync (dry run) and follows the progress bar to the end, checks the
+"Download report" links that appear then (fetched, and clicked into a real download; still there after a
+reload), then keeps a full-page screenshot in tests/artifacts/. Reads the environment from $KCB_ENV_DIR/env.json.
 """
 
 from __future__ import annotations
@@ -187,6 +188,57 @@ def screenshot(dt: DevTools, name: str) -> str:
     return f"screenshot {target.relative_to(PLUGIN)} ({target.stat().st_size} bytes)"
 
 
+def check_report_links(dt: DevTools) -> str:
+    """The links are shown after the dry run; fetching the CSV one gives an attachment of the plan."""
+    dt.wait_for("!document.getElementById('kcb-resync-report').hidden", "report links")
+    texts = dt.js("[...document.querySelectorAll('#kcb-resync-report a')].map(a => a.textContent)")
+    assert texts == ["Download report (CSV)", "Download report (JSON)"], texts
+    label = dt.js("document.querySelector('#kcb-resync-report .kcb-report-label').textContent")
+    assert label.startswith("Report of the last dry run, finished "), label
+    reply = dt.js(
+        "fetch(document.getElementById('kcb-report-csv').href, {credentials: 'same-origin'}).then(async r => ({"
+        "status: r.status, type: r.headers.get('content-type'), disposition: r.headers.get('content-disposition'),"
+        "body: await r.text()}))"
+    )
+    assert reply["status"] == 200, reply
+    assert reply["type"] == "text/csv; charset=utf-8", reply["type"]
+    assert reply["disposition"].startswith('attachment; filename="keycrm-resync-rs-'), reply["disposition"]
+    assert reply["disposition"].endswith('.csv"'), reply["disposition"]
+    lines = reply["body"].splitlines()
+    assert lines[0].startswith("sku,action,problems,") and len(lines) == 4, lines
+    assert "Сорочка" in reply["body"], reply["body"]
+    json_reply = dt.js(
+        "fetch(document.getElementById('kcb-report-json').href, {credentials: 'same-origin'}).then(r => r.json())"
+    )
+    assert len(json_reply["items"]) == 3, json_reply
+    return f"{texts[0]} / {texts[1]} shown; fetched {reply['disposition']} ({len(lines) - 1} rows) and the JSON"
+
+
+def click_and_download(dt: DevTools, profile: str) -> str:
+    """A click on the CSV link saves the file under the sidecar's name and leaves the page where it is."""
+    target = Path(profile) / "downloads"
+    target.mkdir()
+    try:
+        dt.call("Browser.setDownloadBehavior", behavior="allow", downloadPath=str(target))
+    except RuntimeError:
+        dt.call("Page.setDownloadBehavior", behavior="allow", downloadPath=str(target))
+    page = dt.js("location.href")
+    dt.js("document.getElementById('kcb-report-csv').click(); true")
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        done = [p for p in target.iterdir() if p.suffix == ".csv"]
+        if done and done[0].stat().st_size > 0:
+            break
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no download in {target}: {[p.name for p in target.iterdir()]}")
+        time.sleep(0.1)
+    saved = done[0]
+    assert saved.name.startswith("keycrm-resync-rs-"), saved.name
+    assert saved.read_text(encoding="utf-8").startswith("sku,action,"), saved.read_text(encoding="utf-8")[:200]
+    assert dt.js("location.href") == page, "the page stays put during a download"
+    return f"clicking the link downloaded {saved.name} ({saved.stat().st_size} bytes)"
+
+
 def main() -> int:
     env_dir = os.environ.get("KCB_ENV_DIR", "/tmp/kcb-wp-env")
     env = json.loads(Path(env_dir, "env.json").read_text())
@@ -243,14 +295,20 @@ def main() -> int:
         assert dt.js("document.getElementById('kcb-resync-status').classList.contains('kcb-ok')"), status
         checks.append(f"Full resync (dry run) followed to {progress}%: {status}")
 
+        checks.append(check_report_links(dt))
+        download = click_and_download(dt, profile)
+        checks.append(download)
+        checks.append(screenshot(dt, "admin-page.png"))  # the finished bar, its message and the links
+        dt.goto(f"{wp}/wp-admin/admin.php?page=keycrm-bridge")
+        assert dt.js("!document.getElementById('kcb-resync-report').hidden"), "links kept after a reload"
+        checks.append("report links still offered after a reload")
+
         unmatched = dt.js("(document.querySelector('table.kcb-unmatched') || {textContent: ''}).textContent")
         assert "DEMO-404" in unmatched, unmatched
         checks.append("unmatched SKUs listed")
 
         assert not dt.exceptions, f"JavaScript errors: {dt.exceptions}"
         checks.append("no JavaScript errors")
-
-        checks.append(screenshot(dt, "admin-page.png"))
 
         # The same page for an admin whose language is Ukrainian.
         wpctl(env_dir, "locale", env["admin_user"], "uk")
@@ -260,7 +318,9 @@ def main() -> int:
             assert heading == "З'єднання з sidecar", heading
             button = dt.js("document.getElementById('kcb-resync-start').textContent")
             assert button == "Повна пересинхронізація", button
-            checks.append(f"Ukrainian page: {heading} / {button}")
+            link = dt.js("document.getElementById('kcb-report-csv').textContent")
+            assert link == "Завантажити звіт (CSV)", link
+            checks.append(f"Ukrainian page: {heading} / {button} / {link}")
             checks.append(screenshot(dt, "admin-page-uk.png"))
         finally:
             wpctl(env_dir, "locale", env["admin_user"], "")

@@ -10,7 +10,8 @@ final class Http
 {
     /**
      * @param string[] $headers
-     * @return array{status: int, body: string, seconds: float, url: string}
+     * @return array{status: int, body: string, seconds: float, url: string, headers: array<string, string>}
+     *         headers: response headers by lower-case name (the last one of a name wins).
      */
     public static function request(string $method, string $url, ?string $body = null, array $headers = [], ?string $cookieJar = null, float $timeout = 60): array
     {
@@ -22,6 +23,14 @@ final class Http
             CURLOPT_TIMEOUT_MS => (int) ($timeout * 1000),
             CURLOPT_FOLLOWLOCATION => false,
         ]);
+        $received = [];
+        curl_setopt($curl, CURLOPT_HEADERFUNCTION, static function ($handle, string $line) use (&$received): int {
+            $parts = explode(':', $line, 2);
+            if (count($parts) === 2) {
+                $received[strtolower(trim($parts[0]))] = trim($parts[1]);
+            }
+            return strlen($line);
+        });
         if ($body !== null) {
             curl_setopt($curl, CURLOPT_POSTFIELDS, $body);
         }
@@ -35,6 +44,6 @@ final class Http
         $status = (int) curl_getinfo($curl, CURLINFO_RESPONSE_CODE);
         $effective = (string) curl_getinfo($curl, CURLINFO_REDIRECT_URL);
         curl_close($curl);
-        return ['status' => $status, 'body' => is_string($raw) ? $raw : '', 'seconds' => $seconds, 'url' => $effective];
+        return ['status' => $status, 'body' => is_string($raw) ? $raw : '', 'seconds' => $seconds, 'url' => $effective, 'headers' => $received];
     }
 }
