@@ -51,3 +51,12 @@ def test_keycrm_mode_is_idempotent(woo, kc, inflight):
     w = d.woo_target if d.woo_target is not None else woo
     assert decide("keycrm", woo=w, kc=kc, agreed=d.agreed, inflight=inflight).woo_target is None
     assert w >= 0
+
+
+def test_two_way_half_done_round_is_finished_not_counted_twice():
+    # Round 1 merged WooCommerce +3 and KeyCRM +5 into 18; KeyCRM took 18, the WooCommerce write failed.
+    d = decide("two-way", woo=13, kc=18, agreed=18, base_woo=13, base_kc=18)
+    assert (d.woo_target, d.kc_target, d.agreed) == (18, None, 18)
+    # Meanwhile the shop sold one more by hand (13 → 12): that change still counts, once.
+    d = decide("two-way", woo=12, kc=18, agreed=18, base_woo=13, base_kc=18)
+    assert (d.woo_target, d.kc_target, d.agreed) == (17, 17, 17)

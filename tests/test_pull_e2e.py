@@ -168,3 +168,18 @@ def test_s13_a_cycle_that_empties_the_shop_is_held_until_confirmed(stack):
     assert r.status_code == 202
     wait_until(lambda: all(stack.woo_stock(s) == 0 for s in skus[:12]), timeout=15, what="confirmed cycle applied")
     assert all(stack.woo_stock(s) == 10 for s in skus[12:])
+
+
+@pytest.mark.parametrize("stack", [("two-way", {"SWEEP_PAGE_INTERVAL_S": "0.5"})], indirect=True)
+def test_s5_when_the_woocommerce_write_fails_the_merge_is_finished_once_it_is_back(stack):
+    start(stack, ["F-1"])
+    wait_until(lambda: _agreed(stack, "F-1") == 10, what="agreed value")
+    # WooCommerce answers every stock batch with 500 for a while (the client retries, then gives up).
+    stack.peer.control.set_faults(status=500, path_contains="batch", fail_next=7)
+    stack.peer.control.set_stock(13, sku="F-1")
+    stack.sim.control.receive("F-1", 5)
+    wait_until(lambda: stack.kc_sellable("F-1") == 18, timeout=20, what="KeyCRM took the merged value")
+    wait_until(lambda: stack.woo_stock("F-1") == 18, timeout=60, what="WooCommerce got it once it was back")
+    stack.settle()
+    assert stack.woo_stock("F-1") == 18 and stack.kc_sellable("F-1") == 18, "a half-done round was counted twice"
+    assert [e for e in stack.peer.control.log() if e["status"] == 500], "the WooCommerce outage never happened"

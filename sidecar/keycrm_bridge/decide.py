@@ -8,8 +8,11 @@ will show once it has caught up with the site — is ``kc − inflight``.
 * ``keycrm``: WooCommerce := effective − safety buffer. KeyCRM is never written.
 * ``woocommerce``: KeyCRM sellable := WooCommerce + inflight (the inflight part leaves in KeyCRM
   by reserve, not by us). WooCommerce is never written.
-* ``two-way``: each side's change against the last agreed value is added, so concurrent edits on
-  both sides both survive: merged = agreed + (woo − agreed) + (effective − agreed).
+* ``two-way``: each side's change since the last agreement is added, so concurrent edits on both
+  sides both survive: merged = agreed + (woo − base_woo) + (effective − base_kc). ``base_woo`` and
+  ``base_kc`` are the values of each side already counted in ``agreed`` — the agreed value itself
+  once that side has taken it, or what the side showed when a write to it has not landed yet (so a
+  half-done round is finished next time, never counted twice).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ class Decision:
 
 
 def decide(mode: str, *, woo: float | None, kc: float | None, agreed: float | None,
-           inflight: float = 0.0, buffer: float = 0.0) -> Decision:
+           inflight: float = 0.0, buffer: float = 0.0,
+           base_woo: float | None = None, base_kc: float | None = None) -> Decision:
     if kc is None:
         return Decision(agreed=agreed, reason="not known in KeyCRM")
     effective = kc - inflight
@@ -44,14 +48,17 @@ def decide(mode: str, *, woo: float | None, kc: float | None, agreed: float | No
     if woo is None:
         target = max(0.0, effective)
         return Decision(woo_target=target, agreed=effective, reason="first value from KeyCRM")
-    # First contact: no agreed value yet. Taking the lower side never lists units nobody has.
-    base = agreed if agreed is not None else min(woo, effective)
-    merged = max(0.0, woo + effective - base)
+    if agreed is None:
+        # First contact: nothing agreed yet. Taking the lower side never lists units nobody has.
+        agreed, base_woo, base_kc = min(woo, effective), woo, effective
+    dw = woo - (agreed if base_woo is None else base_woo)
+    dk = effective - (agreed if base_kc is None else base_kc)
+    merged = max(0.0, agreed + dw + dk)
     return Decision(
         woo_target=None if woo == merged else merged,
         kc_target=None if kc == merged + inflight else merged + inflight,
         agreed=merged,
-        reason=f"merged: agreed {base:g}, WooCommerce {woo - base:+g}, KeyCRM {effective - base:+g}",
+        reason=f"merged: agreed {agreed:g}, WooCommerce {dw:+g}, KeyCRM {dk:+g}",
     )
 
 

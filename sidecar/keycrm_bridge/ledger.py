@@ -22,6 +22,8 @@ CREATE TABLE IF NOT EXISTS ledger (
     kc_sellable REAL,
     kc_at REAL,
     agreed REAL,
+    base_woo REAL,
+    base_kc REAL,
     dirty_since REAL,
     dirty_touch REAL,
     hold TEXT
@@ -66,6 +68,8 @@ class Row:
     kc_at: float | None
     agreed: float | None
     hold: str | None
+    base_woo: float | None = None
+    base_kc: float | None = None
 
 
 class Ledger:
@@ -96,8 +100,9 @@ class Ledger:
                     if cur.rowcount and two_way:
                         # The sale (or restore) happened on both sides as far as the merge is
                         # concerned: KeyCRM's part of it is counted by the inflight until it shows.
-                        c.execute("UPDATE ledger SET agreed = agreed + ? WHERE sku = ? AND agreed IS NOT NULL",
-                                  (float(delta), sku))
+                        c.execute("UPDATE ledger SET agreed = agreed + ?, base_woo = base_woo + ?,"
+                                  " base_kc = base_kc + ? WHERE sku = ? AND agreed IS NOT NULL",
+                                  (float(delta), float(delta), float(delta), sku))
                 self._history(c, sku, now, "woo", {"cause": cause, "stock": value, "order_id": ev.get("order_id"),
                                                    "delta": delta, "event_id": ev["id"], "at": at})
                 if cause != "sidecar":
@@ -149,7 +154,7 @@ class Ledger:
         out: dict[str, Row] = {}
         for part in chunks(skus):
             for r in self.conn.execute(
-                "SELECT sku, woo_stock, woo_at, kc_sellable, kc_at, agreed, hold FROM ledger"
+                "SELECT sku, woo_stock, woo_at, kc_sellable, kc_at, agreed, hold, base_woo, base_kc FROM ledger"
                 f" WHERE sku IN ({marks(part)})", part):
                 out[r[0]] = Row(*r)
         return out
@@ -171,10 +176,20 @@ class Ledger:
                 c.execute("UPDATE ledger SET dirty_since = NULL, dirty_touch = NULL"
                           f" WHERE sku IN ({marks(part)}) AND dirty_touch <= ?", (*part, decided_at))
 
-    def set_values(self, rows: Iterable[tuple[str, float | None, float | None, float | None]], now: float) -> None:
-        """After our writes: (sku, woo_stock or None, kc_sellable or None, agreed or None)."""
+    def set_values(self, rows: Iterable[tuple[Any, ...]], now: float) -> None:
+        """After our writes: (sku, woo_stock, kc_sellable, agreed[, base_woo, base_kc]); None keeps a value.
+
+        Without bases, a side written to the agreed value has taken it: its base becomes the agreed value.
+        """
         with self.store.transaction() as c:
-            for sku, woo, kc, agreed in rows:
+            for row in rows:
+                sku, woo, kc, agreed = row[:4]
+                base_woo, base_kc = row[4:6] if len(row) >= 6 else (
+                    agreed if woo is not None else None, agreed if kc is not None else None)
+                if base_woo is not None:
+                    c.execute("UPDATE ledger SET base_woo = ? WHERE sku = ?", (base_woo, sku))
+                if base_kc is not None:
+                    c.execute("UPDATE ledger SET base_kc = ? WHERE sku = ?", (base_kc, sku))
                 if woo is not None:
                     c.execute("UPDATE ledger SET woo_stock = ?, woo_at = max(coalesce(woo_at, 0), ?) WHERE sku = ?",
                               (woo, now, sku))

@@ -150,7 +150,6 @@ class SyncEngine:
         decisions: dict[str, Decision] = {}
         woo_now: dict[str, float | None] = {}
         hold_orders: list[str] = []
-        done: list[str] = []
         for sku in skus:
             r = rows[sku]
             if not sku.strip() or r.kc_sellable is None:
@@ -164,7 +163,8 @@ class SyncEngine:
                 continue
             woo = woo_now[sku] = r.woo_stock if r.woo_stock is not None else self._woo_known(sku)
             d = decide(mode, woo=woo, kc=r.kc_sellable, agreed=r.agreed, inflight=inf,
-                       buffer=self.settings.safety_buffer if mode == "keycrm" else 0.0)
+                       buffer=self.settings.safety_buffer if mode == "keycrm" else 0.0,
+                       base_woo=r.base_woo, base_kc=r.base_kc)
             decisions[sku] = d
         result.decided = len(decisions)
         if hold_orders:
@@ -176,19 +176,31 @@ class SyncEngine:
             woo_writes = {}
         woo_writes = self._guard(woo_writes, woo_now, bypass, result)
         written_kc = self._write_keycrm(kc_writes, rows, result)
-        written_woo = self._write_woo(woo_writes, rows, result)
+        if mode == "two-way":
+            # KeyCRM moved while we decided: decide both sides again next round, not one now.
+            woo_writes = {s: d for s, d in woo_writes.items() if s not in kc_writes or s in written_kc}
+        written_woo: set[str] = set()
+        try:
+            written_woo = self._write_woo(woo_writes, rows, result)
+        finally:
+            # Also when WooCommerce failed: what KeyCRM took must be on record before we go on.
+            self._record(decisions, woo_now, rows, inflight, kc_writes, written_kc, woo_writes, written_woo, started)
+
+    def _record(self, decisions: dict[str, Decision], woo_now: dict[str, float | None], rows: dict[str, Row],
+                inflight: dict[str, float], kc_writes: dict[str, Decision], written_kc: set[str],
+                woo_writes: dict[str, Decision], written_woo: set[str], started: float) -> None:
         now = self.clock.now()
-        updates = []
-        notes = []
+        mode = self.settings.sync_mode
+        updates, notes, done = [], [], []
         for sku, d in decisions.items():
-            if sku in kc_writes and sku not in written_kc:
-                continue  # stays dirty: decided again next round with what KeyCRM showed
-            if sku in woo_writes and sku not in written_woo:
-                continue
-            if sku in self._guarded:
-                continue
+            kc_ok = d.kc_target is None or sku in written_kc
+            woo_ok = d.woo_target is None or sku in written_woo
+            observed_kc = (rows[sku].kc_sellable or 0.0) - inflight.get(sku, 0.0)
             updates.append((sku, d.woo_target if sku in written_woo else None,
-                            d.kc_target if sku in written_kc else None, d.agreed))
+                            d.kc_target if sku in written_kc else None, d.agreed,
+                            d.agreed if woo_ok else woo_now.get(sku), d.agreed if kc_ok else observed_kc))
+            if not (kc_ok and woo_ok) or sku in self._guarded:
+                continue  # stays dirty: decided again next round with what each side shows then
             notes.append((sku, "decision", {"mode": mode, "woo": woo_now.get(sku), "kc": rows[sku].kc_sellable,
                                             "agreed": rows[sku].agreed, "inflight": inflight.get(sku, 0.0),
                                             "woo_target": d.woo_target, "kc_target": d.kc_target,
