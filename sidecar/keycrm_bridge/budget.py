@@ -33,6 +33,7 @@ from pathlib import Path
 from types import TracebackType
 
 from keycrm_bridge.clock import Clock
+from keycrm_bridge.store import enable_wal
 
 WINDOW_S = 60.0
 # A call leaves the window this long after it is exactly WINDOW_S old. KeyCRM counts a call when
@@ -112,7 +113,7 @@ class RateBudget:
             self.db_path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
         )
         self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        self._conn.execute("PRAGMA journal_mode = WAL")
+        enable_wal(self._conn)
         self._conn.execute("PRAGMA synchronous = NORMAL")
         with self._transaction():
             waiter_columns = {row[1] for row in self._conn.execute("PRAGMA table_info(keycrm_waiters)")}

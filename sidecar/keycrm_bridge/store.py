@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -128,10 +129,30 @@ def connect(path: str) -> sqlite3.Connection:
     # takes the lock before it reads, which is what keeps claims exclusive across processes.
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=30000")
+    enable_wal(conn)
+    conn.execute("PRAGMA synchronous=NORMAL")
     return conn
+
+
+def enable_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
+    """Switch the file to WAL once; every process that opens it calls this.
+
+    Changing the journal mode needs the file to itself and SQLite does not wait for that (no busy
+    handler), so processes starting together (gunicorn workers, the worker) can see "database is
+    locked". The file stays in WAL once switched, so this only has to win once: check, then retry
+    briefly. (A real wait on another process's file lock, not a test waiting for time to pass.)
+    """
+    for _ in range(attempts):
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
+            conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        time.sleep(0.05)
+    raise sqlite3.OperationalError(f"could not switch the database to WAL mode after {attempts} attempts")
 
 
 class Store:

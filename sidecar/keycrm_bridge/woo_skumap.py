@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import sqlite_utils
 
+from .store import enable_wal
 from .woo_client import parse_wc_date
 
 TABLE = "woo_skus"
@@ -135,7 +136,7 @@ class SkuMap:
         self._lock = threading.RLock()
         conn = sqlite3.connect(str(db_path), check_same_thread=False, timeout=30)
         self.db = sqlite_utils.Database(conn)
-        self.db.enable_wal()
+        enable_wal(conn)
         self.db.table(TABLE).create(
             {
                 "product_id": int,
