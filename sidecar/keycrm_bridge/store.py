@@ -145,9 +145,13 @@ def enable_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
     """
     for _ in range(attempts):
         try:
-            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
-                return
-            conn.execute("PRAGMA journal_mode=WAL")
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() in ("wal", "memory"):
+                return  # (an in-memory database has no file to share, and no WAL)
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower()
+            if mode != "wal":
+                # Answered without switching: the file cannot take WAL (read-only, odd filesystem).
+                raise sqlite3.OperationalError(f"the database stays in {mode} journal mode; WAL is needed")
+            return
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) and "busy" not in str(exc):
                 raise

@@ -162,9 +162,12 @@ class SyncEngine:
                 hold_orders.append(sku)
                 continue
             woo = woo_now[sku] = r.woo_stock if r.woo_stock is not None else self._woo_known(sku)
-            d = decide(mode, woo=woo, kc=r.kc_sellable, agreed=r.agreed, inflight=inf,
+            agreed, base_woo, base_kc = r.agreed, r.base_woo, r.base_kc
+            if mode == "two-way" and agreed is None and woo is not None:
+                agreed, base_woo, base_kc = self._first_contact(sku, r, woo, r.kc_sellable - inf)
+            d = decide(mode, woo=woo, kc=r.kc_sellable, agreed=agreed, inflight=inf,
                        buffer=self.settings.safety_buffer if mode == "keycrm" else 0.0,
-                       base_woo=r.base_woo, base_kc=r.base_kc)
+                       base_woo=base_woo, base_kc=base_kc)
             decisions[sku] = d
         result.decided = len(decisions)
         if hold_orders:
@@ -213,6 +216,23 @@ class SyncEngine:
             self.store.set_meta("last_push_at", now)
         if written_woo:
             self.store.set_meta("last_pull_at", now)
+
+    def _first_contact(self, sku: str, r: Row, woo: float, effective: float
+                       ) -> tuple[float | None, float | None, float | None]:
+        """Two-way, nothing agreed yet: whose value stands?
+
+        The side that just *told* us of a change wins: a KeyCRM webhook or order (a receiving) over
+        a WooCommerce value we only read, a plugin event over a KeyCRM value we only read. When both
+        or neither did, decide() takes the lower value, which never lists units nobody has.
+        """
+        kc_signal = any(h["kind"] == "keycrm" and h.get("source") in ("webhook", "order")
+                        for h in self.ledger.history(sku, 20))
+        woo_signal = r.woo_stock is not None  # only plugin events put a WooCommerce value in the ledger
+        if kc_signal and not woo_signal:
+            return woo, woo, woo              # KeyCRM's change is the delta: merged = KeyCRM's value
+        if woo_signal and not kc_signal:
+            return effective, effective, effective  # WooCommerce's change is the delta
+        return None, None, None
 
     def _woo_known(self, sku: str) -> float | None:
         if self.skumap is None:
