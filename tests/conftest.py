@@ -1,4 +1,35 @@
+"""Fixtures for every test module: the WooCommerce client and peer tests share an in-thread peer on a
+FakeClock that sends its plugin events to a signature-checking receiver (a module's own fixture of the
+same name wins)."""
+
+from __future__ import annotations
+
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))
+
+from keycrm_bridge.clock import FakeClock  # noqa: E402
+from keycrm_bridge.woo_peer.testing import EventReceiver, ThreadPeer, serve_in_thread  # noqa: E402
+
+from woo_fixtures import SECRET  # noqa: E402
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def receiver(clock: FakeClock) -> Iterator[EventReceiver]:
+    with EventReceiver(SECRET, clock=clock) as r:
+        yield r
+
+
+@pytest.fixture
+def peer(clock: FakeClock, receiver: EventReceiver) -> Iterator[ThreadPeer]:
+    with serve_in_thread(shared_secret=SECRET, sidecar_url=receiver.url, clock=clock) as handle:
+        yield handle

@@ -19,28 +19,13 @@ from woocommerce import API
 from keycrm_bridge.clock import FakeClock
 from keycrm_bridge.errors import PermanentError, RetryableError, SkipError
 from keycrm_bridge.woo_client import StockWrite, WooClient, oauth_signable, origin_marker
-from keycrm_bridge.woo_peer.testing import EventReceiver, serve_in_thread
 from keycrm_bridge.woo_skumap import SkuMap
 
-SECRET = "shared-secret-for-tests"
+from woo_fixtures import SECRET
+
 REST = "/wp-json/wc/v3/"
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def receiver(clock: FakeClock):
-    with EventReceiver(SECRET, clock=clock) as r:
-        yield r
-
-
-@pytest.fixture
-def peer(clock: FakeClock, receiver: EventReceiver):
-    with serve_in_thread(shared_secret=SECRET, sidecar_url=receiver.url, clock=clock) as handle:
-        yield handle
 
 
 def make_client(url: str, clock: FakeClock, **kw) -> WooClient:

@@ -16,7 +16,8 @@ from woocommerce import API
 from keycrm_bridge.clock import FakeClock
 from keycrm_bridge.woo_peer.testing import EventReceiver, PeerControlError, WooPeerProcess, serve_in_thread
 
-SECRET = "shared-secret-for-tests"
+from woo_fixtures import SECRET
+
 REST = "/wp-json/wc/v3/"
 
 
@@ -30,21 +31,6 @@ def schema() -> dict:
     return json.loads(text)
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def receiver(clock: FakeClock):
-    with EventReceiver(SECRET, clock=clock) as r:
-        yield r
-
-
-@pytest.fixture
-def peer(clock: FakeClock, receiver: EventReceiver):
-    with serve_in_thread(shared_secret=SECRET, sidecar_url=receiver.url, clock=clock) as handle:
-        yield handle
 
 
 def api(url: str, secret: str = "cs_test", key: str = "ck_test") -> API:

@@ -32,6 +32,7 @@ from keycrm_bridge import __version__
 from keycrm_bridge.budget import Priority, RateBudget
 from keycrm_bridge.clock import Clock
 from keycrm_bridge.errors import PermanentError, RetryableError
+from keycrm_bridge.logs import log_call
 
 log = logging.getLogger(__name__)
 
@@ -370,28 +371,9 @@ class KeyCRMClient:
             text = text.replace(self._api_key, "***")
         return text or response.reason or ""
 
-    def _log(
-        self,
-        method: str,
-        endpoint: str,
-        status: int | None,
-        attempt: int,
-        started: float,
-        *,
-        error: str | None = None,
-    ) -> None:
-        fields = {
-            "event": "keycrm_call",
-            "method": method,
-            "endpoint": endpoint,
-            "status": status,
-            "attempt": attempt,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-        }
-        if error:
-            fields["error"] = error
-        level = logging.INFO if status is not None and status < 400 else logging.WARNING
-        log.log(level, "keycrm %s -> %s", endpoint, status if status is not None else error, extra=fields)
+    def _log(self, method: str, endpoint: str, status: int | None, attempt: int, started: float, *,
+             error: str | None = None) -> None:
+        log_call(log, "keycrm", method, endpoint, status, attempt, started, error)
 
 
 # -- helpers -------------------------------------------------------------------------------------

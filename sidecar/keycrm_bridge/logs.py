@@ -35,3 +35,24 @@ def setup(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.Formatter.converter = time.gmtime
+
+
+def log_call(logger: logging.Logger, peer: str, method: str, endpoint: str, status: int | None, attempt: int,
+             started: float, error: str | None = None) -> None:
+    """One line per HTTP attempt to a peer (KeyCRM, WooCommerce): endpoint, status, attempt, duration.
+
+    ``started`` is ``time.perf_counter()`` at the attempt's start; a measured duration, not the
+    sync clock. Failed attempts log at WARNING.
+    """
+    fields: dict[str, object] = {
+        "event": f"{peer}_call",
+        "method": method,
+        "endpoint": endpoint,
+        "status": status,
+        "attempt": attempt,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+    if error:
+        fields["error"] = error
+    level = logging.INFO if status is not None and status < 400 else logging.WARNING
+    logger.log(level, "%s %s -> %s", peer, endpoint, status if status is not None else error, extra=fields)

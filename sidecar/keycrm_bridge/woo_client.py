@@ -28,6 +28,7 @@ from woocommerce import API
 from . import __version__
 from .clock import Clock
 from .errors import PermanentError, RetryableError, SkipError, classify_status
+from .logs import log_call
 from .signing import origin_marker
 
 log = logging.getLogger("keycrm_bridge.woo_client")
@@ -194,18 +195,7 @@ class WooClient:
 
     @staticmethod
     def _log(method: str, endpoint: str, status: int | None, attempt: int, started: float, *, error: str = "") -> None:
-        fields: dict[str, Any] = {
-            "event": "woo_call",
-            "method": method,
-            "endpoint": endpoint,
-            "status": status,
-            "attempt": attempt,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-        }
-        if error:
-            fields["error"] = error
-        level = logging.INFO if status is not None and status < 400 else logging.WARNING
-        log.log(level, "woo %s %s -> %s", method, endpoint, status if status is not None else error, extra=fields)
+        log_call(log, "woo", method, endpoint, status, attempt, started, error)
 
     @staticmethod
     def _json(resp: requests.Response, endpoint: str) -> Any:
