@@ -1,0 +1,52 @@
+"""The operator's commands on a store with history: status, explain, guard."""
+
+import json
+
+import pytest
+
+from keycrm_bridge import cli
+from keycrm_bridge.ledger import Ledger
+from keycrm_bridge.store import Store
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    db = tmp_path / "db.sqlite3"
+    for k, v in {"BRIDGE_SHARED_SECRET": "s" * 32, "KEYCRM_API_KEY": "k", "KEYCRM_WRITE_WAREHOUSE_ID": "1",
+                 "DATABASE_PATH": str(db), "SYNC_MODE": "keycrm"}.items():
+        monkeypatch.setenv(k, v)
+    store = Store(str(db))
+    ledger = Ledger(store)
+    ledger.observe_woo([{"id": "e1", "sku": "X-1", "occurred_at": 100.0, "cause": "order", "order_id": 7,
+                         "quantity_delta": -2, "stock_quantity": 8}], now=101.0, two_way=False)
+    ledger.observe_keycrm({"X-1": 10.0}, now=102.0, source="webhook")
+    store.note_unmatched("GHOST", "woocommerce", "SKU not found in KeyCRM", 5, 103.0)
+    hold = ledger.hold(["X-1"], {"reason": "1 of 1 SKUs would drop to 0", "examples": [
+        {"sku": "X-1", "from": 8, "to": 0}]}, 104.0)
+    return store, ledger, hold
+
+
+def test_explain_tells_why(env, capsys):
+    assert cli.main(["explain", "X-1"]) == 0
+    out = capsys.readouterr().out
+    assert "site order 7 (order, 2) not yet shown by KeyCRM" in out and "webhook" in out and "guard:" in out
+    assert cli.main(["explain", "X-1", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["woocommerce_stock"] == 8 and info["keycrm_sellable"] == 10
+    assert cli.main(["explain", "NOPE"]) == 1
+
+
+def test_status_lists_unmatched(env, capsys):
+    assert cli.main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "mode: keycrm" in out and "GHOST" in out and "not found in KeyCRM" in out
+
+
+def test_guard_list_confirm_and_unknown_id(env, capsys):
+    _, ledger, hold = env
+    assert cli.main(["guard", "list"]) == 0
+    assert f"#{hold}: 1 of 1 SKUs would drop to 0" in capsys.readouterr().out
+    assert cli.main(["guard", "confirm", str(hold)]) == 0
+    assert ledger.holds("confirmed")[0]["id"] == hold
+    assert cli.main(["guard", "dismiss", str(hold)]) == 1  # no longer held
+    assert cli.main(["guard", "confirm"]) == 2
