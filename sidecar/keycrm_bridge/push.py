@@ -40,7 +40,6 @@ class PushResult:
     pushed_offers: int = 0
     pushed_products: int = 0
     skipped: int = 0
-    unchanged: int = 0
     retry: int = 0
     errors: list[str] = field(default_factory=list)
 

@@ -353,7 +353,7 @@ class SyncEngine:
             self.keycrm.put_stocks(self.settings.write_warehouse_id, rows)
             return rows, []
         except PermanentError as exc:
-            if exc.status in (401, 403) or len(rows) == 0:
+            if exc.status in (401, 403):
                 raise RetryableError(f"KeyCRM refused the API key: {exc}", status=exc.status) from exc
             if len(rows) == 1:
                 return [], [(rows[0], str(exc))]
