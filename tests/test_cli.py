@@ -50,3 +50,24 @@ def test_guard_list_confirm_and_unknown_id(env, capsys):
     assert ledger.holds("confirmed")[0]["id"] == hold
     assert cli.main(["guard", "dismiss", str(hold)]) == 1  # no longer held
     assert cli.main(["guard", "confirm"]) == 2
+
+
+def test_prune_forgets_old_finished_work_but_never_pending(tmp_path):
+    from keycrm_bridge.config import load_settings
+    from keycrm_bridge.events import changes_for
+
+    store = Store(str(tmp_path / "db.sqlite3"))
+    Ledger(store)
+    settings = load_settings({"BRIDGE_SHARED_SECRET": "s" * 32, "KEYCRM_API_KEY": "k",
+                              "KEYCRM_WRITE_WAREHOUSE_ID": "1", "SYNC_MODE": "woocommerce"})
+    ev = [{"id": f"ev-{i:04d}", "type": "stock.set", "occurred_at": 100.0 + i, "product_id": i + 1, "sku": f"S{i}",
+           "cause": "manual", "stock_quantity": i} for i in range(3)]
+    store.append_batch(json.dumps({"events": ev}), 3, now=100.0)
+    store.expand_inbox(lambda e: changes_for(e, settings))
+    token, claimed = store.claim(now=200.0, lease_s=60, limit=2)
+    store.mark_done(token, [c.id for c in claimed], now=201.0)
+    store.conn.execute("INSERT INTO history (sku, at, kind, detail) VALUES ('S0', 50, 'woo', '{}')")
+    removed = store.prune(before=1000.0)
+    assert removed == {"changes": 2, "events": 2, "history": 1}
+    assert store.changes_by_status() == {"pending": 1}
+    assert store.event("ev-0002") is not None  # its change is still pending

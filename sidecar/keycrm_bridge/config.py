@@ -52,6 +52,7 @@ class Settings:
     sweep_page_interval_s: float = 3.0
     inflight_timeout_s: float = 1800.0
     skumap_refresh_s: float = 300.0
+    retention_days: float = 14.0
 
     @property
     def pushes_stock(self) -> bool:
@@ -92,6 +93,7 @@ KEYS = (
     "SWEEP_PAGE_INTERVAL_S",
     "ORDER_INFLIGHT_TIMEOUT_S",
     "WOO_SKUMAP_REFRESH_S",
+    "RETENTION_DAYS",
 )
 
 
@@ -230,4 +232,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sweep_page_interval_s=_float(env, "SWEEP_PAGE_INTERVAL_S", 3.0, 0.0, 3600.0),
         inflight_timeout_s=_float(env, "ORDER_INFLIGHT_TIMEOUT_S", 1800.0, 10.0, 7 * 86400.0),
         skumap_refresh_s=_float(env, "WOO_SKUMAP_REFRESH_S", 300.0, 0.0, 86400.0),
+        retention_days=_float(env, "RETENTION_DAYS", 14.0, 1.0, 3650.0),
     )

@@ -271,6 +271,11 @@ class PushEngine:
         self.store.save_keycrm_offers(rows, self.clock.now())
 
     def _a_variation_sku(self, parent_product_id: int) -> str | None:
+        """Any variation's SKU of a variable product: its KeyCRM offer names the KeyCRM product."""
+        if self.skumap is not None:
+            for entry in self.skumap.variations_of(parent_product_id):
+                if entry.sku:
+                    return str(entry.sku)
         row = self.store.conn.execute(
             "SELECT sku FROM events WHERE sku != '' AND json_extract(payload, '$.parent_id') = ?"
             " ORDER BY occurred_at DESC LIMIT 1", (parent_product_id,)

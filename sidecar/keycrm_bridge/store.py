@@ -243,6 +243,18 @@ class Store:
                 c.execute("DELETE FROM keycrm_inbox WHERE id <= ?", (rows[-1]["id"],))
         return [(r["received_at"], json.loads(r["body"])) for r in rows]
 
+    def prune(self, before: float) -> dict[str, int]:
+        """Forget finished work older than ``before``; what is still pending is never touched."""
+        out = {}
+        with self.transaction() as c:
+            out["changes"] = c.execute("DELETE FROM changes WHERE status IN ('done', 'superseded', 'skipped')"
+                                       " AND created_at < ?", (before,)).rowcount
+            out["events"] = c.execute("DELETE FROM events WHERE received_at < ? AND id NOT IN"
+                                      " (SELECT event_id FROM changes)", (before,)).rowcount
+            out["history"] = c.execute("DELETE FROM history WHERE at < ?", (before,)).rowcount \
+                if c.execute("SELECT 1 FROM sqlite_master WHERE name = 'history'").fetchone() else 0
+        return out
+
     def inbox_stats(self) -> tuple[int, int, float | None]:
         """(batches, events, oldest received_at) not yet expanded."""
         row = self.conn.execute("SELECT count(*), coalesce(sum(events), 0), min(received_at) FROM inbox").fetchone()

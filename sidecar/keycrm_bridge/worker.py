@@ -61,6 +61,7 @@ class Worker:
         self.poll_s = poll_s
         self.stop_event = threading.Event()
         self._skumap_at = -1e18
+        self._pruned_at = -1e18
 
     def push_due(self) -> bool:
         """Debounce: wait for a quiet moment (or the max wait) so a burst goes out as one request."""
@@ -93,7 +94,18 @@ class Worker:
         if self.engines.resync is not None:  # full resync: one request or batch per tick
             worked = self._guarded("resync", self.engines.resync.step) or worked
         self._refresh_skumap()
+        self._prune()
         return worked
+
+    def _prune(self) -> None:
+        # Hourly: the SQLite file keeps `explain`'s history for RETENTION_DAYS, not forever.
+        now = self.clock.now()
+        if now - self._pruned_at < 3600:
+            return
+        self._pruned_at = now
+        removed = self.store.prune(now - self.settings.retention_days * 86400)
+        if any(removed.values()):
+            log.info("old history pruned", extra=removed)
 
     def _guarded(self, name: str, fn: Callable[[], Any]) -> bool:
         """One source failing (KeyCRM down for the sweep) must not stop the others (webhooks, push)."""
