@@ -31,6 +31,7 @@ require_once __DIR__ . '/src/EventBuffer.php';
 require_once __DIR__ . '/src/Outbox.php';
 require_once __DIR__ . '/src/SidecarResponse.php';
 require_once __DIR__ . '/src/SidecarClient.php';
+require_once __DIR__ . '/src/ResyncJob.php';
 require_once __DIR__ . '/src/Dispatcher.php';
 require_once __DIR__ . '/src/Installer.php';
 require_once __DIR__ . '/src/ProductHooks.php';

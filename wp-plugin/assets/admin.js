@@ -70,7 +70,8 @@
 			bar.value = reply.data.percent;
 			if (reply.data.finished) {
 				bar.value = 100;
-				show(resyncStatus, reply.data.phase !== 'failed', cfg.i18n.finished + ' ' + reply.data.message);
+				// The message opens with the phase in words ("Finished", "Failed"), translated by PHP.
+				show(resyncStatus, reply.data.phase !== 'failed', reply.data.message);
 				showReport(reply.data.report);
 				resyncStatus.setAttribute('data-finished', '1');
 				resyncButton.disabled = false;

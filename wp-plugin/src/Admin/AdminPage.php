@@ -10,6 +10,7 @@ namespace KeycrmBridge\Admin;
 
 use KeycrmBridge\Dispatcher;
 use KeycrmBridge\Outbox;
+use KeycrmBridge\ResyncJob;
 use KeycrmBridge\Settings;
 use KeycrmBridge\SidecarClient;
 use KeycrmBridge\SidecarResponse;
@@ -30,7 +31,6 @@ final class AdminPage
     public const REPORT_ACTION = 'kcb_resync_report';
     /** The sidecar writes the report while it reads its plan table: allow a large catalogue time. */
     private const REPORT_TIMEOUT = 60.0;
-    private const JOB_ID = '/^[A-Za-z0-9._:-]{1,64}$/';
     private const REPORT_FORMATS = ['csv' => 'text/csv; charset=utf-8', 'json' => 'application/json; charset=utf-8'];
 
     private string $hookSuffix = '';
@@ -90,7 +90,6 @@ final class AdminPage
                 'testing' => __('Testing the connection…', 'keycrm-bridge'),
                 'starting' => __('Starting the full resync…', 'keycrm-bridge'),
                 'failed' => __('The request failed. Reload the page and try again.', 'keycrm-bridge'),
-                'finished' => __('Full resync finished.', 'keycrm-bridge'),
             ],
         ]);
     }
@@ -329,16 +328,16 @@ final class AdminPage
             '<p><button type="button" class="button button-primary" id="kcb-resync-start">%s</button></p>',
             esc_html__('Full resync', 'keycrm-bridge')
         );
-        $job = $this->lastJob();
+        $job = ResyncJob::last();
         if ($job !== null && !$job['finished'] && $this->sidecarAnswered) {
-            // Left before the job ended (or started it from another browser): ask once how it went.
-            $this->rememberProgress($job['id'], SidecarClient::fromSettings()->call(
+            // Left before the job ended (or started it from another browser or WP-CLI): ask once how it went.
+            ResyncJob::remember($job['id'], SidecarClient::fromSettings()->call(
                 'GET',
                 '/v1/resync/' . rawurlencode($job['id']),
                 null,
                 self::STATUS_TIMEOUT
             ));
-            $job = $this->lastJob();
+            $job = ResyncJob::last();
         }
         $running = $job !== null && !$job['finished'] && $this->sidecarAnswered;
         echo '<progress id="kcb-resync-progress" max="100" value="0"' . ($running ? '' : ' hidden') . '></progress>';
@@ -358,59 +357,6 @@ final class AdminPage
             esc_url($report['json'] ?? ''),
             esc_html__('Download report (JSON)', 'keycrm-bridge')
         );
-    }
-
-    /**
-     * The resync this shop started last, as kept in the option (null when there is none).
-     *
-     * @return array{id: string, dry_run: bool, finished: bool, report: bool, finished_at: int}|null
-     */
-    private function lastJob(): ?array
-    {
-        $job = get_option(Settings::RESYNC_JOB);
-        if (!is_array($job) || !is_string($job['id'] ?? null) || !preg_match(self::JOB_ID, $job['id'])) {
-            return null;
-        }
-        return [
-            'id' => $job['id'],
-            'dry_run' => !empty($job['dry_run']),
-            'finished' => !empty($job['finished']),
-            'report' => !empty($job['report']),
-            'finished_at' => (int) ($job['finished_at'] ?? 0),
-        ];
-    }
-
-    /**
-     * Keep what a GET /v1/resync/{id} said about the job this shop started last, so the report links
-     * are there after a reload. The sidecar names report paths in status only once a plan exists.
-     */
-    private function rememberProgress(string $id, SidecarResponse $response): void
-    {
-        $job = get_option(Settings::RESYNC_JOB);
-        if (!is_array($job) || ($job['id'] ?? null) !== $id) {
-            return;
-        }
-        if ($response->status === 404) {
-            // The sidecar forgot it (new database, or pruned): stop asking, offer nothing.
-            update_option(Settings::RESYNC_JOB, ['finished' => true, 'report' => false] + $job, false);
-            return;
-        }
-        $data = $response->ok() && is_array($response->data) ? $response->data : null;
-        if ($data === null || !self::isFinished((string) ($data['phase'] ?? ''))) {
-            return;
-        }
-        $finishedAt = is_numeric($data['finished_at'] ?? null) ? (int) $data['finished_at'] : time();
-        update_option(Settings::RESYNC_JOB, [
-            'finished' => true,
-            'phase' => (string) $data['phase'],
-            'report' => is_array($data['report'] ?? null) && isset($data['report']['csv'], $data['report']['json']),
-            'finished_at' => $finishedAt,
-        ] + $job, false);
-    }
-
-    private static function isFinished(string $phase): bool
-    {
-        return in_array($phase, ['done', 'finished', 'completed', 'failed', 'cancelled'], true);
     }
 
     /**
@@ -500,7 +446,7 @@ final class AdminPage
         // (?id[]=) is treated as missing rather than cast, which would raise a PHP warning.
         $id = isset($_GET['id']) && is_string($_GET['id']) ? sanitize_text_field(wp_unslash($_GET['id'])) : '';
         $format = isset($_GET['format']) && is_string($_GET['format']) ? sanitize_key(wp_unslash($_GET['format'])) : 'csv';
-        if (!preg_match(self::JOB_ID, $id) || !isset(self::REPORT_FORMATS[$format])) {
+        if (!ResyncJob::isValidId($id) || !isset(self::REPORT_FORMATS[$format])) {
             $this->redirect('report_unknown');
         }
         if (!Settings::isConfigured()) {
@@ -603,10 +549,10 @@ final class AdminPage
             ]);
         }
         $id = is_array($response->data) ? (string) ($response->data['id'] ?? '') : '';
-        if (!$response->ok() || !preg_match(self::JOB_ID, $id)) {
+        if (!$response->ok() || !ResyncJob::isValidId($id)) {
             wp_send_json_error(['message' => $this->explain($response)]);
         }
-        update_option(Settings::RESYNC_JOB, ['id' => $id, 'dry_run' => $dryRun, 'started_at' => time()], false);
+        ResyncJob::started($id, $dryRun);
         wp_send_json_success([
             'id' => $id,
             'message' => $dryRun
@@ -619,11 +565,11 @@ final class AdminPage
     {
         $this->guardAjax();
         $id = isset($_POST['id']) ? sanitize_text_field(wp_unslash((string) $_POST['id'])) : '';
-        if (!preg_match(self::JOB_ID, $id)) {
+        if (!ResyncJob::isValidId($id)) {
             wp_send_json_error(['message' => __('Unknown resync job.', 'keycrm-bridge')]);
         }
         $response = SidecarClient::fromSettings()->call('GET', '/v1/resync/' . rawurlencode($id), null, 5.0);
-        $this->rememberProgress($id, $response);
+        ResyncJob::remember($id, $response);
         if (!$response->ok() || $response->data === null) {
             wp_send_json_error(['message' => $this->explain($response)]);
         }
@@ -632,27 +578,30 @@ final class AdminPage
         $total = (int) ($data['total'] ?? 0);
         $errors = (int) ($data['errors'] ?? 0);
         $phase = (string) ($data['phase'] ?? '');
-        $finished = self::isFinished($phase);
+        $phaseLabel = ResyncJob::phaseLabel($phase);
+        $finished = ResyncJob::isFinished($phase);
         $percent = $total > 0 ? (int) floor(100 * min($done, $total) / $total) : ($finished ? 100 : 0);
         // The sidecar's eta_s is null once the job has ended: no "time left" then.
         $message = $finished ? sprintf(
-            /* translators: 1: phase, 2: items done, 3: items in total, 4: errors. */
-            __('%1$s: %2$d of %3$d items, %4$d errors.', 'keycrm-bridge'),
-            $phase,
+            /* translators: 1: phase in words, such as "Finished", 2: items done, 3: items in total, 4: errors. */
+            __('%1$s — %2$d of %3$d items, %4$d errors.', 'keycrm-bridge'),
+            $phaseLabel,
             $done,
             $total,
             $errors
         ) : sprintf(
-            /* translators: 1: phase, 2: items done, 3: items in total, 4: errors, 5: time left. */
-            __('%1$s: %2$d of %3$d items, %4$d errors, about %5$s left.', 'keycrm-bridge'),
-            $phase,
+            /* translators: 1: phase in words, such as "Reading KeyCRM…", 2: items done, 3: items in total, 4: errors, 5: time left. */
+            __('%1$s — %2$d of %3$d items, %4$d errors, about %5$s left.', 'keycrm-bridge'),
+            $phaseLabel,
             $done,
             $total,
             $errors,
             isset($data['eta_s']) && is_numeric($data['eta_s']) ? $this->age((int) $data['eta_s']) : '—'
         );
         wp_send_json_success([
+            // The sidecar's name (admin.js tells "failed" by it) and the words shown for it.
             'phase' => $phase,
+            'phase_label' => $phaseLabel,
             'done' => $done,
             'total' => $total,
             'errors' => $errors,
@@ -660,7 +609,7 @@ final class AdminPage
             'finished' => $finished,
             'message' => $message,
             // Only once the sidecar names the report: a job that failed before its plan has none.
-            'report' => $finished && is_array($data['report'] ?? null) ? $this->reportLinks([
+            'report' => $finished && ResyncJob::namesReport($data) ? $this->reportLinks([
                 'id' => $id,
                 'dry_run' => !empty($data['dry_run']),
                 'finished_at' => is_numeric($data['finished_at'] ?? null) ? (int) $data['finished_at'] : time(),

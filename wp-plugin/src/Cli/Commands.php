@@ -8,8 +8,10 @@
 
 namespace KeycrmBridge\Cli;
 
+use KeycrmBridge\Admin\AdminPage;
 use KeycrmBridge\Dispatcher;
 use KeycrmBridge\Outbox;
+use KeycrmBridge\ResyncJob;
 use KeycrmBridge\Settings;
 use KeycrmBridge\SidecarClient;
 
@@ -52,7 +54,8 @@ final class Commands
     }
 
     /**
-     * Start a full resync in the sidecar and follow it until it ends.
+     * Start a full resync in the sidecar and follow it until it ends. The job is remembered like one
+     * started on the admin page (WooCommerce → KeyCRM Bridge), which then offers its report for download.
      *
      * ## OPTIONS
      *
@@ -71,12 +74,14 @@ final class Commands
             \WP_CLI::error('This sidecar does not offer full resync yet (no /v1/resync). Nothing was changed.');
         }
         $id = (string) ($start->data['id'] ?? '');
-        if (!$start->ok() || $id === '') {
-            \WP_CLI::error('Could not start the resync: ' . $start->error);
+        if (!$start->ok() || !ResyncJob::isValidId($id)) {
+            \WP_CLI::error('Could not start the resync: ' . ($start->ok() ? 'the sidecar named no valid job id' : $start->error));
         }
+        ResyncJob::started($id, $dryRun);
         \WP_CLI::line(sprintf('Resync %s started%s.', $id, $dryRun ? ' (dry run)' : ''));
         while (true) {
             $progress = $client->call('GET', '/v1/resync/' . rawurlencode($id), null, 5.0);
+            ResyncJob::remember($id, $progress);
             if (!$progress->ok()) {
                 \WP_CLI::error('Lost the resync job: ' . $progress->error);
             }
@@ -88,10 +93,15 @@ final class Commands
                 (int) ($data['total'] ?? 0),
                 (int) ($data['errors'] ?? 0)
             ));
-            if (in_array((string) ($data['phase'] ?? ''), ['done', 'finished', 'completed', 'failed', 'cancelled'], true)) {
+            if (ResyncJob::isFinished((string) ($data['phase'] ?? ''))) {
                 break;
             }
             sleep(2); // Polling a job another process runs; nothing to wait on but time.
+        }
+        if (ResyncJob::namesReport($data)) {
+            \WP_CLI::line('Report (CSV or JSON): download it on the KeyCRM Bridge admin page, ' . AdminPage::pageUrl());
+        } else {
+            \WP_CLI::line('This resync has no report: it ended before its plan was ready.');
         }
         \WP_CLI::success('Resync finished.');
     }

@@ -287,13 +287,24 @@ def main() -> int:
         checks.append(f"connection test: {result}")
 
         assert dt.js("document.getElementById('kcb-resync-dry-run').checked"), "dry run is the default"
+        # Every text the status line shows while the job runs, not only the last one.
+        dt.js(
+            "window.kcbSeen = []; (function (el) { new MutationObserver(function () { kcbSeen.push(el.textContent); })"
+            ".observe(el, {childList: true, characterData: true, subtree: true}); })"
+            "(document.getElementById('kcb-resync-status')); true"
+        )
         dt.js("document.getElementById('kcb-resync-start').click(); true")
         dt.wait_for("document.getElementById('kcb-resync-status').dataset.finished === '1'", "resync to finish")
         progress = dt.js("document.getElementById('kcb-resync-progress').value")
         status = dt.js("document.getElementById('kcb-resync-status').textContent")
+        seen = dt.js("kcbSeen")
         assert progress == 100, progress
         assert dt.js("document.getElementById('kcb-resync-status').classList.contains('kcb-ok')"), status
-        checks.append(f"Full resync (dry run) followed to {progress}%: {status}")
+        assert status == "Finished — 120 of 120 items, 0 errors.", status
+        running = [text for text in seen if text.startswith("Reading KeyCRM… — ")]
+        assert running, f"no progress in words among {seen}"
+        assert not [text for text in seen if "planning_" in text or "done" in text.split(" ")], seen
+        checks.append(f"Full resync (dry run) followed to {progress}%: {running[0]} / {status}")
 
         checks.append(check_report_links(dt))
         download = click_and_download(dt, profile)

@@ -122,13 +122,47 @@ final class AdminPageTest extends BridgeTestCase
         $this->assertTrue($started['json']['success'], $started['body']);
         $id = $started['json']['data']['id'];
         $percents = [];
+        $labels = [];
+        $messages = [];
         do {
             $progress = $this->ajax(['action' => 'kcb_resync_progress', 'nonce' => $nonce, 'id' => $id]);
             $this->assertTrue($progress['json']['success'], $progress['body']);
             $percents[] = $progress['json']['data']['percent'];
+            $labels[] = $progress['json']['data']['phase_label'];
+            $messages[] = $progress['json']['data']['message'];
         } while (!$progress['json']['data']['finished'] && count($percents) < 10);
         $this->assertSame([33, 66, 100], $percents);
+        $this->assertSame('done', $progress['json']['data']['phase'], 'the sidecar\'s name stays in the reply for admin.js');
+        $this->assertSame(['Reading KeyCRM…', 'Reading KeyCRM…', 'Finished'], $labels);
+        $this->assertMatchesRegularExpression('/^Reading KeyCRM… — 40 of 120 items, 0 errors, about \d+ seconds? left\.$/', $messages[0]);
+        $this->assertSame('Finished — 120 of 120 items, 0 errors.', $messages[2]);
+        foreach ($messages as $message) {
+            $this->assertStringNotContainsString('planning_', $message, 'no raw phase names on the page');
+        }
         $this->assertSame(['id' => $id, 'dry_run' => true], array_intersect_key($this->freshOption(Settings::RESYNC_JOB), ['id' => 1, 'dry_run' => 1]));
+    }
+
+    public function testResyncProgressSpeaksTheAdminsLanguage(): void
+    {
+        $user = get_user_by('login', self::env('admin_user'));
+        self::$receiver->control(['resync' => true]);
+        update_user_meta($user->ID, 'locale', 'uk');
+        try {
+            $nonce = $this->ajaxNonce($this->page()['body']);
+            $started = $this->ajax(['action' => 'kcb_resync_start', 'nonce' => $nonce, 'dry_run' => '1']);
+            $this->assertTrue($started['json']['success'], $started['body']);
+            $messages = [];
+            do {
+                $progress = $this->ajax(['action' => 'kcb_resync_progress', 'nonce' => $nonce, 'id' => $started['json']['data']['id']]);
+                $this->assertTrue($progress['json']['success'], $progress['body']);
+                $messages[] = $progress['json']['data']['message'];
+            } while (!$progress['json']['data']['finished'] && count($messages) < 10);
+        } finally {
+            update_user_meta($user->ID, 'locale', '');
+        }
+        $this->assertStringStartsWith('Читаємо KeyCRM… — 40 з 120 позицій, помилок: 0, лишилось близько ', $messages[0]);
+        $this->assertSame('Завершено — 120 з 120 позицій, помилок: 0.', end($messages));
+        $this->assertSame('Завершено', $progress['json']['data']['phase_label']);
     }
 
     public function testSettingsFormNeedsItsNonceAndValidatesInput(): void

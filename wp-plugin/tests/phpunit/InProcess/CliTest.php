@@ -10,6 +10,7 @@
 use KeycrmBridge\Cli\Commands;
 use KeycrmBridge\Outbox;
 use KeycrmBridge\Plugin;
+use KeycrmBridge\Settings;
 
 if (!class_exists('WP_CLI')) {
     // phpcs:ignore -- test double named like WP-CLI's class.
@@ -80,7 +81,45 @@ final class CliTest extends BridgeTestCase
         self::$receiver->control(['resync' => true]);
         $this->commands->resync([], ['dry-run' => true]);
         $this->assertStringContainsString('(dry run)', WP_CLI::$out[0]);
-        $this->assertSame('done: 120/120, 0 errors', WP_CLI::$out[count(WP_CLI::$out) - 2]);
+        $this->assertSame('done: 120/120, 0 errors', WP_CLI::$out[count(WP_CLI::$out) - 3]);
         $this->assertSame('Success: Resync finished.', end(WP_CLI::$out));
+    }
+
+    public function testResyncIsRememberedLikeThePagesSoThePageOffersItsReport(): void
+    {
+        // The last job the page remembered is replaced, as a new job started on the page would replace it.
+        update_option(Settings::RESYNC_JOB, ['id' => 'rs-page', 'dry_run' => false, 'finished' => true, 'report' => true, 'finished_at' => 1], false);
+        self::$receiver->control(['resync' => true]);
+        $this->commands->resync([], ['dry-run' => true]);
+        $this->assertMatchesRegularExpression('/^Resync (rs-\d+) started \(dry run\)\.$/', WP_CLI::$out[0]);
+        preg_match('/^Resync (rs-\d+) started/', WP_CLI::$out[0], $m);
+        $id = $m[1];
+
+        $job = $this->freshOption(Settings::RESYNC_JOB);
+        $kept = array_intersect_key($job, ['id' => 1, 'dry_run' => 1, 'finished' => 1, 'report' => 1]);
+        ksort($kept);
+        $this->assertSame(['dry_run' => true, 'finished' => true, 'id' => $id, 'report' => true], $kept);
+        $this->assertGreaterThan(1, $job['finished_at']);
+        $this->assertSame(
+            'Report (CSV or JSON): download it on the KeyCRM Bridge admin page, ' . self::env('wp_url') . '/wp-admin/admin.php?page=keycrm-bridge',
+            WP_CLI::$out[count(WP_CLI::$out) - 2]
+        );
+
+        $polls = count(self::resyncGets());
+        $page = Http::request('GET', self::env('wp_url') . '/wp-admin/admin.php?page=keycrm-bridge', null, [], AdminSession::login());
+        $this->assertSame(200, $page['status']);
+        $this->assertStringContainsString('<p id="kcb-resync-report" class="kcb-report"><span class="kcb-report-label">Report of the last dry run, finished ', $page['body']);
+        $this->assertStringContainsString('admin-post.php?action=kcb_resync_report&#038;id=' . $id . '&#038;format=csv&#038;_wpnonce=', $page['body']);
+        $this->assertStringNotContainsString('data-job=', $page['body'], 'the finished job is not followed again');
+        $this->assertSame($polls, count(self::resyncGets()), 'the page did not need to ask the sidecar how the job ended');
+    }
+
+    /** @return string[] paths of the signed GET /v1/resync/{id} the receiver answered */
+    private static function resyncGets(): array
+    {
+        return array_values(array_filter(
+            array_column(self::$receiver->recorded()['gets'], 'path'),
+            static fn($p) => preg_match('#^/v1/resync/[^/]+$#', $p) === 1
+        ));
     }
 }
