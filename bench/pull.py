@@ -20,21 +20,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import requests
-
-from keycrm_bridge import signing
 from keycrm_bridge.clock import AcceleratedClock
 from keycrm_bridge.simulator.testing import SimulatorProcess
 from keycrm_bridge.woo_peer.testing import WooPeerProcess
 
-from _procs import SECRET, Web, Worker, bridge_env, wait_until
+from _procs import SECRET, Processes, Web, Worker, bridge_env, wait_until
 
 TOKEN = "bench-webhook-token-0123456789"
 
 
-class Stack:
+class Stack(Processes):
     def __init__(self, tmp: Path, n: int, clock_spec: str | None, **env: str) -> None:
-        self.sim = SimulatorProcess(clock=clock_spec, rate=60).start()
+        super().__init__(SimulatorProcess(clock=clock_spec, rate=60).start())
         self.sim.control.seed(count=n, quantity=10)
         e = bridge_env(tmp / "db.sqlite3", self.sim.api_url, SYNC_MODE="keycrm", KEYCRM_WEBHOOK_TOKEN=TOKEN,
                        LOG_LEVEL="WARNING", **env)
@@ -48,13 +45,9 @@ class Stack:
         self.worker = Worker(e, tmp / "worker.log").start()
 
     def woo(self, sku: str) -> float:
-        return self.peer.control.product(sku)["stock_quantity"]  # type: ignore[index]
-
-    def stop(self) -> None:
-        self.worker.stop()
-        self.web.stop()
-        self.peer.stop()
-        self.sim.stop()
+        stock = self.woo_stock(sku)
+        assert stock is not None, sku
+        return stock
 
 
 def p95(xs: list[float]) -> float:
@@ -131,7 +124,7 @@ def main() -> int:
 
 def _sweep_done(s: Stack, clock: AcceleratedClock) -> dict | None:
     # The sidecar checks signatures against its (accelerated) clock.
-    r = requests.get(s.web.url + "/v1/status", headers=signing.signed_headers(SECRET, b"", clock.now()), timeout=10)
+    r = s.signed("GET", "/v1/status", now=clock.now())
     r.raise_for_status()
     return r.json().get("sweep")
 

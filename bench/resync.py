@@ -31,29 +31,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-import requests
-
-from keycrm_bridge import signing
 from keycrm_bridge.clock import AcceleratedClock
 from keycrm_bridge.simulator.testing import SimulatorProcess
 from keycrm_bridge.woo_peer.testing import WooPeerProcess
 
-from _procs import SECRET, Web, Worker, bridge_env, wait_until
+from _procs import SECRET, Processes, Web, Worker, bridge_env, wait_until
 
 PER_MINUTE = 60
 
 
-class Bench:
+class Bench(Processes):
     def __init__(self, tmp: Path, n: int, drift: int, factor: float, mode: str, rate: int = PER_MINUTE) -> None:
         self.tmp, self.n, self.drift, self.mode, self.rate = tmp, n, drift, mode, rate
         tmp.mkdir(parents=True, exist_ok=True)
         origin = time.time()
         self.spec = f"accelerated:{factor}:{origin}"
         self.clock = AcceleratedClock(factor, origin)
-        self.sim = SimulatorProcess(rate=rate, clock=self.spec)
-        self.peer: WooPeerProcess | None = None
-        self.web: Web | None = None
-        self.worker: Worker | None = None
+        super().__init__(SimulatorProcess(rate=rate, clock=self.spec))
 
     def start(self) -> Bench:
         t0 = time.monotonic()
@@ -76,19 +70,8 @@ class Bench:
         print(f"  {self.n} SKUs seeded and the bridge started in {time.monotonic() - t0:.1f} s", flush=True)
         return self
 
-    def stop(self) -> None:
-        for p in (self.worker, self.web):
-            if p:
-                p.stop()
-        if self.peer:
-            self.peer.stop()
-        self.sim.stop()
-
     def call(self, method: str, path: str, body: Any = None) -> Any:
-        raw = b"" if body is None else json.dumps(body).encode()
-        assert self.web is not None
-        r = requests.request(method, self.web.url + path, data=raw or None, timeout=30,
-                             headers=signing.signed_headers(SECRET, raw, self.clock.now()))
+        r = self.signed(method, path, body, now=self.clock.now())  # the sidecar's accelerated clock
         r.raise_for_status()
         return r.json()
 

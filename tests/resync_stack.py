@@ -3,24 +3,19 @@ the S12 catalogue (2,000 SKUs: 300 drifted, 20 on one side only, 5 duplicated) a
 
 from __future__ import annotations
 
-import json
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from keycrm_bridge import signing
 from keycrm_bridge.simulator.testing import SimulatorProcess
 from keycrm_bridge.woo_peer.testing import WooPeerProcess
 
 from bridge import SECRET, Web, Worker, bridge_env, wait_until
+from stack import Processes, simple
 
-
-def simple(sku: str, qty: int | None, **kw: Any) -> dict[str, Any]:
-    return {"name": f"Product {sku}", "sku": sku, "regular_price": "100.00", "manage_stock": qty is not None,
-            "stock_quantity": qty, **kw}
+__all__ = ["ResyncStack", "S12Catalogue", "simple"]
 
 
 class S12Catalogue:
@@ -58,26 +53,20 @@ class S12Catalogue:
         return rows
 
 
-class ResyncStack:
+class ResyncStack(Processes):
     """``plugin=False``: the shop has no plugin yet (no events), which is how a first resync finds it."""
 
     def __init__(self, tmp: Path, mode: str = "keycrm", *, plugin: bool = False, rate: int = 6000,
                  **env: str) -> None:
+        super().__init__(SimulatorProcess(rate=rate))
         self.tmp, self.mode, self.plugin, self.rate = tmp, mode, plugin, rate
         self.extra = env
-        self.sim = SimulatorProcess(rate=rate)
-        self.peer: WooPeerProcess | None = None
-        self.web: Web | None = None
-        self.worker: Worker | None = None
         self.env: dict[str, str] = {}
         self.secret = env.get("BRIDGE_SHARED_SECRET", SECRET)
 
     def start(self, keycrm: list[dict[str, Any]], woo: list[dict[str, Any]], worker: bool = True) -> ResyncStack:
         self.sim.start()
-        if keycrm and "offers" in keycrm[0]:
-            self.sim.control.seed(products=keycrm)
-        elif keycrm:
-            self.sim.control.seed(offers=keycrm)
+        self.seed_keycrm(keycrm)
         base = bridge_env(self.tmp / "db.sqlite3", self.sim.api_url, SYNC_MODE=self.mode,
                           KEYCRM_RATE_PER_MINUTE=str(self.rate), SWEEP_PAGE_INTERVAL_S="0",
                           ORDER_POLL_INTERVAL_S="3600", KEYCRM_TIMEOUT_S="3", WOO_SKUMAP_REFRESH_S="0",
@@ -95,21 +84,10 @@ class ResyncStack:
         self.worker = Worker(self.env, self.tmp / "worker.log").start()
         return self.worker
 
-    def stop(self) -> None:
-        for p in (self.worker, self.web):
-            if p:
-                p.stop()
-        if self.peer:
-            self.peer.stop()
-        self.sim.stop()
-
     # -- the sidecar's API, signed like the plugin signs -----------------------------------------
 
     def call(self, method: str, path: str, body: Any = None) -> requests.Response:
-        raw = b"" if body is None else json.dumps(body).encode()
-        headers = signing.signed_headers(self.secret, raw, time.time())
-        assert self.web is not None
-        return requests.request(method, self.web.url + path, data=raw or None, headers=headers, timeout=30)
+        return self.signed(method, path, body, secret=self.secret)
 
     def start_resync(self, dry_run: bool, **flags: Any) -> str:
         r = self.call("POST", "/v1/resync", {"dry_run": dry_run, **flags})
@@ -134,10 +112,6 @@ class ResyncStack:
 
     # -- observations ------------------------------------------------------------------------------
 
-    def woo_stock(self, sku: str) -> float | None:
-        assert self.peer is not None
-        p = self.peer.control.product(sku)
-        return None if p is None else p["stock_quantity"]
 
     def woo_stock_writes(self) -> Counter[int]:
         """How often each WooCommerce product id was in a stock write the peer applied."""

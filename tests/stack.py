@@ -3,10 +3,14 @@ acting as the shop and its plugin (it POSTs signed event batches to the sidecar)
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
 
+import requests
+
+from keycrm_bridge import signing
 from keycrm_bridge.simulator.testing import SimulatorProcess
 from keycrm_bridge.woo_peer.testing import WooPeerProcess
 
@@ -15,20 +19,59 @@ from bridge import SECRET, Web, Worker, bridge_env, get_status, wait_until
 TOKEN = "webhook-token-0123456789abcdef"
 
 
-class Stack:
-    def __init__(self, tmp: Path, mode: str, *, webhook: bool = True, **env: str) -> None:
-        self.tmp, self.mode, self.webhook = tmp, mode, webhook
-        self.extra = env
-        self.sim = SimulatorProcess()
+def simple(sku: str, qty: int | None, **kw: Any) -> dict[str, Any]:
+    """A simple WooCommerce product for the peer's seed (``qty`` None: stock not managed)."""
+    return {"name": f"Product {sku}", "sku": sku, "regular_price": "100.00", "manage_stock": qty is not None,
+            "stock_quantity": qty, **kw}
+
+
+class Processes:
+    """The four processes of a bridge test or bench; subclasses say how they start."""
+
+    def __init__(self, sim: SimulatorProcess) -> None:
+        self.sim = sim
         self.web: Web | None = None
         self.peer: WooPeerProcess | None = None
         self.worker: Worker | None = None
 
+    def seed_keycrm(self, rows: list[dict[str, Any]]) -> None:
+        """Offers (``{"sku", "quantity", …}``) or products with offers (``{"name", "offers": […]}``)."""
+        if rows and "offers" in rows[0]:
+            self.sim.control.seed(products=rows)
+        elif rows:
+            self.sim.control.seed(offers=rows)
+
+    def signed(self, method: str, path: str, body: Any = None, *, secret: str = SECRET,
+               now: float | None = None) -> requests.Response:
+        """A call to the sidecar's API, signed as the plugin signs (``now``: the sidecar's clock)."""
+        raw = b"" if body is None else json.dumps(body).encode()
+        assert self.web is not None
+        headers = signing.signed_headers(secret, raw, time.time() if now is None else now)
+        return requests.request(method, self.web.url + path, data=raw or None, headers=headers, timeout=30)
+
+    def woo_stock(self, sku: str) -> float | None:
+        assert self.peer is not None
+        p = self.peer.control.product(sku)
+        return None if p is None else p["stock_quantity"]
+
+    def stop(self) -> None:
+        for p in (self.worker, self.web):
+            if p:
+                p.stop()
+        if self.peer:
+            self.peer.stop()
+        self.sim.stop()
+
+
+class Stack(Processes):
+    def __init__(self, tmp: Path, mode: str, *, webhook: bool = True, **env: str) -> None:
+        super().__init__(SimulatorProcess())
+        self.tmp, self.mode, self.webhook = tmp, mode, webhook
+        self.extra = env
+
     def start(self, keycrm: list[dict[str, Any]], woo: list[dict[str, Any]]) -> Stack:
         self.sim.start()
-        self.sim.control.seed(offers=keycrm) if keycrm and "offers" not in keycrm[0] else None
-        if keycrm and "offers" in keycrm[0]:
-            self.sim.control.seed(products=keycrm)
+        self.seed_keycrm(keycrm)
         base = bridge_env(self.tmp / "db.sqlite3", self.sim.api_url, SYNC_MODE=self.mode,
                           KEYCRM_WEBHOOK_TOKEN=TOKEN, PUSH_DEBOUNCE_S="0.1", PUSH_MAX_WAIT_S="0.5",
                           ORDER_POLL_INTERVAL_S="2", SWEEP_PAGE_INTERVAL_S="0", LOG_LEVEL="INFO")
@@ -42,19 +85,7 @@ class Stack:
         self.worker = Worker(self.env, self.tmp / "worker.log").start()
         return self
 
-    def stop(self) -> None:
-        for p in (self.worker, self.web):
-            if p:
-                p.stop()
-        if self.peer:
-            self.peer.stop()
-        self.sim.stop()
-
     # -- observations ------------------------------------------------------------------------
-
-    def woo_stock(self, sku: str) -> float | None:
-        p = self.peer.control.product(sku)  # type: ignore[union-attr]
-        return None if p is None else p["stock_quantity"]
 
     def kc_sellable(self, sku: str) -> float:
         return self.sim.control.sellable(sku)

@@ -6,15 +6,8 @@ sidecar as a signed event batch, with cause `sidecar` when the sidecar's marked 
 
 import pytest
 
-from keycrm_bridge import signing
-
 from bridge import wait_until
-from stack import Stack
-
-
-def simple(sku, qty, **kw):
-    return {"name": f"Product {sku}", "sku": sku, "regular_price": "100.00", "manage_stock": True,
-            "stock_quantity": qty, **kw}
+from stack import Stack, simple
 
 
 @pytest.fixture
@@ -102,10 +95,7 @@ def test_s5_concurrent_edits_on_both_sides_both_survive(stack):
 
 
 def _agreed(stack, sku):
-    import requests
-    r = requests.get(f"{stack.web.url}/v1/skus/{sku}", headers=signing.signed_headers(
-        "test-shared-secret-0123456789", b"", __import__("time").time()), timeout=5)
-    return r.json()["agreed"]
+    return stack.signed("GET", f"/v1/skus/{sku}").json()["agreed"]
 
 
 @pytest.mark.parametrize("stack", ["keycrm", "two-way"], indirect=True)
@@ -160,11 +150,7 @@ def test_s13_a_cycle_that_empties_the_shop_is_held_until_confirmed(stack):
     hold = st["guard_holds"][0]
     assert sorted(hold["skus"]) == sorted(skus[:12])
     assert all(stack.woo_stock(s) == 10 for s in skus), "held cycle was applied anyway"
-    import requests
-    body = b""
-    r = requests.post(f"{stack.web.url}/v1/guards/{hold['id']}/confirm", data=body,
-                      headers=signing.signed_headers("test-shared-secret-0123456789", body, __import__("time").time()),
-                      timeout=5)
+    r = stack.signed("POST", f"/v1/guards/{hold['id']}/confirm")
     assert r.status_code == 202
     wait_until(lambda: all(stack.woo_stock(s) == 0 for s in skus[:12]), timeout=15, what="confirmed cycle applied")
     assert all(stack.woo_stock(s) == 10 for s in skus[12:])
