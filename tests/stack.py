@@ -94,17 +94,22 @@ class Stack(Processes):
         return get_status(self.web.url)  # type: ignore[union-attr]
 
     def settle(self, timeout: float = 20.0) -> dict[str, Any]:
-        """Wait until the bridge has nothing left to do: plugin outbox sent, queue empty, nothing dirty."""
+        """Wait until nothing is left to do anywhere: every hook and webhook delivered, the sidecar's queues
+        (plugin batches, changes, KeyCRM webhooks) empty and no SKU waiting for a decision.
+
+        Each hand-over raises the next count before it lowers its own (the peer's outbox until the sidecar
+        stored the batch, a claimed change until its SKU is marked dirty, a dirty SKU until its writes are
+        answered, and a write's hook or webhook is queued before the write is answered), so one look at
+        which all of them are zero means the bridge is at rest.
+        """
         def idle() -> dict[str, Any] | None:
             ev = self.peer.control.events()  # type: ignore[union-attr]
+            hooks = self.sim.control.webhook_status()["pending"]
             st = self.status()
-            if ev["pending"] == 0 and st["queue_depth"] == 0 and st["dirty_skus"] == 0:
+            if ev["pending"] == 0 and hooks == 0 and st["queue_depth"] == 0 and st["dirty_skus"] == 0:
                 return st
             return None
-        first = wait_until(idle, timeout=timeout, what="bridge idle")
-        # Twice, a debounce apart: a round in flight when we first looked may still write.
-        time.sleep(0.3)
-        return wait_until(idle, timeout=timeout, what="bridge idle") or first
+        return wait_until(idle, timeout=timeout, what="bridge idle")
 
     def woo_writes(self, since: int = 0) -> list[dict[str, Any]]:
         """Stock writes the bridge made to WooCommerce (marked REST writes)."""

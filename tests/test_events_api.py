@@ -181,3 +181,22 @@ def test_fast_validator_agrees_with_the_reference(batch):
     # Ingest uses the compiled validator; jsonschema (draft 2020-12) is the reference for the schema.
     from keycrm_bridge.events import reference_schema_errors, schema_errors
     assert (schema_errors(batch) == []) == (reference_schema_errors(batch) == [])
+
+
+def test_webhook_token_and_secrets_never_reach_the_log(tmp_path):
+    token = "webhook-secret-token-abcdef0123"
+    log = tmp_path / "web.log"
+    w = Web(bridge_env(tmp_path / "db.sqlite3", KEYCRM_WEBHOOK_TOKEN=token, LOG_LEVEL="DEBUG"), log).start()
+    try:
+        rows = [{"offer_id": 1, "sku": "W-1", "in_stock": 5, "in_reserve": 1}]
+        assert requests.post(f"{w.url}/v1/keycrm/webhook/{token}", json=rows, timeout=5).status_code == 202
+        assert requests.post(f"{w.url}/v1/keycrm/webhook/wrong-token-000000000", json=rows,
+                             timeout=5).status_code == 404
+        assert requests.post(f"{w.url}/v1/keycrm/webhook/{token}", data=b"[1]", timeout=5).status_code == 422
+        assert post_events(w.url, [event("W-1", 2)]).status_code == 202
+        assert raw_post(w, b"{}", signed(b"{}", secret="a-wrong-secret-00000")).status_code == 401
+    finally:
+        w.stop()
+    text = log.read_text()
+    assert "/v1/keycrm/webhook/[redacted]" in text  # the request is logged, its token is not
+    assert token not in text and SECRET not in text and "sim-key" not in text

@@ -36,6 +36,7 @@ def cmd_web(args: argparse.Namespace) -> int:
 def gunicorn_args(settings: Settings) -> list[str]:
     return ["--bind", settings.bind, "--workers", str(settings.web_workers), "--worker-class", "sync",
             "--timeout", "30", "--graceful-timeout", "10", "--access-logfile", "-",
+            "--logger-class", "keycrm_bridge.access_log.RedactingLogger",
             "--access-logformat", '{"ts":"%(t)s","level":"info","logger":"access","method":"%(m)s",'
             '"path":"%(U)s","status":%(s)s,"ms":%(M)s}',
             "keycrm_bridge.wsgi:app"]

@@ -47,7 +47,7 @@ class PullSources:
     # -- (a) webhook -----------------------------------------------------------------------------
 
     def absorb_webhooks(self, limit: int = 200) -> int:
-        batches = self.store.take_keycrm_inbox(limit)
+        last_id, batches = self.store.peek_keycrm_inbox(limit)
         if not batches:
             return 0
         now = self.clock.now()
@@ -74,6 +74,7 @@ class PullSources:
                 f"UPDATE keycrm_stock SET fetched_at = 0 WHERE sku IN ({','.join('?' * len(stale))})",
                 stale)
         self.ledger.observe_keycrm(sellable, now, "webhook")
+        self.store.drop_keycrm_inbox(last_id)
         self.store.set_meta("last_webhook_at", now)
         return len(sellable)
 

@@ -235,13 +235,18 @@ class Store:
         self.conn.execute("INSERT INTO keycrm_inbox (received_at, body) VALUES (?, ?)",
                           (now, json.dumps(rows, separators=(",", ":"))))
 
-    def take_keycrm_inbox(self, limit: int = 200) -> list[tuple[float, list[dict[str, Any]]]]:
-        """Webhook bodies in arrival order, removed as they are taken (the ledger keeps what matters)."""
-        with self.transaction() as c:
-            rows = c.execute("SELECT id, received_at, body FROM keycrm_inbox ORDER BY id LIMIT ?", (limit,)).fetchall()
-            if rows:
-                c.execute("DELETE FROM keycrm_inbox WHERE id <= ?", (rows[-1]["id"],))
-        return [(r["received_at"], json.loads(r["body"])) for r in rows]
+    def peek_keycrm_inbox(self, limit: int = 200) -> tuple[int, list[tuple[float, list[dict[str, Any]]]]]:
+        """(last id, webhook bodies in arrival order); ``drop_keycrm_inbox(last id)`` once they are absorbed,
+        so a worker killed in between absorbs them again (absorbing is idempotent) instead of losing them."""
+        rows = self.conn.execute("SELECT id, received_at, body FROM keycrm_inbox ORDER BY id LIMIT ?",
+                                 (limit,)).fetchall()
+        return (rows[-1]["id"] if rows else 0), [(r["received_at"], json.loads(r["body"])) for r in rows]
+
+    def drop_keycrm_inbox(self, upto_id: int) -> None:
+        self.conn.execute("DELETE FROM keycrm_inbox WHERE id <= ?", (upto_id,))
+
+    def keycrm_inbox_rows(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM keycrm_inbox").fetchone()[0])
 
     def prune(self, before: float) -> dict[str, int]:
         """Forget finished work older than ``before``; what is still pending is never touched."""
@@ -276,7 +281,8 @@ class Store:
         _, inbox_events, inbox_oldest = self.inbox_stats()
         oldest = min((t for t in (row[1], inbox_oldest) if t is not None), default=None)
         return {
-            "queue_depth": int(row[0]) + inbox_events,
+            # KeyCRM webhooks not absorbed yet are waiting work too.
+            "queue_depth": int(row[0]) + inbox_events + self.keycrm_inbox_rows(),
             "oldest_pending_age_s": round(now - oldest, 3) if oldest is not None else None,
             "inbox_events": inbox_events,
         }
