@@ -35,11 +35,12 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 def gunicorn_args(settings: Settings) -> list[str]:
     return ["--bind", settings.bind, "--workers", str(settings.web_workers), "--worker-class", "sync",
-            "--timeout", "30", "--graceful-timeout", "10", "--access-logfile", "-",
-            "--logger-class", "keycrm_bridge.access_log.RedactingLogger",
-            "--access-logformat", '{"ts":"%(t)s","level":"info","logger":"access","method":"%(m)s",'
-            '"path":"%(U)s","status":%(s)s,"ms":%(M)s}',
-            "keycrm_bridge.wsgi:app"]
+            "--timeout", "30", "--graceful-timeout", "10",
+            *GUNICORN_LOGGING, "keycrm_bridge.wsgi:app"]
+
+
+# Error and access logs as JSON lines (logconfig_dict and the logger class live in access_log.py).
+GUNICORN_LOGGING = ("--config", "python:keycrm_bridge.access_log", "--log-level", "info")
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

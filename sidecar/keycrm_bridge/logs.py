@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 _SECRET_WORDS = ("secret", "api_key", "token", "authorization", "password")
+_WEBHOOK = re.compile(r"(/v1/keycrm/webhook/)[^/?\s\"']+")
+
+
+def redact(text: str) -> str:
+    """The KeyCRM webhook URL carries its token in the path: never let it reach a log line."""
+    return _WEBHOOK.sub(r"\1[redacted]", text)
 
 
 class JsonFormatter(logging.Formatter):
@@ -17,14 +24,14 @@ class JsonFormatter(logging.Formatter):
             "ts": round(record.created, 3),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
         }
         for key, value in vars(record).items():
             if key in _RESERVED or key.startswith("_"):
                 continue
             out[key] = "[redacted]" if any(w in key.lower() for w in _SECRET_WORDS) else value
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+            out["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
