@@ -6,7 +6,9 @@
  * Description:          Sends every WooCommerce stock and product change, with its cause, to the keycrm-bridge sidecar.
  * Version:              0.1.0
  * Requires at least:    6.1
+ * Tested up to:         7.0
  * Requires PHP:         8.1
+ * Requires Plugins:     woocommerce
  * Author:               keycrm-bridge
  * License:              GPL-2.0-or-later
  * License URI:          https://www.gnu.org/licenses/gpl-2.0.html

@@ -50,14 +50,21 @@ final class DeliveryTest extends BridgeTestCase
         // The shopper's response does not wait for the sidecar (sent after fastcgi_finish_request).
         $this->assertLessThan(self::TIMEOUT, $response['seconds'], 'response waited for the sidecar');
 
-        $this->waitUntil(fn() => $this->outboxCount() === 1, 15, 'the event in the outbox');
+        // The PHP-FPM worker writes, after the response, in this order: the outbox row, the failure
+        // state, the retry. Waiting for the row alone and then reading the state raced the worker's
+        // second write (seen with the fast 401 and 500 answers), so wait for the last write too.
+        $this->waitUntil(
+            fn() => $this->outboxCount() === 1 && ($this->freshOption(Settings::STATE)['failures'] ?? 0) === 1
+                && wp_next_scheduled(Dispatcher::FLUSH_HOOK) !== false,
+            15,
+            'the event in the outbox, the failure recorded and a retry scheduled'
+        );
         $queued = $this->outboxEvents()[0];
         $this->assertSame('stock.set', $queued['type']);
         $this->assertSame(3.0, $queued['stock_quantity']);
         $state = $this->freshOption(Settings::STATE);
         $this->assertSame(1, $state['failures']);
         $this->assertNotSame('', $state['last_error']);
-        $this->assertNotFalse(wp_next_scheduled(Dispatcher::FLUSH_HOOK), 'a retry is scheduled');
 
         // While the circuit is open, the next change queues behind without calling the sidecar.
         $batchesBefore = count(self::$receiver->recorded()['batches']);
