@@ -41,7 +41,7 @@ def ingest_rate(url: str, batch_size: int, seconds: float, threads: int = 4) -> 
             n += 1
             body = json.dumps({"events": evs}).encode()
             r = s.post(url + "/v1/events", data=body, headers=signing.signed_headers(
-                "bench-shared-secret-0123456789"[:32], body, time.time()), timeout=30)
+                "bench-shared-secret-0123456789"[:32], "POST", "/v1/events", body, time.time()), timeout=30)
             if r.status_code == 202:
                 counts[k] += batch_size
 

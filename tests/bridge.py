@@ -119,12 +119,12 @@ def event(sku: str, qty: float | None = None, *, type: str = "stock.set", cause:
 def post_events(url: str, events: list[dict[str, Any]], secret: str = SECRET, session: Any = requests,
                 now: float | None = None) -> requests.Response:
     body = json.dumps({"site": "https://shop.test", "events": events}).encode()
-    headers = signing.signed_headers(secret, body, time.time() if now is None else now)
+    headers = signing.signed_headers(secret, "POST", "/v1/events", body, time.time() if now is None else now)
     return session.post(url + "/v1/events", data=body, headers=headers, timeout=30)
 
 
 def get_status(url: str) -> dict[str, Any]:
-    headers = signing.signed_headers(SECRET, b"", time.time())
+    headers = signing.signed_headers(SECRET, "GET", "/v1/status", b"", time.time())
     r = requests.get(url + "/v1/status", headers=headers, timeout=10)
     r.raise_for_status()
     return dict(r.json())

@@ -46,7 +46,7 @@ class Processes:
         """A call to the sidecar's API, signed as the plugin signs (``now``: the sidecar's clock)."""
         raw = b"" if body is None else json.dumps(body).encode()
         assert self.web is not None
-        headers = signing.signed_headers(secret, raw, time.time() if now is None else now)
+        headers = signing.signed_headers(secret, method, path, raw, time.time() if now is None else now)
         return requests.request(method, self.web.url + path, data=raw or None, headers=headers, timeout=30)
 
     def woo_stock(self, sku: str) -> float | None:

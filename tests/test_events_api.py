@@ -68,8 +68,8 @@ def test_resend_is_accepted_and_applied_once(web):
     assert counts(web.db) == (0, before[1] + 2, before[2] + 2)
 
 
-def signed(body: bytes, ts=None, secret=SECRET):
-    return signing.signed_headers(secret, body, time.time() if ts is None else ts)
+def signed(body: bytes, ts=None, secret=SECRET, method="POST", target="/v1/events"):
+    return signing.signed_headers(secret, method, target, body, time.time() if ts is None else ts)
 
 
 @pytest.mark.parametrize("case,status", [
@@ -83,7 +83,7 @@ def test_bad_input_gets_its_answer_and_stores_nothing(web, case, status):
     if case == "unsigned":
         headers = {"Content-Type": "application/json"}
     elif case == "bad_signature":
-        headers[signing.SIGNATURE_HEADER] = "sha256=" + "0" * 64
+        headers[signing.SIGNATURE_HEADER] = "v2=" + "0" * 64
     elif case == "wrong_secret":
         headers = signed(good, secret="another-secret-entirely")
     elif case == "stale_replay":
@@ -163,7 +163,7 @@ bodies = st.one_of(
 @settings(max_examples=1200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(body=bodies, sign=st.sampled_from(["good", "none", "bad", "stale"]))
 def test_fuzz_events_never_500(web, body, sign):
-    headers = {"good": signed(body), "none": {}, "bad": {**signed(body), signing.SIGNATURE_HEADER: "sha256=00"},
+    headers = {"good": signed(body), "none": {}, "bad": {**signed(body), signing.SIGNATURE_HEADER: "v2=00"},
                "stale": signed(body, ts=time.time() - 3600)}[sign]
     before = counts(web.db)
     r = raw_post(web, body, headers)

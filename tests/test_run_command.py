@@ -54,12 +54,12 @@ def test_run_without_keys_starts_simulator_web_and_worker(tmp_path):
         url = ready["sidecar_url"]
         wait_until(lambda: _up(url), what="sidecar up")
         body = json.dumps({"events": [event("SKU-000001", 3)]}).encode()
-        r = requests.post(url + "/v1/events", data=body, headers=signing.signed_headers(secret, body, time.time()),
+        r = requests.post(url + "/v1/events", data=body, headers=signing.signed_headers(secret, "POST", "/v1/events", body, time.time()),
                           timeout=5)
         assert r.status_code == 202
 
         def pushed():
-            st = requests.get(url + "/v1/status", headers=signing.signed_headers(secret, b"", time.time()),
+            st = requests.get(url + "/v1/status", headers=signing.signed_headers(secret, "GET", "/v1/status", b"", time.time()),
                               timeout=5).json()
             return st["queue_depth"] == 0 and st["last_keycrm_success_at"] and st
         wait_until(pushed, timeout=30, what="the event pushed to the embedded simulator")

@@ -54,7 +54,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Flask:
     def _request_id() -> None:
         g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
 
-    last_seen = {"ok": 0.0, "fail": 0.0}
+    last_seen = {"ok": 0.0, "fail": 0.0, "legacy": 0.0}
 
     def _remember(ok: bool, reason: str = "") -> None:
         # What doctor and the status page need to tell "wrong shared secret" from "no plugin yet";
@@ -69,6 +69,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Flask:
     def _unsigned(body: bytes) -> tuple[Response, int] | None:
         reason = signing.verify(
             settings.shared_secret,
+            request.method,
+            request.path,
+            request.query_string.decode("utf-8", "replace"),
             request.headers.get(signing.TIMESTAMP_HEADER),
             request.headers.get(signing.SIGNATURE_HEADER),
             body,
@@ -81,6 +84,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Flask:
                 _remember(False, reason)
             return _error(401, "unauthorized", reason)
         _remember(True)
+        legacy = (request.headers.get(signing.SIGNATURE_HEADER) or "").strip().startswith(signing.LEGACY_PREFIX)
+        if legacy and clock.now() - last_seen["legacy"] >= 10:
+            last_seen["legacy"] = clock.now()
+            log.warning("old signature form accepted on /v1/events: upgrade the plugin",
+                        extra={"request_id": g.request_id})
         return None
 
     @app.errorhandler(HTTPException)

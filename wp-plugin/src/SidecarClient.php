@@ -56,7 +56,7 @@ final class SidecarClient
         if ($this->baseUrl === '' || $this->secret === '') {
             return new SidecarResponse(SidecarResponse::RETRY, 0, null, 'not configured');
         }
-        $response = wp_remote_request($this->baseUrl . $path, $this->args('GET', '', $timeout) + [
+        $response = wp_remote_request($this->baseUrl . $path, $this->args('GET', $path, '', $timeout) + [
             'stream' => true,
             'filename' => $file,
         ]);
@@ -75,7 +75,7 @@ final class SidecarClient
         if ($this->baseUrl === '' || $this->secret === '') {
             return new SidecarResponse(SidecarResponse::RETRY, 0, null, 'not configured');
         }
-        $response = wp_remote_request($this->baseUrl . $path, $this->args($method, $body, $timeout));
+        $response = wp_remote_request($this->baseUrl . $path, $this->args($method, $path, $body, $timeout));
         if (is_wp_error($response)) {
             return new SidecarResponse(SidecarResponse::RETRY, 0, null, $response->get_error_message());
         }
@@ -91,10 +91,10 @@ final class SidecarClient
         return $this->failure($status, $raw);
     }
 
-    /** @return array<string, mixed> wp_remote_request arguments of a signed call with raw body $body. */
-    private function args(string $method, string $body, float $timeout): array
+    /** @return array<string, mixed> wp_remote_request arguments of the signed call $method $path with raw body $body. */
+    private function args(string $method, string $path, string $body, float $timeout): array
     {
-        $headers = Signer::headers($this->secret, $body);
+        $headers = Signer::headers($this->secret, $method, $path, $body);
         $headers['User-Agent'] = 'keycrm-bridge-plugin/' . KCB_VERSION;
         if ($body !== '') {
             $headers['Content-Type'] = 'application/json';

@@ -19,12 +19,14 @@ import argparse
 import hashlib
 import hmac
 import json
+import re
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 from jsonschema import Draft202012Validator
 
@@ -87,14 +89,18 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(raw)
 
     def _signature_problem(self, body: bytes) -> str | None:
+        """The contract's v2 rule, written out here on its own so that it checks the PHP independently."""
         ts = self.headers.get("X-Bridge-Timestamp", "")
         sig = self.headers.get("X-Bridge-Signature", "")
-        if not ts.isdigit() or not sig.startswith("sha256="):
+        if not re.fullmatch(r"[0-9]{1,12}", ts) or not sig.startswith("v2="):
             return "missing signature"
         if abs(time.time() - int(ts)) > WINDOW_S:
             return "stale timestamp"
-        expected = hmac.new(self.state.secret, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, sig[len("sha256="):]):
+        path, _, query = self.path.partition("?")
+        canonical = quote(unquote(path), safe="/")
+        message = f"v2\n{self.command}\n{canonical}\n{query}\n{ts}\n".encode() + body
+        expected = hmac.new(self.state.secret, message, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, sig[len("v2="):]):
             return "bad signature"
         return None
 

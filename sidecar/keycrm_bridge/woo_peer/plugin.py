@@ -7,8 +7,6 @@ for the sidecar; a batch that fails is retried before any later one, so order pe
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import itertools
 import json
 import logging
@@ -20,6 +18,7 @@ from typing import Any
 
 import requests
 
+from .. import signing
 from .catalog import Product
 
 log = logging.getLogger("keycrm_bridge.woo_peer.plugin")
@@ -56,8 +55,6 @@ def product_snapshot(p: Product) -> dict[str, Any]:
     }
 
 
-def sign_body(secret: str, timestamp: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
 class EventFactory:
@@ -225,7 +222,7 @@ class EventSender:
         headers = {
             "Content-Type": "application/json",
             "X-Bridge-Timestamp": timestamp,
-            "X-Bridge-Signature": sign_body(secret, timestamp, body),
+            "X-Bridge-Signature": signing.sign(secret, "POST", "/v1/events", timestamp, body),
             "User-Agent": f"keycrm-bridge-plugin/{PLUGIN_VERSION}",
         }
         try:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import queue
@@ -18,6 +16,7 @@ from typing import IO, Any
 
 import requests
 
+from .. import signing
 from ..clock import Clock, SystemClock
 from .server import PeerServer, WooPeer
 
@@ -336,7 +335,7 @@ class EventReceiver:
     """A stand-in for the sidecar's POST /v1/events: checks the signature, records, answers 202.
 
     ``fail_next`` answers that many batches with ``fail_status`` first (to test the plugin's
-    in-order retries). Signature rule: HMAC-SHA256(secret, timestamp + "." + body), ±300 s.
+    in-order retries). Signature rule: the sidecar's (``signing.verify``), ±300 s.
     """
 
     def __init__(self, secret: str, *, clock: Clock | None = None, fail_next: int = 0, fail_status: int = 503) -> None:
@@ -377,11 +376,7 @@ class EventReceiver:
     def _receive(self, path: str, timestamp: str, signature: str, body: bytes) -> int:
         if path.rstrip("/") != "/v1/events":
             return 404
-        expected = (
-            "sha256=" + hmac.new(self.secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-        )
-        fresh = timestamp.isdigit() and abs(int(timestamp) - self.clock.now()) <= 300
-        ok = fresh and hmac.compare_digest(expected, signature)
+        ok = signing.verify(self.secret, "POST", "/v1/events", "", timestamp, signature, body, self.clock.now()) is None
         try:
             payload = json.loads(body)
         except ValueError:

@@ -104,7 +104,7 @@ final class ResyncReportTest extends BridgeTestCase
     private function straightFromReceiver(string $path): string
     {
         $headers = ['User-Agent: phpunit-direct'];
-        foreach (Signer::headers(self::SECRET, '') as $name => $value) {
+        foreach (Signer::headers(self::SECRET, 'GET', $path, '') as $name => $value) {
             $headers[] = $name . ': ' . $value;
         }
         $direct = Http::request('GET', self::$receiver->url() . $path, null, $headers);

@@ -197,6 +197,29 @@ final class HooksTest extends BridgeTestCase
         $this->deliver();
     }
 
+    /** The same vectors as the sidecar's signing module computes: both ends sign one request the same way. */
+    public function testSignatureBindsMethodPathQueryTimeAndBody(): void
+    {
+        $get = Signer::headers('s3cret', 'GET', '/v1/resync/rs%201?x=a%20b', '', 1764201600);
+        $this->assertSame('1764201600', $get['X-Bridge-Timestamp']);
+        $this->assertSame('v2=3a7fa88b75382ac3d0f60dd774a0ee02d44ed48e627cd77f4b6d955b158ece53', $get['X-Bridge-Signature']);
+        $post = Signer::headers('s3cret', 'POST', '/v1/events', '{"events":[]}', 1764201600);
+        $this->assertSame('v2=c797716300bc482d4dc1ecc711be9fc5fef02df0f20e6665115039c29c33b2c0', $post['X-Bridge-Signature']);
+
+        $now = 1764201600;
+        $sig = $post['X-Bridge-Signature'];
+        $this->assertNull(Signer::verify('s3cret', 'POST', '/v1/events', '', '1764201600', $sig, '{"events":[]}', $now));
+        $this->assertSame('bad signature', Signer::verify('s3cret', 'POST', '/v1/status', '', '1764201600', $sig, '{"events":[]}', $now));
+        $this->assertSame('bad signature', Signer::verify('s3cret', 'GET', '/v1/events', '', '1764201600', $sig, '{"events":[]}', $now));
+        $this->assertSame('bad signature', Signer::verify('s3cret', 'POST', '/v1/events', 'a=1', '1764201600', $sig, '{"events":[]}', $now));
+        $this->assertSame('bad signature', Signer::verify('s3cret', 'POST', '/v1/events', '', '1764201600', $sig, '{"events":[1]}', $now));
+        $this->assertSame('malformed timestamp', Signer::verify('s3cret', 'POST', '/v1/events', '', "\u{00B2}", $sig, '', $now));
+        $this->assertSame(
+            'timestamp outside the 5-minute window',
+            Signer::verify('s3cret', 'POST', '/v1/events', '', '1764201600', $sig, '{"events":[]}', $now + 301)
+        );
+    }
+
     public function testRefundWithRestockIsOrderRestoreWithOrderId(): void
     {
         $product = $this->makeSimpleProduct('HK-REFUND', 10);

@@ -1,0 +1,75 @@
+"""A small live bridge for the door's tests and the hostile bench: the KeyCRM simulator, gunicorn and
+the worker as real processes, and the one liveness check every hostile test ends with (a good change
+sent afterwards reaches KeyCRM within seconds)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from keycrm_bridge import signing
+from keycrm_bridge.simulator.testing import SimulatorProcess
+
+from bridge import SECRET, Web, Worker, bridge_env, event, post_events, wait_until
+
+TOKEN = "door-webhook-token-0123456789abcdef"
+LIVE_SKU = "LIVE-1"
+
+
+class DoorBridge:
+    """KeyCRM simulator + gunicorn + worker on one SQLite file (``woocommerce`` mode by default)."""
+
+    def __init__(self, tmp: Path, **env: str) -> None:
+        self.tmp, self.db = tmp, tmp / "db.sqlite3"
+        self.sim = SimulatorProcess().start()
+        self.sim.control.seed(offers=[{"sku": LIVE_SKU, "quantity": 10}])
+        self.env = bridge_env(self.db, self.sim.api_url, KEYCRM_WEBHOOK_TOKEN=TOKEN, PUSH_DEBOUNCE_S="0.05",
+                              PUSH_MAX_WAIT_S="0.2", LOG_LEVEL="DEBUG", **env)
+        self.web = Web(self.env, tmp / "web.log").start()
+        self.worker = Worker(self.env, tmp / "worker.log").start()
+        self._qty = itertools.count(11)
+
+    @property
+    def url(self) -> str:
+        return self.web.url
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self.web.stop()
+        self.sim.stop()
+
+    def signed(self, method: str, target: str, body: bytes = b"", **headers: str) -> requests.Response:
+        h = {**signing.signed_headers(SECRET, method, target, body, time.time()), **headers}
+        return requests.request(method, self.url + target, data=body or None, headers=h, timeout=30)
+
+    def webhook(self, body: bytes, token: str = TOKEN) -> requests.Response:
+        return requests.post(f"{self.url}/v1/keycrm/webhook/{token}", data=body,
+                             headers={"Content-Type": "application/json"}, timeout=30)
+
+    def rows(self) -> dict[str, int]:
+        """Rows of the tables the door writes to (the inbox of batches and of KeyCRM webhooks)."""
+        with sqlite3.connect(self.db) as c:
+            return {t: c.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("inbox", "keycrm_inbox")}
+
+    def good_change_arrives(self, timeout: float = 10.0) -> float:
+        """Send a good stock change now; return how long it took to reach KeyCRM (raises after ``timeout``)."""
+        qty = next(self._qty)
+        t0 = time.monotonic()
+        r = post_events(self.url, [event(LIVE_SKU, qty)])
+        assert r.status_code == 202, r.text
+        wait_until(lambda: self.sim.control.sellable(LIVE_SKU) == qty, timeout=timeout,
+                   what=f"{LIVE_SKU} = {qty} in KeyCRM")
+        return time.monotonic() - t0
+
+    def logs(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in (self.tmp / "web.log", self.tmp / "worker.log"))
+
+
+def batch(*events: dict[str, Any]) -> bytes:
+    return json.dumps({"site": "https://shop.test", "events": list(events)}).encode()
