@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test lint pytest plugin-test system-deps venv bench dist clean
+.PHONY: run test lint pytest plugin-test real-shop-test system-deps venv bench dist clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,11 @@ pytest: venv
 
 plugin-test: venv
 	bash wp-plugin/tests/run.sh
+
+## The plugin's zip on a real WordPress + WooCommerce shop with the sidecar (docs/development.md);
+## prints one line and succeeds when the shop's sources are not on this machine.
+real-shop-test: venv
+	$(BIN)/python tests/realshop/run.py
 
 bench: venv
 	$(BIN)/python bench/push.py --quick

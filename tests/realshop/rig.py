@@ -1,0 +1,82 @@
+"""Where the real shop comes from: the shared rig (real WordPress + WooCommerce on loopback), found,
+copied outside the checkout, brought up, and driven (wc/v3, wp-admin, Store API, its WP helper).
+
+Environment: KCB_RIG_SRC (the rig's scripts; default ../shared/rig beside the checkout), KCB_RIG_DIR (where
+they are copied and run; default /tmp/kcb-rig), MIRROR (bare git mirrors; default /work/.mirror).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RIG_SRC = Path(os.environ.get("KCB_RIG_SRC", ROOT.parent / "shared" / "rig"))
+RIG_DIR = Path(os.environ.get("KCB_RIG_DIR", "/tmp/kcb-rig"))
+MIRROR = Path(os.environ.get("MIRROR", "/work/.mirror"))
+WP_MIRROR = MIRROR / "johnpbloch+wordpress-core" / "repo"
+WC_MIRROR = MIRROR / "bitpoke+stack-example-wordpress" / "repo"
+# What the rig's scripts are, as opposed to what they generate beside themselves.
+_SCRIPTS = ("up.sh", "down.sh", "reset.sh", "smoke.sh", "rigwp.sh", "seed_products.py", "rig.env", "README.md",
+            "lib", "mu-plugins")
+
+
+def why_not() -> str | None:
+    """None when a real shop can be built here, else the reason in one line."""
+    if not (RIG_SRC / "up.sh").exists() and not (RIG_DIR / "up.sh").exists():
+        return f"no rig scripts at {RIG_SRC} (set KCB_RIG_SRC)"
+    for mirror in (WP_MIRROR, WC_MIRROR):
+        if not (mirror / "HEAD").exists():
+            return f"no WordPress/WooCommerce mirror at {mirror} (set MIRROR)"
+    return None
+
+
+def prepare() -> None:
+    """Copy the rig's scripts (not what they built) to RIG_DIR, then run its idempotent up.sh."""
+    RIG_DIR.mkdir(parents=True, exist_ok=True)
+    if RIG_SRC.resolve() != RIG_DIR.resolve() and (RIG_SRC / "up.sh").exists():
+        for name in _SCRIPTS:
+            src, dst = RIG_SRC / name, RIG_DIR / name
+            if src.is_dir():
+                shutil.copytree(src, dst, dirs_exist_ok=True)
+            elif src.exists():
+                shutil.copy2(src, dst)
+        subprocess.run(["chmod", "-R", "u+w", str(RIG_DIR / "lib"), str(RIG_DIR / "mu-plugins")], check=False)
+    env = {**os.environ, "MIRROR": str(MIRROR)}
+    run(["bash", str(RIG_DIR / "up.sh")], env=env, what="rig up.sh")
+    sys.path.insert(0, str(RIG_DIR / "lib"))
+    os.environ["RIG_DIR"] = str(RIG_DIR)
+
+
+def run(args: list[str], env: dict[str, str] | None = None, what: str = "", timeout: float = 900) -> str:
+    r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"{what or args[0]} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return r.stdout
+
+
+def wp_eval(php: str, scenario: str | None = None) -> str:
+    """PHP run with WordPress loaded, as www-data (the rig's stand-in for WP-CLI)."""
+    env = {**os.environ, **({"RIG_SCENARIO": scenario} if scenario else {})}
+    return run(["bash", str(RIG_DIR / "rigwp.sh"), "eval", php], env=env, what="rigwp eval").strip()
+
+
+def versions() -> str:
+    return wp_eval("echo 'WordPress ' . get_bloginfo('version') . ', WooCommerce ' . WC()->version . ', PHP ' . PHP_VERSION;")
+
+
+def set_order_storage(hpos: bool) -> str:
+    """Switch WooCommerce between its order tables (HPOS) and posts storage, as its Features screen does:
+    WooCommerce refuses while orders are out of sync, so the orders are synchronised first."""
+    value = "yes" if hpos else "no"
+    return wp_eval(
+        "$sync = wc_get_container()->get(\\Automattic\\WooCommerce\\Internal\\DataStores\\Orders\\DataSynchronizer::class);"
+        "while ($sync->get_current_orders_pending_sync_count() > 0) {"
+        " $sync->process_batch($sync->get_next_batch_to_process(100)); }"
+        f"update_option('woocommerce_custom_orders_table_enabled', '{value}');"
+        "wp_cache_flush();"
+        "echo \\Automattic\\WooCommerce\\Utilities\\OrderUtil::custom_orders_table_usage_is_enabled() ? 'hpos' : 'posts';"
+    )
