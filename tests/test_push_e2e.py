@@ -143,12 +143,11 @@ def test_s7_outage_and_twenty_sigkills_lose_nothing_and_never_go_back(tmp_path, 
     kills = 0
     try:
         while kills < 22:
-            log = tmp_path / f"worker-{kills}.log"
-            w = Worker(env, log).start()
+            seq = sim.control.last_seq()
+            w = Worker(env, tmp_path / "worker.log").start()
             # On a loaded machine the interpreter's start-up alone can outlast a fixed delay; count the
-            # random moment from the worker's first round, or no kill would ever land mid-push.
-            wait_until(lambda log=log: log.exists() and "worker started" in log.read_text(), timeout=60,
-                       what="the worker to start")
+            # random moment from the worker's first KeyCRM call, or no kill would ever land mid-push.
+            wait_until(lambda seq=seq: sim.control.last_seq() > seq, timeout=60, what="the worker's first call")
             time.sleep(rng.uniform(0.2, 1.0))  # a random moment to kill at
             w.kill()
             kills += 1
