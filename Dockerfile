@@ -1,5 +1,5 @@
 # The sidecar image: the same `keycrm-bridge` commands as the native path (README, Makefile).
-FROM python:3.11-slim-bookworm
+FROM python:3.11.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     DATABASE_PATH=/data/keycrm-bridge.sqlite3 BIND=0.0.0.0:8787
@@ -8,9 +8,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
 RUN apt-get update && apt-get install -y --no-install-recommends sqlite3 && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY sidecar ./sidecar
-RUN pip install --no-cache-dir . && useradd --system --home /data bridge && mkdir -p /data && chown bridge /data
+# The same pinned versions as `make venv` (constraints.txt).
+RUN pip install --no-cache-dir -c constraints.txt . && useradd --system --home /data bridge && mkdir -p /data && chown bridge /data
 
 USER bridge
 VOLUME ["/data"]

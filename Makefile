@@ -4,12 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test lint pytest plugin-test real-shop-test system-deps venv bench dist clean
+.PHONY: run test lint pytest plugin-test real-shop-test system-deps venv constraints bench dist clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
 venv: $(BIN)/.installed
@@ -42,6 +42,13 @@ real-shop-test: venv
 
 bench: venv
 	$(BIN)/python bench/push.py --quick
+
+## Re-pin constraints.txt (used by `make venv` and the Dockerfile) from a fresh venv after a change of
+## pyproject.toml's dependencies.
+constraints:
+	rm -rf .venv-pin && $(PY) -m venv .venv-pin && .venv-pin/bin/pip install -q -e '.[test]'
+	{ sed -n '1,2p' constraints.txt; .venv-pin/bin/pip freeze --exclude-editable | grep -v '^keycrm-bridge'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .venv-pin
 
 dist:
 	$(MAKE) -C wp-plugin dist

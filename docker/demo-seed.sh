@@ -11,7 +11,7 @@ wp eval-file /docker/demo-seed.php
 
 cat <<MSG
 demo-seed: the demo is ready.
-  Shop:   http://localhost:8080/wp-admin  (user ${WP_ADMIN_USER:-admin}, password ${WP_ADMIN_PASSWORD:-admin})
+  Shop:   http://localhost:8080/wp-admin  (user ${WP_ADMIN_USER:-admin}, password in the wp-init log)
           Products SKU-000001 … SKU-$(printf '%06d' "$DEMO_SKUS"), $DEMO_STOCK in stock on both sides.
   KeyCRM: the simulator at http://localhost:8089 (API under /v1, key sim-key). A receiving of 5:
           curl -s -X POST http://localhost:8089/__sim/receive -H 'Content-Type: application/json' \\

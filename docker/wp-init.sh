@@ -9,7 +9,12 @@ set -eu
 WP_URL="${WP_URL:-http://localhost:8080}"
 WP_TITLE="${WP_TITLE:-KeyCRM Bridge demo shop}"
 WP_ADMIN_USER="${WP_ADMIN_USER:-admin}"
-WP_ADMIN_PASSWORD="${WP_ADMIN_PASSWORD:-admin}"
+# The demo's generated wp-admin password (docker/demo-secrets.sh), or one given directly.
+if [ -n "${WP_ADMIN_PASSWORD_FILE:-}" ]; then
+    WP_ADMIN_PASSWORD="$(cat "$WP_ADMIN_PASSWORD_FILE")"
+fi
+: "${WP_ADMIN_PASSWORD:?WP_ADMIN_PASSWORD or WP_ADMIN_PASSWORD_FILE must be set}"
+WOOCOMMERCE_VERSION="${WOOCOMMERCE_VERSION:?WOOCOMMERCE_VERSION must be set (the version the real-shop suite runs)}"
 WP_ADMIN_EMAIL="${WP_ADMIN_EMAIL:-admin@example.com}"
 SIDECAR_URL="${SIDECAR_URL:-http://sidecar:8787}"
 : "${BRIDGE_SHARED_SECRET:?BRIDGE_SHARED_SECRET must be set}"
@@ -39,13 +44,17 @@ fi
 # The REST API lives under /wp-json/ only with pretty permalinks.
 wp rewrite structure '/%postname%/' >/dev/null
 
-if ! wp plugin is-installed woocommerce; then
-    say "installing WooCommerce ${WOOCOMMERCE_VERSION:-(latest)}"
-    if [ -n "${WOOCOMMERCE_VERSION:-}" ]; then
-        wp plugin install woocommerce --version="$WOOCOMMERCE_VERSION"
-    else
-        wp plugin install woocommerce
-    fi
+if [ "$(wp plugin get woocommerce --field=version 2>/dev/null || true)" != "$WOOCOMMERCE_VERSION" ]; then
+    # Pinned, from wordpress.org; a download that fails is tried again (bounded) before giving up.
+    tries=0
+    until wp plugin install woocommerce --version="$WOOCOMMERCE_VERSION" --force; do
+        tries=$((tries + 1))
+        if [ "$tries" -ge 5 ]; then
+            say "could not download WooCommerce $WOOCOMMERCE_VERSION after $tries tries"
+            exit 1
+        fi
+        sleep $((tries * 5))
+    done
 fi
 wp plugin activate woocommerce
 # A fresh WooCommerce shows a setup wizard and a "coming soon" page; a demo shop wants neither.
@@ -60,4 +69,4 @@ wp option delete kcb_secret_reveal >/dev/null 2>&1 || true
 
 wp eval-file /docker/wp-rest-key.php
 
-say "ready: shop $WP_URL (wp-admin: $WP_ADMIN_USER), plugin sends to $SIDECAR_URL"
+say "ready: shop $WP_URL (wp-admin: $WP_ADMIN_USER / $WP_ADMIN_PASSWORD), WooCommerce $WOOCOMMERCE_VERSION, plugin sends to $SIDECAR_URL"

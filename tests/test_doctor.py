@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from keycrm_bridge import doctor
 from keycrm_bridge.clock import SystemClock
@@ -142,9 +141,11 @@ def test_no_plugin_request_yet_is_a_warning_and_demo_values_are_flagged(tmp_path
     assert [(f.name, f.ok, f.warning) for f in woo] == [(doctor.WOO_URL, True, True)]
 
 
-def test_demo_values_are_the_ones_docker_compose_falls_back_to():
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    env = compose["services"]["sidecar"]["environment"]
+def test_demo_values_are_the_ones_the_demo_env_file_holds():
+    demo = {}
+    for line in (ROOT / "docker" / "demo.env").read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            demo[key] = value
     for key, value in doctor.DEMO_VALUES.items():
-        # ${KEY:-value} (empty counts as unset) or ${KEY-value} (an empty value switches it off)
-        assert env[key] in (f"${{{key}:-{value}}}", f"${{{key}-{value}}}"), key
+        assert demo[key] == value, key

@@ -45,8 +45,8 @@ EVENTS_API = "events API"
 WORKER = "worker"
 DEMO_DEFAULTS = "demo defaults"
 
-# The values docker-compose.yml falls back to so that `docker compose --profile demo up` needs no
-# setup. They are public, so a bridge reachable by others must not keep them.
+# The values docker/demo.env gives the demo (`docker compose --env-file docker/demo.env --profile demo up`)
+# so that it needs no setup. They are public, so a bridge reachable by others must not keep them.
 DEMO_VALUES = {
     "BRIDGE_SHARED_SECRET": "demo-shared-secret-please-change-me",
     "WOO_CONSUMER_SECRET": "cs_demo_keycrm_bridge_change_me",
@@ -386,7 +386,7 @@ def check_demo_defaults(settings: Settings) -> Finding:
     if not left:
         return Finding(DEMO_DEFAULTS, True, "no demo secrets in use")
     return Finding(DEMO_DEFAULTS, True, f"{', '.join(left)} still hold the public demo values of "
-                   "docker-compose.yml: fine for the demo, not for a shop others can reach",
+                   "docker/demo.env: fine for the demo, not for a shop others can reach",
                    "put your own values into .env (e.g. `openssl rand -hex 32`), then `docker compose up -d`",
                    ", ".join(left), warning=True)
 
