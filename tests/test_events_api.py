@@ -1,5 +1,6 @@
 """S15 and the ingest contract, against gunicorn over loopback."""
 
+import hashlib
 import json
 import sqlite3
 import time
@@ -51,7 +52,9 @@ def test_good_batch_is_committed_before_202(web):
     before = counts(web.db)
     r = post_events(web.url, [event("A-1", 5), event("A-2", 7)])
     assert r.status_code == 202, r.text
-    assert r.json() == {"accepted": 2}
+    assert r.json()["accepted"] == 2
+    # The acknowledgement names the batch: the plugin deletes events only when this matches its body.
+    assert r.json()["batch_sha256"] == hashlib.sha256(r.request.body).hexdigest()
     assert counts(web.db) == (before[0] + 1, before[1], before[2])  # durable before the answer
     assert expand(web.db) == (2, 0)
     assert counts(web.db) == (0, before[1] + 2, before[2] + 2)

@@ -15,7 +15,7 @@ function kcb_uninstall_site(): void
     global $wpdb;
     $options = [
         'kcb_sidecar_url', 'kcb_shared_secret', 'kcb_send_timeout', 'kcb_delivery_state', 'kcb_outbox_pending',
-        'kcb_db_version', 'kcb_resync_job', 'kcb_secret_reveal',
+        'kcb_db_version', 'kcb_resync_job', 'kcb_secret_reveal', 'kcb_outbox_cap', 'kcb_outbox_alert',
     ];
     foreach ($options as $option) {
         delete_option($option);

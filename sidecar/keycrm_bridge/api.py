@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -133,7 +134,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Flask:
         store().append_batch(body.decode("utf-8"), count, clock.now())
         log.debug("batch accepted", extra={"events": count, "request_id": g.request_id,
                                            "skus": sorted({e["sku"] for e in batch["events"]})[:20]})
-        return jsonify({"accepted": count}), 202
+        # The plugin deletes events only on an answer naming exactly its batch: count and body hash.
+        return jsonify({"accepted": count, "batch_sha256": hashlib.sha256(body).hexdigest()}), 202
 
     @app.post("/v1/ping")
     def ping() -> tuple[Response, int]:

@@ -1,7 +1,8 @@
 <?php
 
 /**
- * Delivery: the request's events after the response, the outbox when that fails, a retry job after that.
+ * Delivery: the request's events after the response (or, where the response cannot be finished early, by a
+ * request of their own), the outbox when that fails, a retry job after that.
  *
  * @package KeycrmBridge
  */
@@ -15,18 +16,21 @@ defined('ABSPATH') || exit;
  */
 final class Dispatcher
 {
-    public const FLUSH_HOOK = 'kcb_flush_outbox';
+    public const FLUSH_HOOK = RetryScheduler::FLUSH_HOOK;
     public const SWEEP_HOOK = 'kcb_outbox_sweep';
     public const SWEEP_SCHEDULE = 'kcb_five_minutes';
-    public const AS_GROUP = 'keycrm-bridge';
+    public const AS_GROUP = RetryScheduler::AS_GROUP;
 
     /** Schema limit is 1000 events and 1 MiB; stay well inside both. */
     public const BATCH_MAX_EVENTS = 500;
     public const BATCH_MAX_BYTES = 900000;
     private const LOCK = 'kcb_outbox_flush';
-    /** Back-off after consecutive failures: 10 s, 20 s, 40 s ... at most 5 minutes. */
-    private const BACKOFF_BASE = 10;
-    private const BACKOFF_MAX = 300;
+    /**
+     * Back-off after consecutive failures: 10 s, 20 s, then every 30 s, so that the outbox drains within
+     * about 30 s of the sidecar coming back however long it was away (a failed try costs one short call).
+     */
+    public const BACKOFF_BASE = 10;
+    public const BACKOFF_MAX = 30;
 
     public function __construct(private EventBuffer $buffer)
     {
@@ -39,9 +43,12 @@ final class Dispatcher
             return;
         }
         $events = $this->buffer->drain();
-        $this->finishResponse();
         try {
-            $this->deliver($events);
+            if ($this->finishResponse()) {
+                $this->deliver($events);
+            } else {
+                $this->handOff($events);
+            }
         } catch (\Throwable $error) {
             // Last resort: keep the events whatever went wrong above.
             Outbox::add($events, 'plugin error: ' . $error->getMessage());
@@ -89,6 +96,29 @@ final class Dispatcher
     }
 
     /**
+     * Where the response cannot be finished before we talk to the sidecar (Apache with mod_php, CGI), the
+     * shopper must not wait for it: queue the events and let a request of their own send them at once.
+     *
+     * @param array<int, array<string, mixed>> $events
+     */
+    public function handOff(array $events): void
+    {
+        if (!Outbox::add($events)) {
+            // The database refused the row: sending now is the only way not to lose the events.
+            $this->deliver($events);
+            return;
+        }
+        $state = Settings::state();
+        if (!Settings::isConfigured() || $state['fail_until'] > microtime(true)) {
+            $this->scheduleRetry((int) ceil(max($state['fail_until'], microtime(true))));
+            return;
+        }
+        if (!AsyncFlush::kick()) {
+            $this->scheduleRetry(time());
+        }
+    }
+
+    /**
      * Resend the outbox oldest first until it is empty, the sidecar fails, or the time budget is spent.
      *
      * @return array{sent: int, pending: int, dead: int, status: string, error: string}
@@ -129,6 +159,7 @@ final class Dispatcher
             if ($rows === []) {
                 Settings::setOutboxMayHoldRows(false);
                 if (!Outbox::hasPending()) {
+                    OutboxLimit::drained();
                     $this->recordSuccess();
                     return;
                 }
@@ -184,22 +215,7 @@ final class Dispatcher
     /** Make sure a retry runs at $when at the latest. */
     public function scheduleRetry(int $when): void
     {
-        $when = max($when, time());
-        if (function_exists('as_schedule_single_action') && function_exists('as_next_scheduled_action')) {
-            $next = as_next_scheduled_action(self::FLUSH_HOOK, [], self::AS_GROUP);
-            if ($next === false) {
-                as_schedule_single_action($when, self::FLUSH_HOOK, [], self::AS_GROUP);
-            }
-            return;
-        }
-        $next = wp_next_scheduled(self::FLUSH_HOOK);
-        if ($next !== false && $next <= $when) {
-            return;
-        }
-        if ($next !== false) {
-            wp_unschedule_event($next, self::FLUSH_HOOK);
-        }
-        wp_schedule_single_event($when, self::FLUSH_HOOK);
+        RetryScheduler::atLatest($when);
     }
 
     private function recordFailure(string $error): void
@@ -228,14 +244,23 @@ final class Dispatcher
         Settings::saveState($state);
     }
 
-    /** Let the client go before we talk to the sidecar (PHP-FPM, LiteSpeed). */
-    private function finishResponse(): void
+    /**
+     * Let the client go before we talk to the sidecar (PHP-FPM, LiteSpeed). False where the server API
+     * cannot (mod_php, CGI): then the shopper would wait for the sidecar, so the events are handed off.
+     */
+    private function finishResponse(): bool
     {
-        if (function_exists('fastcgi_finish_request')) {
-            fastcgi_finish_request();
-        } elseif (function_exists('litespeed_finish_request')) {
-            litespeed_finish_request();
-        }
         ignore_user_abort(true);
+        if (PHP_SAPI === 'cli') {
+            return true; // WP-CLI, a system cron: nobody waits for this process's output
+        }
+        if (function_exists('fastcgi_finish_request')) {
+            return fastcgi_finish_request();
+        }
+        if (function_exists('litespeed_finish_request')) {
+            litespeed_finish_request();
+            return true;
+        }
+        return false;
     }
 }

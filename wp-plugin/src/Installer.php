@@ -36,10 +36,7 @@ final class Installer
     public static function deactivate(): void
     {
         wp_clear_scheduled_hook(Dispatcher::SWEEP_HOOK);
-        wp_clear_scheduled_hook(Dispatcher::FLUSH_HOOK);
-        if (function_exists('as_unschedule_all_actions')) {
-            as_unschedule_all_actions(Dispatcher::FLUSH_HOOK, [], Dispatcher::AS_GROUP);
-        }
+        RetryScheduler::clear();
     }
 
     /** Cheap check on every load (autoloaded option); runs dbDelta only after an update of the plugin. */

@@ -11,8 +11,9 @@ namespace KeycrmBridge;
 defined('ABSPATH') || exit;
 
 /**
- * Rows leave the table only when the sidecar answered 2xx with JSON for them, oldest (lowest id) first,
- * so the order per SKU that WooCommerce produced is the order of delivery.
+ * Rows leave the table only when the sidecar's answer acknowledged exactly their batch, oldest (lowest id)
+ * first, so the order per SKU that WooCommerce produced is the order of delivery. OutboxLimit keeps the
+ * table under its cap.
  */
 final class Outbox
 {
@@ -53,7 +54,11 @@ final class Outbox
     {
         // Chunks keep each statement far below MariaDB's max_allowed_packet, even with long descriptions.
         $ok = true;
-        foreach (array_chunk($events, 100) as $chunk) {
+        $admitted = OutboxLimit::admit(array_values($events));
+        if ($admitted === []) {
+            return $events === [];
+        }
+        foreach (array_chunk($admitted, 100) as $chunk) {
             $ok = self::insert($chunk, $error) && $ok;
         }
         return $ok;
@@ -177,6 +182,22 @@ final class Outbox
             'oldest_age_s' => $oldest > 0 ? max(0, time() - $oldest) : 0,
             'last_error' => $lastError,
         ];
+    }
+
+    /** At least the number of rows (ids only grow; two index lookups, no scan). */
+    public static function spanUpperBound(): int
+    {
+        global $wpdb;
+        $table = self::table();
+        $row = $wpdb->get_row("SELECT MIN(id) AS lo, MAX(id) AS hi FROM {$table}", ARRAY_A);
+        return empty($row['hi']) ? 0 : (int) $row['hi'] - (int) $row['lo'] + 1;
+    }
+
+    public static function count(): int
+    {
+        global $wpdb;
+        $table = self::table();
+        return (int) $wpdb->get_var("SELECT COUNT(*) FROM {$table}");
     }
 
     public static function hasPending(): bool

@@ -9,6 +9,7 @@
 namespace KeycrmBridge;
 
 use KeycrmBridge\Admin\AdminPage;
+use KeycrmBridge\Admin\OutboxNotice;
 use KeycrmBridge\Cli\Commands;
 
 defined('ABSPATH') || exit;
@@ -88,6 +89,8 @@ final class Plugin
         add_action('shutdown', [$this->dispatcher, 'onShutdown'], 1000);
         add_action(Dispatcher::FLUSH_HOOK, [$this->dispatcher, 'runScheduledFlush']);
         add_action(Dispatcher::SWEEP_HOOK, [$this->dispatcher, 'runSweep']);
+        add_action('wp_ajax_nopriv_' . AsyncFlush::ACTION, [AsyncFlush::class, 'handle']);
+        add_action('wp_ajax_' . AsyncFlush::ACTION, [AsyncFlush::class, 'handle']);
         add_filter('cron_schedules', [$this, 'addCronSchedule']);
 
         // Admin page, its actions and AJAX endpoints.
@@ -101,6 +104,7 @@ final class Plugin
         add_action('wp_ajax_kcb_resync_start', [$this->admin, 'ajaxResyncStart']);
         add_action('wp_ajax_kcb_resync_progress', [$this->admin, 'ajaxResyncProgress']);
         add_filter('plugin_action_links_' . plugin_basename($this->file), [$this->admin, 'actionLinks']);
+        add_action('admin_notices', [new OutboxNotice(), 'render']);
 
         if (defined('WP_CLI') && WP_CLI && class_exists('\WP_CLI')) {
             \WP_CLI::add_command('keycrm-bridge', new Commands($this->dispatcher));

@@ -52,6 +52,9 @@ final class ResyncJob
     public static function started(string $id, bool $dryRun): void
     {
         update_option(Settings::RESYNC_JOB, ['id' => $id, 'dry_run' => $dryRun, 'started_at' => time()], false);
+        if (!$dryRun) {
+            OutboxLimit::resyncStarted();
+        }
     }
 
     /**

@@ -26,10 +26,14 @@ final class Settings
     public const RESYNC_JOB = 'kcb_resync_job';
     /** Set when a secret was generated and not yet shown to an admin: it is shown once, in full. */
     public const REVEAL = 'kcb_secret_reveal';
+    /** Most events the outbox keeps (OutboxLimit); set with `wp option update kcb_outbox_cap N`. */
+    public const OUTBOX_CAP = 'kcb_outbox_cap';
+    /** The outbox was near or at its cap: what the admin notice shows. */
+    public const OUTBOX_ALERT = 'kcb_outbox_alert';
 
     public const ALL = [
         self::URL, self::SECRET, self::TIMEOUT, self::STATE, self::PENDING, self::DB_VERSION, self::RESYNC_JOB,
-        self::REVEAL,
+        self::REVEAL, self::OUTBOX_CAP, self::OUTBOX_ALERT,
     ];
 
     public const DEFAULT_TIMEOUT = 3.0;

@@ -36,7 +36,33 @@ final class SidecarClient
             ],
             JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PRESERVE_ZERO_FRACTION
         );
-        return $this->request('POST', '/v1/events', $body, $timeout);
+        return self::acknowledged($this->request('POST', '/v1/events', $body, $timeout), count($events), $body);
+    }
+
+    /**
+     * A 2xx counts only when it is the sidecar's 202 for exactly this batch: its event count and the
+     * SHA-256 of the body we sent, echoed back. Anything else (a proxy's or a captive portal's 200,
+     * `{}`, another batch's answer) leaves the events in the outbox to be sent again.
+     */
+    public static function acknowledged(SidecarResponse $response, int $count, string $body): SidecarResponse
+    {
+        if (!$response->ok()) {
+            return $response;
+        }
+        $data = (array) $response->data;
+        $hash = isset($data['batch_sha256']) && is_string($data['batch_sha256']) ? $data['batch_sha256'] : '';
+        if (
+            $response->status === 202 && ($data['accepted'] ?? null) === $count
+            && hash_equals(hash('sha256', $body), $hash)
+        ) {
+            return $response;
+        }
+        return new SidecarResponse(
+            SidecarResponse::RETRY,
+            $response->status,
+            $response->data,
+            'HTTP ' . $response->status . ' that does not acknowledge this batch'
+        );
     }
 
     /** @param array<string, mixed>|null $payload */

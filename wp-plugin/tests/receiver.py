@@ -206,7 +206,10 @@ class Handler(BaseHTTPRequestHandler):
         if errors:
             self._json(422, {"error": "schema", "detail": errors[:20]})
             return
-        self._json(202, {"accepted": len(batch["events"])})
+        if self.state.mode == "empty200":
+            self._json(200, {})  # a 2xx that acknowledges nothing (a proxy, a misconfigured route)
+            return
+        self._json(202, {"accepted": len(batch["events"]), "batch_sha256": hashlib.sha256(body).hexdigest()})
 
     def _status(self) -> None:
         now = time.time()

@@ -232,6 +232,11 @@ class EventSender:
             self.stats["last_error"] = type(exc).__name__
             return "failed"
         self.stats["last_status"] = resp.status_code
+        if 200 <= resp.status_code < 300 and not _acknowledges(resp, len(events), body):
+            # As the plugin: a 2xx that does not name this batch leaves it queued.
+            self.stats["failed_attempts"] += 1
+            self.stats["last_error"] = f"HTTP {resp.status_code} that does not acknowledge this batch"
+            return "failed"
         if 200 <= resp.status_code < 300:
             self.stats["sent_batches"] += 1
             self.stats["sent_events"] += len(events)
@@ -255,3 +260,13 @@ class EventSender:
         self.rejected.append({"status": resp.status_code, "body": resp.text[:2000], "events": len(events)})
         log.warning("event batch rejected", extra={"status": resp.status_code, "events": len(events)})
         return "rejected"
+
+
+def _acknowledges(resp: requests.Response, count: int, body: bytes) -> bool:
+    """The sidecar's 202 for exactly this batch: its event count and the SHA-256 of its body."""
+    try:
+        data = resp.json()
+    except ValueError:
+        return False
+    return (resp.status_code == 202 and isinstance(data, dict) and data.get("accepted") == count
+            and data.get("batch_sha256") == hashlib.sha256(body).hexdigest())

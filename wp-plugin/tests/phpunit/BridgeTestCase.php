@@ -9,6 +9,7 @@
 use KeycrmBridge\Dispatcher;
 use KeycrmBridge\Outbox;
 use KeycrmBridge\Plugin;
+use KeycrmBridge\RetryScheduler;
 use KeycrmBridge\Settings;
 use PHPUnit\Framework\TestCase;
 
@@ -44,7 +45,11 @@ abstract class BridgeTestCase extends TestCase
         update_option(Settings::TIMEOUT, (string) self::TIMEOUT);
         delete_option(Settings::STATE);
         update_option(Settings::PENDING, '0');
-        wp_clear_scheduled_hook(Dispatcher::FLUSH_HOOK);
+        RetryScheduler::clear();
+        $wpdb->query('DELETE FROM ' . standin_as_table());
+        delete_option(Settings::OUTBOX_CAP);
+        delete_option(Settings::OUTBOX_ALERT);
+        delete_option('standin_wc_log');
         Plugin::instance()->resetRequestState();
         unset($_GET['kcb_origin']);
     }
@@ -114,6 +119,21 @@ abstract class BridgeTestCase extends TestCase
     {
         wp_cache_flush();
         do_action(Dispatcher::FLUSH_HOOK);
+    }
+
+    /**
+     * Run Action Scheduler's queue at the time the next flush is due (pretending that time has come),
+     * as its runner would. Returns that time, or 0 when no flush was pending.
+     */
+    protected function runDueFlush(): int
+    {
+        wp_cache_flush();
+        $due = RetryScheduler::next();
+        if ($due === false) {
+            return 0;
+        }
+        standin_as_run_queue((int) $due);
+        return (int) $due;
     }
 
     protected function makeSimpleProduct(string $sku, int $stock, string $name = 'Test product'): WC_Product

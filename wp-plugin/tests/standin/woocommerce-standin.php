@@ -693,6 +693,8 @@ add_action('woocommerce_order_status_pending', 'wc_maybe_increase_stock_levels')
 
 require_once __DIR__ . '/standin-rest.php';
 require_once __DIR__ . '/standin-admin.php';
+require_once __DIR__ . '/action-scheduler.php';
+require_once __DIR__ . '/logger.php';
 
 add_action('plugins_loaded', static function (): void {
     do_action('woocommerce_loaded');

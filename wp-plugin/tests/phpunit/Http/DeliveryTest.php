@@ -7,7 +7,7 @@
  * @package KeycrmBridge\Tests
  */
 
-use KeycrmBridge\Dispatcher;
+use KeycrmBridge\RetryScheduler;
 use KeycrmBridge\Settings;
 
 final class DeliveryTest extends BridgeTestCase
@@ -55,7 +55,7 @@ final class DeliveryTest extends BridgeTestCase
         // second write (seen with the fast 401 and 500 answers), so wait for the last write too.
         $this->waitUntil(
             fn() => $this->outboxCount() === 1 && ($this->freshOption(Settings::STATE)['failures'] ?? 0) === 1
-                && wp_next_scheduled(Dispatcher::FLUSH_HOOK) !== false,
+                && RetryScheduler::next() !== false,
             15,
             'the event in the outbox, the failure recorded and a retry scheduled'
         );
