@@ -360,7 +360,12 @@ class EventReceiver:
                     self.headers.get("X-Bridge-Signature", ""),
                     body,
                 )
-                payload = json.dumps({"accepted": status == 202} if status < 400 else {"error": "refused"}).encode()
+                if status == 202:  # the sidecar's acknowledgement: this batch's count and body hash
+                    count = len(json.loads(body).get("events") or [])
+                    answer: dict[str, Any] = {"accepted": count, "batch_sha256": hashlib.sha256(body).hexdigest()}
+                else:
+                    answer = {"accepted": 0} if status < 400 else {"error": "refused"}
+                payload = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
