@@ -7,6 +7,7 @@ for the sidecar; a batch that fails is retried before any later one, so order pe
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
