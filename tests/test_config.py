@@ -67,3 +67,32 @@ def test_cli_exits_2_with_one_line(monkeypatch, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "SYNC_MODE" in err[0]
+
+
+ERP_1C = {**BASE, "SYNC_MODE": "erp", "ERP": "1c", "ERP_1C_USER": "u", "ERP_1C_PASSWORD": "p" * 12,
+          "KEYCRM_READ_WAREHOUSE_IDS": "1,2"}
+
+
+def test_erp_settings():
+    s = load_settings({**ERP_1C, "ERP_WAREHOUSE_MAP": "main:1, shop:1, *:2", "PRODUCT_FIELDS_FROM_ERP": "price",
+                       "PRODUCT_FIELDS_FROM_WOO": "name"})
+    assert s.erp is not None and s.erp.erp == "1c" and s.erp.product_fields == {"price"}
+    assert s.erp.keycrm_warehouse("shop", 1) == 1 and s.erp.keycrm_warehouse("", 1) == 2
+    assert s.erp.keycrm_warehouse("elsewhere", 1) is None
+    assert load_settings({**ERP_1C}).erp.keycrm_warehouse("any", 1) == 1  # no map: all into the write warehouse
+
+
+@pytest.mark.parametrize("extra,key", [
+    ({"ERP": ""}, "ERP"),
+    ({"ERP_1C_PASSWORD": "short"}, "ERP_1C_PASSWORD"),
+    ({"ERP_WAREHOUSE_MAP": "main:3"}, "ERP_WAREHOUSE_MAP"),   # not a read warehouse
+    ({"ERP_WAREHOUSE_MAP": "main"}, "ERP_WAREHOUSE_MAP"),
+    ({"ERP_WAREHOUSE_MAP": "a:1,a:2"}, "ERP_WAREHOUSE_MAP"),
+    ({"PRODUCT_FIELDS_FROM_ERP": "price"}, "PRODUCT_FIELDS_FROM_ERP"),  # WooCommerce owns price by default
+    ({"ERP_ZERO_MISSING": "maybe"}, "ERP_ZERO_MISSING"),
+    ({"ERP": "moysklad"}, "MOYSKLAD_TOKEN"),
+])
+def test_erp_settings_refused(extra, key):
+    with pytest.raises(ConfigError) as err:
+        load_settings({**ERP_1C, **extra})
+    assert err.value.key == key

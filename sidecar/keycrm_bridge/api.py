@@ -196,4 +196,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Flask:
         return jsonify(build_status(store(), settings, clock.now())), 200
 
     register_resync_routes(app, settings, clock, store, _unsigned)
+    if settings.erp is not None:
+        from .erp.routes import register_erp_routes
+
+        register_erp_routes(app, settings, clock, store)
     return app

@@ -9,9 +9,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-MODES = ("keycrm", "woocommerce", "two-way")
+if TYPE_CHECKING:
+    from .erp.settings import ErpSettings
+
+MODES = ("keycrm", "woocommerce", "two-way", "erp")
 PRODUCT_FIELDS = ("name", "description", "price", "weight", "dimensions")
 DEFAULT_KEYCRM_URL = "https://openapi.keycrm.app/v1"
 
@@ -53,6 +57,7 @@ class Settings:
     inflight_timeout_s: float = 1800.0
     skumap_refresh_s: float = 300.0
     retention_days: float = 14.0
+    erp: ErpSettings | None = None  # SYNC_MODE=erp only
 
     @property
     def pushes_stock(self) -> bool:
@@ -94,6 +99,11 @@ KEYS = (
     "ORDER_INFLIGHT_TIMEOUT_S",
     "WOO_SKUMAP_REFRESH_S",
     "RETENTION_DAYS",
+    # SYNC_MODE=erp (read in erp/settings.py)
+    "ERP", "ERP_WAREHOUSE_MAP", "ERP_1C_USER", "ERP_1C_PASSWORD", "ERP_MAX_UPLOAD_MB", "ERP_FILE_LIMIT_MB",
+    "ERP_ZERO_MISSING", "ERP_CREATE_MISSING", "PRODUCT_FIELDS_FROM_ERP", "ERP_PRICE_TYPE",
+    "MOYSKLAD_TOKEN", "MOYSKLAD_BASE_URL", "MOYSKLAD_WEBHOOK_TOKEN", "MOYSKLAD_POLL_INTERVAL_S",
+    "MOYSKLAD_RECONCILE_INTERVAL_S", "MOYSKLAD_UNITS_PER_REQUEST",
 )
 
 
@@ -203,6 +213,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if webhook_token and len(webhook_token) < 16:
         raise ConfigError("KEYCRM_WEBHOOK_TOKEN", "must be at least 16 characters (it is the webhook's only secret)")
 
+    erp = None
+    if mode == "erp":
+        from .erp.settings import load_erp  # the ERP's keys matter only in its mode
+
+        erp = load_erp(env, read_ids)
+        if erp.product_fields & fields:
+            raise ConfigError("PRODUCT_FIELDS_FROM_ERP", f"{', '.join(sorted(erp.product_fields & fields))} is also in "
+                              "PRODUCT_FIELDS_FROM_WOO; each field has one owner (set PRODUCT_FIELDS_FROM_WOO too)")
+
     return Settings(
         shared_secret=secret,
         keycrm_api_key=api_key,
@@ -233,4 +252,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         inflight_timeout_s=_float(env, "ORDER_INFLIGHT_TIMEOUT_S", 1800.0, 10.0, 7 * 86400.0),
         skumap_refresh_s=_float(env, "WOO_SKUMAP_REFRESH_S", 300.0, 0.0, 86400.0),
         retention_days=_float(env, "RETENTION_DAYS", 14.0, 1.0, 3650.0),
+        erp=erp,
     )

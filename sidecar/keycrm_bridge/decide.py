@@ -34,7 +34,7 @@ def decide(mode: str, *, woo: float | None, kc: float | None, agreed: float | No
     if kc is None:
         return Decision(agreed=agreed, reason="not known in KeyCRM")
     effective = kc - inflight
-    if mode == "keycrm":
+    if mode in ("keycrm", "erp"):  # erp: the ERP wrote KeyCRM's quantity; the shop follows KeyCRM
         target = max(0.0, effective - buffer)
         return Decision(woo_target=None if woo == target else target, agreed=effective,
                         reason="KeyCRM is the master" + (f"; {inflight:g} held for site orders" if inflight else ""))

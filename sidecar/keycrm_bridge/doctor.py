@@ -44,6 +44,7 @@ PLUGIN_SIGNATURE = "plugin signature"
 EVENTS_API = "events API"
 WORKER = "worker"
 DEMO_DEFAULTS = "demo defaults"
+ERP_MAP = "ERP warehouse map"
 
 # The values docker/demo.env gives the demo (`docker compose --env-file docker/demo.env --profile demo up`)
 # so that it needs no setup. They are public, so a bridge reachable by others must not keep them.
@@ -427,6 +428,11 @@ def run_doctor(settings: Settings, env: Mapping[str, str] | None = None, *, cloc
         if data_ok:
             findings += _guarded(WORKER, lambda: check_worker(settings, clock))
         findings += _guarded(DEMO_DEFAULTS, lambda: check_demo_defaults(settings))
+        if settings.erp is not None:
+            from .erp.doctor_check import check_erp
+
+            findings += _guarded(ERP_MAP, lambda: Finding(ERP_MAP, setting="ERP_WAREHOUSE_MAP",
+                                                          **check_erp(settings, store)))
     finally:
         if store is not None:
             store.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .erp.report import erp_explain, format_erp_explain
 from .ledger import Ledger
 from .store import Store
 
@@ -23,6 +24,7 @@ def explain(store: Store, sku: str, limit: int = 30) -> dict[str, Any]:
         "keycrm_warehouses": store.keycrm_stock([sku]).get(sku, {}),
         "problems": unmatched,
         "history": ledger.history(sku, limit),
+        "erp": erp_explain(store, sku),
     }
 
 
@@ -37,6 +39,7 @@ def format_explain(info: dict[str, Any]) -> str:
         lines.append(f"  site order {o['order_id']} ({o['kind']}, {o['qty']:g}) not yet shown by KeyCRM")
     if info["held"]:
         lines.append(f"  held: {info['held']}")
+    lines += format_erp_explain(info.get("erp"))
     for p in info["problems"]:
         lines.append(f"  problem ({p['side']}): {p['reason']}")
     lines.append("  history (oldest first):")

@@ -32,6 +32,7 @@ from . import __version__
 from .budget import WINDOW_S, RateBudget
 from .clock import Clock
 from .config import Settings
+from .erp.report import erp_metrics
 from .store import Store
 
 log = logging.getLogger("keycrm_bridge.metrics")
@@ -46,7 +47,7 @@ CALL_TOTALS_SCHEMA = (
     " endpoint TEXT NOT NULL, status TEXT NOT NULL, calls INTEGER NOT NULL, PRIMARY KEY (endpoint, status))"
 )
 # Modes in which KeyCRM stock is copied into WooCommerce, so a pull is expected to happen.
-PULLING_MODES = ("keycrm", "two-way")
+PULLING_MODES = ("keycrm", "two-way", "erp")
 _NUMERIC_SEGMENT = re.compile(r"/\d+(?=/|$)")
 
 
@@ -260,6 +261,7 @@ class StoreCollector:
             ):
                 calls.add_metric([endpoint, status], n)
         yield calls
+        yield from erp_metrics(store, PREFIX)
 
     def _budget_families(self, conn: sqlite3.Connection, budget: Any, now: float) -> Iterator[Metric]:
         yield _gauge("keycrm_budget_per_minute", "KeyCRM requests allowed per minute for this key.",

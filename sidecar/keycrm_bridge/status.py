@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .config import Settings
+from .erp.report import erp_status
 from .ledger import Ledger
 from .store import Store
 
@@ -41,6 +42,7 @@ def build_status(store: Store, settings: Settings, now: float) -> dict[str, Any]
         "orders_checked_at": store.get_meta("orders_checked_at"),
         "sweep": store.get_meta("sweep_completed"),
         "last_plugin_request": store.get_meta("last_plugin_request"),
+        "erp": erp_status(store, settings, now) if settings.erp is not None else None,
     }
 
 

@@ -166,7 +166,7 @@ class SyncEngine:
             if mode == "two-way" and agreed is None and woo is not None:
                 agreed, base_woo, base_kc = self._first_contact(sku, r, woo, r.kc_sellable - inf)
             d = decide(mode, woo=woo, kc=r.kc_sellable, agreed=agreed, inflight=inf,
-                       buffer=self.settings.safety_buffer if mode == "keycrm" else 0.0,
+                       buffer=self.settings.safety_buffer if mode in ("keycrm", "erp") else 0.0,
                        base_woo=base_woo, base_kc=base_kc)
             decisions[sku] = d
         result.decided = len(decisions)

@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from .clock import Clock
 from .config import Settings
+from .erp.lane import start_erp_lane
 from .errors import PermanentError, RetryableError
 from .events import changes_for
 from .wiring import Engines
@@ -131,6 +132,7 @@ class Worker:
         lock = WorkerLock(self.settings.database_path)
         lock.acquire(self.clock)
         released = self.store.release_all_claims()
+        start_erp_lane(self.settings, self.clock, self.stop_event)  # SYNC_MODE=erp: its own thread
         log.info("worker started", extra={"pid": os.getpid(), "reclaimed": released,
                                           "mode": self.settings.sync_mode})
         try:

@@ -1,0 +1,225 @@
+"""A streaming CommerceML 2 reader (2.03-2.10): catalogue items and the offers' stock and price.
+
+Reads with ``iterparse`` over defusedxml with DTDs forbidden (no entity may be declared, so no
+external entity is fetched and none expands), through a byte counter, and drops each offer once
+read, so memory stays flat whatever the package size. Stock comes in any of its published forms:
+
+* ``<Количество>`` of the offer (2.03-2.07: the total, no warehouse);
+* ``<Склад ИдСклада=… КоличествоНаСкладе=…/>`` per warehouse (2.04-2.07);
+* ``<Остатки><Остаток><Количество>`` (total) or ``<Остаток><Склад><Ид>…<Количество>`` (2.08-2.10),
+  also in separate ``rests___*.xml`` files that carry only ``<Ид>`` and the stock.
+
+When both a total and per-warehouse figures are present, the per-warehouse ones are the stock
+(the total is their sum; counting both would double it).
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET  # noqa: S405 - only for the element type; parsing is defusedxml's
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import IO
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import iterparse
+
+from .safety import CountingReader, HostilePackage, Limits
+
+ANY_WAREHOUSE = ""  # stock given without a warehouse (the total of the offer)
+MAX_QUANTITY = Decimal(10) ** 12
+OFFER_TAGS = {"Предложение"}
+PRODUCT_TAGS = {"Товар"}
+PACKAGE_TAGS = {"ПакетПредложений": "offers", "ИзмененияПакетаПредложений": "offers", "Каталог": "catalog",
+                "Классификатор": "classifier"}
+
+
+@dataclass
+class Item:
+    """One ``<Товар>`` (catalogue) or ``<Предложение>`` (offer) as the ERP sent it."""
+
+    guid: str
+    sku: str | None
+    name: str | None = None
+    price: Decimal | None = None
+    stock: dict[str, Decimal] | None = None     # ERP warehouse id -> on hand; None: no stock given
+    problem: str | None = None                  # why this item cannot be used (shown, never applied)
+    is_offer: bool = True
+
+
+@dataclass
+class PackageInfo:
+    version: str = ""
+    kind: str = ""                     # offers | catalog | classifier
+    changes_only: bool | None = None   # None: the package did not say (treated as full by CommerceML)
+    warehouses: dict[str, str] = field(default_factory=dict)
+    price_types: dict[str, str] = field(default_factory=dict)
+
+
+def local(tag: object) -> str:
+    text = tag if isinstance(tag, str) else ""
+    return text.rsplit("}", 1)[-1]
+
+
+def parse_quantity(text: str | None) -> Decimal:
+    """``"1 234,5"`` → 1234.5; anything else that is not a finite number raises ValueError."""
+    raw = (text or "").strip().replace("\xa0", "").replace(" ", "").replace(",", ".")
+    if not raw:
+        raise ValueError("empty number")
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ValueError(f"not a number: {raw[:40]!r}") from None
+    if not value.is_finite() or abs(value) > MAX_QUANTITY:
+        raise ValueError(f"number out of range: {raw[:40]!r}")
+    return value
+
+
+def _truthy(text: str | None) -> bool:
+    return (text or "").strip().lower() in ("true", "1", "да", "yes")
+
+
+def _child(elem: ET.Element, name: str) -> ET.Element | None:
+    for c in elem:
+        if local(c.tag) == name:
+            return c
+    return None
+
+
+def _children(elem: ET.Element, name: str) -> Iterator[ET.Element]:
+    return (c for c in elem if local(c.tag) == name)
+
+
+def _text(elem: ET.Element | None) -> str | None:
+    if elem is None or elem.text is None:
+        return None
+    return elem.text.strip()
+
+
+class Reader:
+    """Iterate a CommerceML document's items; ``info`` fills in as the header goes by."""
+
+    def __init__(self, source: IO[bytes], what: str, limits: Limits | None = None,
+                 price_type: str = "") -> None:
+        self.limits = limits or Limits()
+        self.source = CountingReader(source, self.limits.max_xml_bytes, what)
+        self.what = what
+        self.price_type = price_type
+        self.info = PackageInfo()
+
+    def __iter__(self) -> Iterator[Item]:
+        stack: list[ET.Element] = []
+        try:
+            for event, elem in iterparse(self.source, events=("start", "end"), forbid_dtd=True):
+                name = local(elem.tag)
+                if event == "start":
+                    stack.append(elem)
+                    if len(stack) > self.limits.max_depth:
+                        raise HostilePackage(f"{self.what} nests deeper than {self.limits.max_depth} levels")
+                    self._start(name, elem, len(stack))
+                    continue
+                stack.pop()
+                parent = local(stack[-1].tag) if stack else ""
+                item = self._end(name, elem, parent)
+                if item is not None:
+                    yield item
+                if stack and (name in OFFER_TAGS or name in PRODUCT_TAGS):
+                    stack[-1].remove(elem)  # what is read is dropped: memory stays flat
+        except DefusedXmlException as exc:
+            raise HostilePackage(f"{self.what} declares a DTD or entities ({type(exc).__name__}); "
+                                 "CommerceML needs none, so it is refused") from None
+        except ET.ParseError as exc:
+            raise HostilePackage(f"{self.what} is not well-formed XML ({exc})") from None
+        if not self.info.kind:
+            raise HostilePackage(f"{self.what} is not a CommerceML document (no catalogue or offer package)")
+
+    def _start(self, name: str, elem: ET.Element, depth: int) -> None:
+        if depth == 1:
+            if name != "КоммерческаяИнформация":
+                raise HostilePackage(f"{self.what} is not CommerceML (root <{name[:40]}>)")
+            self.info.version = elem.get("ВерсияСхемы", "")
+        elif name in PACKAGE_TAGS and depth == 2:
+            kind = PACKAGE_TAGS[name]
+            if kind != "classifier" or not self.info.kind:
+                self.info.kind = kind
+            flag = elem.get("СодержитТолькоИзменения")
+            if flag is not None and kind != "classifier":
+                self.info.changes_only = _truthy(flag)
+            if name == "ИзмененияПакетаПредложений":
+                self.info.changes_only = True
+
+    def _end(self, name: str, elem: ET.Element, parent: str) -> Item | None:
+        if name == "СодержитТолькоИзменения" and parent in ("ПакетПредложений", "Каталог"):
+            self.info.changes_only = _truthy(elem.text)
+        elif name == "Склад" and parent == "Склады":
+            wid = _text(_child(elem, "Ид"))
+            if wid:
+                self.info.warehouses[wid] = _text(_child(elem, "Наименование")) or wid
+        elif name == "ТипЦены" and parent == "ТипыЦен":
+            pid = _text(_child(elem, "Ид"))
+            if pid:
+                self.info.price_types[pid] = _text(_child(elem, "Наименование")) or pid
+        elif name in OFFER_TAGS and parent == "Предложения":
+            return self._offer(elem)
+        elif name in PRODUCT_TAGS and parent == "Товары":
+            guid = _text(_child(elem, "Ид")) or ""
+            return Item(guid=guid, sku=_text(_child(elem, "Артикул")), name=_text(_child(elem, "Наименование")),
+                        is_offer=False, problem=None if guid else "the product has no <Ид>")
+        return None
+
+    def _offer(self, elem: ET.Element) -> Item:
+        item = Item(guid=_text(_child(elem, "Ид")) or "", sku=_text(_child(elem, "Артикул")),
+                    name=_text(_child(elem, "Наименование")))
+        if not item.guid:
+            item.problem = "the offer has no <Ид>"
+            return item
+        try:
+            item.stock = self._stock(elem)
+            item.price = self._price(elem)
+        except ValueError as exc:
+            item.problem = f"unreadable figure: {exc}"
+        return item
+
+    def _stock(self, elem: ET.Element) -> dict[str, Decimal] | None:
+        per: dict[str, Decimal] = {}
+        total: Decimal | None = None
+
+        def add(wid: str | None, qty: str | None) -> None:
+            key = (wid or "").strip()
+            per[key] = per.get(key, Decimal(0)) + parse_quantity(qty)
+
+        for s in _children(elem, "Склад"):  # 2.04-2.07: attributes
+            if s.get("ИдСклада") is not None:
+                add(s.get("ИдСклада"), s.get("КоличествоНаСкладе"))
+        rests = _child(elem, "Остатки")
+        for rest in _children(rests, "Остаток") if rests is not None else ():
+            wh_elems = list(_children(rest, "Склад"))
+            if not wh_elems:
+                q = _text(_child(rest, "Количество"))
+                if q is not None:
+                    total = (total or Decimal(0)) + parse_quantity(q)
+            for s in wh_elems:
+                q = _text(_child(s, "Количество")) or _text(_child(rest, "Количество"))
+                add(_text(_child(s, "Ид")), q)
+        q = _text(_child(elem, "Количество"))
+        if q is not None and total is None:
+            total = parse_quantity(q)
+        if per:
+            return per
+        return None if total is None else {ANY_WAREHOUSE: total}
+
+    def _price(self, elem: ET.Element) -> Decimal | None:
+        prices = _child(elem, "Цены")
+        if prices is None:
+            return None
+        first: Decimal | None = None
+        for p in _children(prices, "Цена"):
+            raw = _text(_child(p, "ЦенаЗаЕдиницу"))
+            if raw is None:
+                continue
+            value = parse_quantity(raw)
+            type_id = _text(_child(p, "ИдТипаЦены")) or ""
+            if self.price_type and self.price_type in (type_id, self.info.price_types.get(type_id)):
+                return value
+            first = value if first is None else first
+        return None if self.price_type else first

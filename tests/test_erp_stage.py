@@ -1,0 +1,167 @@
+"""The ERP stage in process: the GUID map, set-aside items, full packages' missing SKUs and the guard.
+
+KeyCRM here is a recording double (what was PUT); the end-to-end files run the real processes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from keycrm_bridge.clock import FakeClock
+from keycrm_bridge.config import load_settings
+from keycrm_bridge.erp.doubles.cml import Offer, write_offers
+from keycrm_bridge.erp.jobs import ErpStage
+from keycrm_bridge.ledger import Ledger
+from keycrm_bridge.store import Store
+from keycrm_bridge.sync import SyncEngine
+
+WH = {"wh-main": "main", "wh-shop": "shop"}
+
+
+class RecordingKeyCRM:
+    def __init__(self) -> None:
+        self.puts: list[tuple[int, list[dict]]] = []
+        self.offers_puts: list[list[dict]] = []
+        self.have: set[str] = set()
+
+    def put_stocks(self, warehouse_id, rows):
+        self.puts.append((warehouse_id, list(rows)))
+        return [{"status": True}]
+
+    def put_offers(self, offers):
+        self.offers_puts.append(list(offers))
+        return [{}]
+
+    def iter_stocks(self, skus=None, offer_ids=None, details=True):
+        for s in skus or []:
+            if s in self.have:
+                yield {"id": 1, "sku": s, "warehouse": [{"id": 1, "quantity": 0, "reserve": 0},
+                                                         {"id": 2, "quantity": 0, "reserve": 0}]}
+
+
+def make(tmp_path, **env):
+    settings = load_settings({"BRIDGE_SHARED_SECRET": "s" * 32, "KEYCRM_API_KEY": "k", "KEYCRM_WRITE_WAREHOUSE_ID": "1",
+                              "KEYCRM_READ_WAREHOUSE_IDS": "1,2", "SYNC_MODE": "erp", "ERP": "1c",
+                              "ERP_1C_USER": "u", "ERP_1C_PASSWORD": "p" * 12, "ERP_WAREHOUSE_MAP": "wh-main:1,wh-shop:2",
+                              "DATABASE_PATH": str(tmp_path / "db.sqlite3"), "GUARD_MIN_SKUS": "3", **env})
+    store, clock, kc = Store(settings.database_path), FakeClock(1_800_000_000.0), RecordingKeyCRM()
+    ledger = Ledger(store)
+
+    class E:
+        pass
+    e = E()
+    e.store, e.ledger, e.keycrm = store, ledger, kc
+    e.sync = SyncEngine(store, ledger, kc, settings, clock)
+    return ErpStage(settings, e, clock), kc
+
+
+def run(stage, tmp_path, offers, exchange_id, **kw):
+    from keycrm_bridge.erp.jobs import exchange_dir, queue_job
+    base = exchange_dir(stage.settings, exchange_id) / "files"
+    base.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    write_offers(buf, offers, WH, **kw)
+    (base / "offers.xml").write_bytes(buf.getvalue())
+    job = queue_job(stage.conn, "1c", exchange_id, "offers.xml", stage.clock.now())
+    stage.tick()
+    row = dict(stage.conn.execute("SELECT * FROM erp_jobs WHERE id = ?", (job,)).fetchone())
+    return row, json.loads(row["report"])
+
+
+def finalize(stage, exchange_id):
+    from keycrm_bridge.erp.jobs import FINALIZE, queue_job
+    job = queue_job(stage.conn, "1c", exchange_id, FINALIZE, stage.clock.now())
+    stage.tick()
+    return json.loads(stage.conn.execute("SELECT report FROM erp_jobs WHERE id = ?", (job,)).fetchone()[0])
+
+
+def offers(n, qty=5.0, start=1):
+    return [Offer(f"g{i}", f"S{i}", stock={"wh-main": qty, "wh-shop": 1.0}) for i in range(start, start + n)]
+
+
+def test_duplicate_and_empty_skus_are_set_aside_never_applied(tmp_path):
+    stage, kc = make(tmp_path)
+    items = offers(3) + [Offer("g-dup", "S1", stock={"wh-main": 99}), Offer("g-empty", "", stock={"wh-main": 7})]
+    job, rep = run(stage, tmp_path, items, 1)
+    assert job["status"] == "done"
+    written = {r["sku"] for _, rows in kc.puts for r in rows}
+    assert written == {"S2", "S3"}                      # S1 carried by two items: neither applied
+    reasons = {r[0]: r[1] for r in stage.conn.execute("SELECT guid, reason FROM erp_set_aside")}
+    assert "duplicate SKU" in reasons["g-dup"] and "duplicate SKU" in reasons["g1"]
+    assert reasons["g-empty"].startswith("no SKU")
+
+
+def test_rename_follows_the_item_and_a_rests_file_finds_the_sku_by_id(tmp_path):
+    stage, kc = make(tmp_path)
+    run(stage, tmp_path, offers(2), 1)
+    run(stage, tmp_path, [Offer("g1", "S1-NEW", stock={"wh-main": 5, "wh-shop": 1})], 2, changes_only=True)
+    kc.puts.clear()
+    job, rep = run(stage, tmp_path, [Offer("g1", None, stock={"wh-main": 8, "wh-shop": 1})], 3,
+                   version="2.10", rests_only=True, changes_only=True)
+    assert [(w, r["sku"], r["quantity"]) for w, rows in kc.puts for r in rows] == [(1, "S1-NEW", 8)]
+    assert stage.conn.execute("SELECT sku FROM erp_guid_map WHERE guid = 'g1'").fetchone()[0] == "S1-NEW"
+
+
+def test_missing_from_a_full_package_is_listed_and_kept_by_default(tmp_path):
+    stage, kc = make(tmp_path)
+    run(stage, tmp_path, offers(10), 1)
+    finalize(stage, 1)
+    kc.puts.clear()
+    run(stage, tmp_path, offers(7), 2)
+    rep = finalize(stage, 2)
+    assert rep["missing"] == 3 and rep["zeroed"] == 0 and kc.puts == []
+
+
+def test_zeroing_missing_goes_through_the_guard(tmp_path):
+    stage, kc = make(tmp_path, ERP_ZERO_MISSING="true")
+    run(stage, tmp_path, offers(10), 1)
+    finalize(stage, 1)
+    kc.puts.clear()
+    run(stage, tmp_path, offers(5), 2)
+    rep = finalize(stage, 2)
+    assert rep["held"] == 5 and kc.puts == []            # half the catalogue: held, nothing zeroed
+    Ledger(stage.store).set_hold_status(rep["hold_id"], "confirmed", stage.clock.now())
+    stage.tick()
+    zeroed = sorted((w, r["sku"], r["quantity"]) for w, rows in kc.puts for r in rows)
+    assert zeroed == sorted([(w, f"S{i}", 0) for i in range(6, 11) for w in (1, 2)])
+
+
+def test_a_small_share_missing_is_zeroed_at_once_when_enabled(tmp_path):
+    stage, kc = make(tmp_path, ERP_ZERO_MISSING="true", GUARD_MIN_SKUS="5")
+    run(stage, tmp_path, offers(20), 1)
+    finalize(stage, 1)
+    kc.puts.clear()
+    run(stage, tmp_path, offers(19), 2)
+    rep = finalize(stage, 2)
+    assert rep["zeroed"] == 1 and {r["sku"] for _, rows in kc.puts for r in rows} == {"S20"}
+
+
+def test_prices_go_to_keycrm_in_one_batch_only_when_they_change(tmp_path):
+    stage, kc = make(tmp_path, PRODUCT_FIELDS_FROM_ERP="price", PRODUCT_FIELDS_FROM_WOO="none")
+    items = [Offer(f"g{i}", f"S{i}", price=10.5 + i, stock={"wh-main": 1}) for i in range(1, 4)]
+    run(stage, tmp_path, items, 1)
+    stage.tick()
+    assert kc.offers_puts == [[{"sku": "S1", "price": 11.5}, {"sku": "S2", "price": 12.5}, {"sku": "S3", "price": 13.5}]]
+    run(stage, tmp_path, items, 2)
+    stage.tick()
+    assert len(kc.offers_puts) == 1
+
+
+@pytest.mark.parametrize("bad", ["много", "1e999"])
+def test_an_unreadable_quantity_sets_the_item_aside_and_the_rest_goes_on(tmp_path, bad):
+    stage, kc = make(tmp_path)
+    items = offers(2)
+    buf = io.BytesIO()
+    write_offers(buf, items, WH)
+    data = buf.getvalue().replace('КоличествоНаСкладе="5"'.encode(), f'КоличествоНаСкладе="{bad}"'.encode(), 1)
+    from keycrm_bridge.erp.jobs import exchange_dir, queue_job
+    base = exchange_dir(stage.settings, 1) / "files"
+    base.mkdir(parents=True)
+    (base / "offers.xml").write_bytes(data)
+    queue_job(stage.conn, "1c", 1, "offers.xml", stage.clock.now())
+    stage.tick()
+    assert {r["sku"] for _, rows in kc.puts for r in rows} == {"S2"}
+    assert "unreadable" in stage.conn.execute("SELECT reason FROM erp_set_aside WHERE guid = 'g1'").fetchone()[0]
