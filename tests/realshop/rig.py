@@ -64,6 +64,12 @@ def wp_eval(php: str, scenario: str | None = None) -> str:
     return run(["bash", str(RIG_DIR / "rigwp.sh"), "eval", php], env=env, what="rigwp eval").strip()
 
 
+# Plugins → Delete of an earlier copy of the plugin, so that the zip is installed fresh.
+REMOVE_PLUGIN = ("require_once ABSPATH . 'wp-admin/includes/plugin.php'; require_once ABSPATH . 'wp-admin/includes/file.php';"
+                 "if (file_exists(WP_PLUGIN_DIR . '/keycrm-bridge')) { deactivate_plugins('keycrm-bridge/keycrm-bridge.php', true);"
+                 " delete_plugins(['keycrm-bridge/keycrm-bridge.php']); } echo 'ok';")
+
+
 def versions() -> str:
     return wp_eval("echo 'WordPress ' . get_bloginfo('version') . ', WooCommerce ' . WC()->version . ', PHP ' . PHP_VERSION;")
 

@@ -99,9 +99,7 @@ def prepare() -> str:
     rig.prepare()
     subprocess.run(["make", "-s", "dist"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     # A shop owner's second install replaces the first: remove an earlier copy, as Plugins → Delete does.
-    rig.wp_eval("require_once ABSPATH . 'wp-admin/includes/plugin.php'; require_once ABSPATH . 'wp-admin/includes/file.php';"
-                "if (file_exists(WP_PLUGIN_DIR . '/keycrm-bridge')) { deactivate_plugins('keycrm-bridge/keycrm-bridge.php', true);"
-                " delete_plugins(['keycrm-bridge/keycrm-bridge.php']); } echo 'ok';")
+    rig.wp_eval(rig.REMOVE_PLUGIN)
     return f"{rig.versions()}; rig at {rig.RIG_DIR}"
 
 

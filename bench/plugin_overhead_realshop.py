@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""What the plugin adds to a real shop's requests: WordPress 7.0 + WooCommerce 11.0 (the real-shop suite's
+rig), a shopper's paid checkout through the Store API and a REST stock PUT, with the plugin inactive, and
+active with the sidecar up, stopped (connection refused) and accepting-but-never-answering.
+
+Rounds interleave the four setups (the plugin is switched by its entry in active_plugins, the sidecar by
+the plugin's URL), so the machine's drift falls on all of them alike. Prints a summary on stderr and ONE
+JSON line: medians in ms and the added ms against inactive (``real_checkout_added_ms_up`` …). Prints
+``{"real_shop": "skipped: …"}`` when the rig cannot be built here. Env: KCB_BENCH_REAL_ROUNDS (30).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests" / "realshop"))
+
+import rig  # noqa: E402
+
+ROUNDS = int(os.environ.get("KCB_BENCH_REAL_ROUNDS", "30"))
+SETUPS = ("inactive", "up", "down", "hang")
+PLUGIN = "keycrm-bridge/keycrm-bridge.php"
+REMOVE_PLUGIN = rig.REMOVE_PLUGIN
+
+
+def hang_server() -> tuple[str, socket.socket]:
+    """Accepts connections and never answers (reads and drops what it gets)."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    held: list[socket.socket] = []
+
+    def loop() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            held.append(conn)
+
+    threading.Thread(target=loop, daemon=True).start()
+    return f"http://127.0.0.1:{srv.getsockname()[1]}", srv
+
+
+def closed_port() -> str:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"http://127.0.0.1:{port}"
+
+
+def switch(setup: str, urls: dict[str, str]) -> None:
+    """One rigwp call: the plugin in or out of active_plugins (no activation hooks: a switch, not a
+    reinstall), its sidecar URL, and a clean delivery state so "down" starts from a first failure."""
+    php = ("$p = (array) get_option('active_plugins'); $p = array_values(array_diff($p, ['%s']));" % PLUGIN)
+    if setup != "inactive":
+        php += f"$p[] = '{PLUGIN}'; update_option('kcb_sidecar_url', '{urls[setup]}');"
+    php += "update_option('active_plugins', $p); delete_option('kcb_delivery_state'); echo 'ok';"
+    assert rig.wp_eval(php) == "ok"
+
+
+def main() -> int:
+    reason = rig.why_not()
+    if reason:
+        print(json.dumps({"real_shop": f"skipped: {reason}"}))
+        return 0
+    rig.prepare()
+    import owner
+    from rigclient import WC, StoreAPI, WPAdmin
+    from shop import Sidecar
+
+    tmp = Path(tempfile.mkdtemp(prefix="kcb-bench-realshop-"))
+    admin = WPAdmin().login()
+    wc = WC("http")
+    prefix = f"BENCH{int(time.time()) % 1000000}"
+    sidecar = Sidecar(tmp)
+    sidecar.start([{"sku": f"{prefix}-PUT", "quantity": 1000}, {"sku": f"{prefix}-BUY", "quantity": 1000000}])
+    hang_url, hang_sock = hang_server()
+    urls = {"up": sidecar.url, "down": closed_port(), "hang": hang_url}
+    try:
+        # This checkout's plugin, installed from its zip as the real-shop suite does.
+        subprocess.run(["make", "-s", "dist"], cwd=HERE.parent, check=True, stdout=subprocess.DEVNULL)
+        rig.wp_eval(REMOVE_PLUGIN)
+        owner.install_zip(admin, HERE.parent / "wp-plugin" / "dist" / "keycrm-bridge.zip")
+        owner.configure(admin, sidecar.url, sidecar.secret)
+        made = wc.post("products/batch", {"create": [
+            {"name": "bench PUT", "sku": f"{prefix}-PUT", "regular_price": "5", "manage_stock": True, "stock_quantity": 1000},
+            {"name": "bench BUY", "sku": f"{prefix}-BUY", "regular_price": "5", "manage_stock": True,
+             "stock_quantity": 1000000}]})["create"]
+        put_id, buy_id = made[0]["id"], made[1]["id"]
+        timings: dict[str, dict[str, list[float]]] = {op: {s: [] for s in SETUPS} for op in ("checkout", "put")}
+        stock = 1000
+        started = time.monotonic()
+        for n in range(ROUNDS + 1):  # round 0 warms every setup's caches and is not counted
+            order = SETUPS if n % 2 else tuple(reversed(SETUPS))
+            for setup in order:
+                switch(setup, urls)
+                store = StoreAPI()
+                store.cart()
+                store.add_item(buy_id, 1)
+                t0 = time.perf_counter()
+                store.checkout()
+                checkout_ms = (time.perf_counter() - t0) * 1000
+                stock -= 1
+                t0 = time.perf_counter()
+                wc.put(f"products/{put_id}", {"stock_quantity": stock})
+                put_ms = (time.perf_counter() - t0) * 1000
+                if n:
+                    timings["checkout"][setup].append(checkout_ms)
+                    timings["put"][setup].append(put_ms)
+        switch("up", urls)
+        medians = {op: {s: statistics.median(v) for s, v in by.items()} for op, by in timings.items()}
+        out: dict[str, object] = {"real_shop_rounds": ROUNDS, "real_shop": rig.versions()}
+        for op in ("checkout", "put"):
+            for setup in SETUPS:
+                out[f"real_{op}_ms_{setup}"] = round(medians[op][setup], 1)
+            for setup in SETUPS[1:]:
+                out[f"real_{op}_added_ms_{setup}"] = round(medians[op][setup] - medians[op]["inactive"], 1)
+        print(f"real shop: {ROUNDS} rounds of 4 setups x (checkout + PUT) in {time.monotonic() - started:.0f} s",
+              file=sys.stderr)
+        for op in ("checkout", "put"):
+            print("  " + op + ": " + ", ".join(f"{s} {medians[op][s]:.1f} ms" for s in SETUPS), file=sys.stderr)
+        print(json.dumps(out))
+        return 0
+    finally:
+        hang_sock.close()
+        sidecar.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
