@@ -35,6 +35,10 @@ class Shop:
     def sku(self, name: str) -> str:
         return f"{self.prefix}-{name}"
 
+    def scenario(self, name: str) -> str:
+        """The X-Rig-Scenario of this run's requests for one flow (the rig logs their hooks under it)."""
+        return f"{self.prefix}-{name}"
+
 
 def catalogue(prefix: str) -> tuple[list[dict[str, Any]], list[tuple[str, list[str]]]]:
     simple = [{"name": f"Real shop {prefix} {n}", "sku": f"{prefix}-{n}", "type": "simple", "regular_price": "12.50",
@@ -79,24 +83,30 @@ def _set_and_follow(shop: Shop, sku: str, value: int, cause: str) -> str:
 def rest_edit(shop: Shop) -> str:
     """PUT wc/v3/products/{id}: woocommerce_product_set_stock from the REST controller (cause rest)."""
     sku = shop.sku("REST")
-    shop.wc.put(f"products/{shop.ids[sku]}", {"stock_quantity": 17})
-    return _set_and_follow(shop, sku, 17, "rest")
+    shop.wc.put(f"products/{shop.ids[sku]}", {"stock_quantity": 17}, scenario=shop.scenario("rest"))
+    seen = _set_and_follow(shop, sku, 17, "rest")
+    return seen + "; hooks " + rig.assert_hooks(shop.scenario("rest"), [
+        "woocommerce_product_set_stock", "woocommerce_update_product"])
 
 
 def product_screen(shop: Shop) -> str:
     """post.php save: WC_Meta_Box_Product_Data::save → woocommerce_product_set_stock (cause manual)."""
     sku = shop.sku("SCREEN")
-    r = shop.admin.save_product_form(shop.ids[sku], {"_stock": "13"}, scenario="realshop-screen")
+    r = shop.admin.save_product_form(shop.ids[sku], {"_stock": "13"}, scenario=shop.scenario("screen"))
     assert r.status_code in (302, 303), r.status_code
-    return _set_and_follow(shop, sku, 13, "manual")
+    seen = _set_and_follow(shop, sku, 13, "manual")
+    return seen + "; hooks " + rig.assert_hooks(shop.scenario("screen"), [
+        "woocommerce_product_set_stock", "woocommerce_update_product"])
 
 
 def quick_edit(shop: Shop) -> str:
     """admin-ajax inline-save: WC_Admin_Post_Types::quick_edit_save → woocommerce_product_set_stock."""
     sku = shop.sku("QUICK")
-    r = shop.admin.quick_edit(shop.ids[sku], sku, {"_stock": "11"}, scenario="realshop-quick")
+    r = shop.admin.quick_edit(shop.ids[sku], sku, {"_stock": "11"}, scenario=shop.scenario("quick"))
     assert r.status_code == 200, r.status_code
-    return _set_and_follow(shop, sku, 11, "manual")
+    seen = _set_and_follow(shop, sku, 11, "manual")
+    return seen + "; hooks " + rig.assert_hooks(shop.scenario("quick"), [
+        "woocommerce_product_set_stock", "woocommerce_update_product"])
 
 
 def csv_import(shop: Shop) -> str:
@@ -105,9 +115,11 @@ def csv_import(shop: Shop) -> str:
     from owner import csv_import as run_import
 
     sku = shop.sku("CSV")
-    updated = run_import(shop.admin, f"SKU,Stock\n{sku},9\n", scenario="realshop-csv")
+    updated = run_import(shop.admin, f"SKU,Stock\n{sku},9\n", scenario=shop.scenario("csv"))
     assert updated == 1, updated
-    return _set_and_follow(shop, sku, 9, "import")
+    seen = _set_and_follow(shop, sku, 9, "import")
+    return seen + "; hooks " + rig.assert_hooks(shop.scenario("csv"), [
+        "woocommerce_product_import_before_process_item", "woocommerce_product_set_stock", "woocommerce_update_product"])
 
 
 def variations(shop: Shop) -> str:
@@ -117,13 +129,15 @@ def variations(shop: Shop) -> str:
     shop.wc.put(f"products/{shop.parent[red]}/variations/{shop.ids[red]}", {"stock_quantity": 8})
     first = _set_and_follow(shop, red, 8, "rest")
     r = shop.admin.save_variation_form(shop.parent[blue], shop.ids[blue], {"variable_stock": "6"},
-                                       scenario="realshop-variation")
+                                       scenario=shop.scenario("variation"))
     assert r.status_code == 200, r.status_code
     event = shop.sidecar.wait_event(blue, "the variation's stock.set", lambda e: e["type"] == "stock.set"
                                     and e["stock_quantity"] == 6)
     assert event["parent_id"] == shop.parent[blue], event
     shop.sidecar.wait_kc(blue, 6)
-    return f"{first}; {blue} (parent {event['parent_id']}) by the variations panel: 6, cause {event['cause']}"
+    hooks = rig.assert_hooks(shop.scenario("variation"), [
+        "woocommerce_variation_set_stock", "woocommerce_update_product_variation", "woocommerce_save_product_variation"])
+    return f"{first}; {blue} (parent {event['parent_id']}) by the variations panel: 6, cause {event['cause']}; hooks {hooks}"
 
 
 def checkout(shop: Shop, sku: str, quantity: int = 2) -> tuple[int, dict[str, Any]]:
@@ -136,14 +150,16 @@ def checkout(shop: Shop, sku: str, quantity: int = 2) -> tuple[int, dict[str, An
     store = StoreAPI()
     store.cart()
     store.add_item(shop.ids[sku], quantity)
-    order = store.checkout()
+    order = store.checkout(scenario=shop.scenario(f"checkout-{sku}"))
     order_id = int(order["order_id"])
     shop.orders.append(order_id)
     assert shop.woo_stock(sku) == before - quantity
     event = shop.sidecar.wait_event(sku, "the sale's stock.set", lambda e: e["type"] == "stock.set"
                                     and e.get("order_id") == order_id)
     assert event["cause"] == "order" and event["quantity_delta"] == -quantity, event
-    return order_id, {"since": since, "before": before, "event": event}
+    hooks = rig.assert_hooks(shop.scenario(f"checkout-{sku}"), [
+        "woocommerce_product_set_stock", "woocommerce_reduce_order_item_stock", "woocommerce_reduce_order_stock"])
+    return order_id, {"since": since, "before": before, "event": event, "hooks": hooks}
 
 
 def _sold_not_pushed(shop: Shop, sku: str, order_id: int, seen: dict[str, Any], quantity: int) -> str:
@@ -153,7 +169,8 @@ def _sold_not_pushed(shop: Shop, sku: str, order_id: int, seen: dict[str, Any], 
     shop.sidecar.wait_kc(sku, seen["before"] - quantity)
     lowered = [r for r in shop.sidecar.kc_stock_writes(sku, seen["since"])]
     assert lowered == [], f"the bridge wrote KeyCRM stock for a sale: {lowered}"
-    return f"order {order_id}: WooCommerce -{quantity}, event cause order; no KeyCRM stock write; both {seen['before'] - quantity}"
+    return (f"order {order_id}: WooCommerce -{quantity}, event cause order; no KeyCRM stock write; both "
+            f"{seen['before'] - quantity}; hooks {seen['hooks']}")
 
 
 def checkout_hpos(shop: Shop) -> str:
@@ -178,12 +195,14 @@ def cancel_restock(shop: Shop) -> str:
     woocommerce_product_set_stock (cause order_restore, +quantity)."""
     sku = shop.sku("CANCEL")
     order_id, seen = checkout(shop, sku, 3)
-    shop.wc.put(f"orders/{order_id}", {"status": "cancelled"})
+    shop.wc.put(f"orders/{order_id}", {"status": "cancelled"}, scenario=shop.scenario("cancel"))
     event = shop.sidecar.wait_event(sku, "the restore", lambda e: e["type"] == "stock.set"
                                     and e["cause"] == "order_restore" and e.get("order_id") == order_id)
     assert event["quantity_delta"] == 3 and shop.woo_stock(sku) == seen["before"], event
     assert shop.sidecar.kc_stock_writes(sku, seen["since"]) == []
-    return f"order {order_id} cancelled: WooCommerce back to {seen['before']}, event order_restore +3, no KeyCRM write"
+    hooks = rig.assert_hooks(shop.scenario("cancel"), [
+        "woocommerce_order_status_cancelled", "woocommerce_product_set_stock", "woocommerce_restore_order_item_stock"])
+    return f"order {order_id} cancelled: WooCommerce back to {seen['before']}, event order_restore +3, no KeyCRM write; hooks {hooks}"
 
 
 def refund_restock(shop: Shop) -> str:
@@ -194,12 +213,14 @@ def refund_restock(shop: Shop) -> str:
     order = shop.wc.get(f"orders/{order_id}")
     item = order["line_items"][0]
     shop.wc.post(f"orders/{order_id}/refunds", {"amount": "12.50", "api_refund": False, "line_items": [
-        {"id": item["id"], "quantity": 1, "refund_total": 12.5, "refund_tax": []}], "restock_items": True})
+        {"id": item["id"], "quantity": 1, "refund_total": 12.5, "refund_tax": []}], "restock_items": True},
+        scenario=shop.scenario("refund"))
     event = shop.sidecar.wait_event(sku, "the refund's restore", lambda e: e["type"] == "stock.set"
                                     and e["cause"] == "order_restore")
     assert event["quantity_delta"] == 1 and shop.woo_stock(sku) == seen["before"] - 1, event
     assert shop.sidecar.kc_stock_writes(sku, seen["since"]) == []
-    return f"order {order_id}: 1 of 2 refunded with restock: WooCommerce {seen['before'] - 1}, event order_restore +1"
+    hooks = rig.assert_hooks(shop.scenario("refund"), ["woocommerce_product_set_stock", "woocommerce_restock_refunded_item"])
+    return f"order {order_id}: 1 of 2 refunded with restock: WooCommerce {seen['before'] - 1}, event order_restore +1; hooks {hooks}"
 
 
 def trash_delete(shop: Shop) -> str:
@@ -207,27 +228,31 @@ def trash_delete(shop: Shop) -> str:
     product.upsert with status trash; "Delete Permanently": before_delete_post → product.deleted."""
     sku = shop.sku("TRASH")
     pid = shop.ids[sku]
-    shop.admin.follow(shop.admin.trash_link(pid), scenario="realshop-trash")
+    shop.admin.follow(shop.admin.trash_link(pid), scenario=shop.scenario("trash"))
     trashed = shop.sidecar.wait_event(sku, "the trash", lambda e: e["type"] == "product.upsert"
                                       and e.get("product", {}).get("status") == "trash")
-    shop.admin.follow(shop.admin.delete_permanently_link(pid), scenario="realshop-delete")
+    shop.admin.follow(shop.admin.delete_permanently_link(pid), scenario=shop.scenario("delete"))
     deleted = shop.sidecar.wait_event(sku, "the delete", lambda e: e["type"] == "product.deleted")
     assert shop.wc.get(f"products/{pid}", expect_ok=False).get("code") == "woocommerce_rest_product_invalid_id"
-    return f"trashed: product.upsert status trash (cause {trashed['cause']}); deleted: {deleted['type']}"
+    trash_hooks = rig.assert_hooks(shop.scenario("trash"), ["wp_trash_post", "trashed_post"])
+    delete_hooks = rig.assert_hooks(shop.scenario("delete"), ["before_delete_post", "deleted_post"])
+    return (f"trashed: product.upsert status trash (cause {trashed['cause']}), hooks {trash_hooks}; deleted: "
+            f"{deleted['type']}, hooks {delete_hooks}")
 
 
 def sku_rename(shop: Shop) -> str:
     """PUT sku: woocommerce_update_product with the old SKU in the product's changes (old_sku in the event)."""
     old = shop.sku("RENAME")
     new = old + "-NEW"
-    shop.wc.put(f"products/{shop.ids[old]}", {"sku": new})
+    shop.wc.put(f"products/{shop.ids[old]}", {"sku": new}, scenario=shop.scenario("rename"))
     event = shop.sidecar.wait_event(new, "the rename", lambda e: e["type"] == "product.upsert"
                                     and e.get("old_sku") == old)
     shop.wc.put(f"products/{shop.ids[old]}", {"stock_quantity": 5})
     shop.sidecar.wait_event(new, "stock under the new SKU", lambda e: e["type"] == "stock.set"
                             and e["stock_quantity"] == 5)
     shop.sidecar.wait_kc(new, 5)
-    return f"{old} → {new}: event old_sku {event['old_sku']}; a stock edit under the new SKU reached KeyCRM (5)"
+    hooks = rig.assert_hooks(shop.scenario("rename"), ["woocommerce_update_product"])
+    return f"{old} → {new}: event old_sku {event['old_sku']}; a stock edit under the new SKU reached KeyCRM (5); hooks {hooks}"
 
 
 def outage(shop: Shop, minutes: float = 2.0) -> str:

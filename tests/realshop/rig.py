@@ -86,3 +86,46 @@ def set_order_storage(hpos: bool) -> str:
         "wp_cache_flush();"
         "echo \\Automattic\\WooCommerce\\Utilities\\OrderUtil::custom_orders_table_usage_is_enabled() ? 'hpos' : 'posts';"
     )
+
+
+# The hooks the plugin listens to or that place them (the rig's hook logger records every product/stock/order
+# action of a request sent with an X-Rig-Scenario header into logs/hooks.jsonl).
+KEY_HOOKS = (
+    "woocommerce_product_import_before_process_item", "woocommerce_product_set_stock", "woocommerce_variation_set_stock",
+    "woocommerce_new_product", "woocommerce_update_product", "woocommerce_update_product_variation",
+    "woocommerce_save_product_variation", "woocommerce_reduce_order_item_stock", "woocommerce_reduce_order_stock",
+    "woocommerce_order_status_cancelled", "woocommerce_restore_order_item_stock", "woocommerce_restore_order_stock",
+    "woocommerce_restock_refunded_item", "woocommerce_order_refunded", "woocommerce_order_partially_refunded",
+    "wp_trash_post", "trashed_post", "woocommerce_trash_product", "before_delete_post", "woocommerce_before_delete_product",
+    "woocommerce_delete_product", "deleted_post", "shutdown",
+)
+
+
+def hooks(scenario: str) -> list[str]:
+    """The key hooks real WooCommerce fired for requests tagged ``scenario``, in order, repeats collapsed."""
+    import json
+
+    out: list[str] = []
+    path = RIG_DIR / "logs" / "hooks.jsonl"
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if f'"{scenario}"' not in line:
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if row.get("scenario") == scenario and row.get("hook") in KEY_HOOKS and (not out or out[-1] != row["hook"]):
+                out.append(row["hook"])
+    return out
+
+
+def assert_hooks(scenario: str, expected: list[str]) -> str:
+    """``expected`` must occur in this order (others may come between): the sequence the plugin relies on."""
+    seen = hooks(scenario)
+    at = 0
+    for hook in seen:
+        if at < len(expected) and hook == expected[at]:
+            at += 1
+    assert at == len(expected), f"real WooCommerce fired {seen} for {scenario}, expected in order {expected}"
+    return " → ".join(expected)
