@@ -5,7 +5,8 @@ active with the sidecar up, stopped (connection refused) and accepting-but-never
 
 Rounds interleave the four setups (the plugin is switched by its entry in active_plugins, the sidecar by
 the plugin's URL), so the machine's drift falls on all of them alike. Prints a summary on stderr and ONE
-JSON line: medians in ms and the added ms against inactive (``real_checkout_added_ms_up`` …). Prints
+JSON line: medians in ms and the added ms against inactive (``real_checkout_added_ms_up`` …, the median
+of the rounds' differences). Prints
 ``{"real_shop": "skipped: …"}`` when the rig cannot be built here. Env: KCB_BENCH_REAL_ROUNDS (30).
 """
 
@@ -64,7 +65,7 @@ def closed_port() -> str:
 def switch(setup: str, urls: dict[str, str]) -> None:
     """One rigwp call: the plugin in or out of active_plugins (no activation hooks: a switch, not a
     reinstall), its sidecar URL, and a clean delivery state so "down" starts from a first failure."""
-    php = ("$p = (array) get_option('active_plugins'); $p = array_values(array_diff($p, ['%s']));" % PLUGIN)
+    php = f"$p = (array) get_option('active_plugins'); $p = array_values(array_diff($p, ['{PLUGIN}']));"
     if setup != "inactive":
         php += f"$p[] = '{PLUGIN}'; update_option('kcb_sidecar_url', '{urls[setup]}');"
     php += "update_option('active_plugins', $p); delete_option('kcb_delivery_state'); echo 'ok';"
@@ -127,7 +128,10 @@ def main() -> int:
             for setup in SETUPS:
                 out[f"real_{op}_ms_{setup}"] = round(medians[op][setup], 1)
             for setup in SETUPS[1:]:
-                out[f"real_{op}_added_ms_{setup}"] = round(medians[op][setup] - medians[op]["inactive"], 1)
+                # The median of each round's difference: a round's four requests ran back to back, so the
+                # machine's load at that moment cancels out.
+                paired = [a - b for a, b in zip(timings[op][setup], timings[op]["inactive"], strict=True)]
+                out[f"real_{op}_added_ms_{setup}"] = round(statistics.median(paired), 1)
         print(f"real shop: {ROUNDS} rounds of 4 setups x (checkout + PUT) in {time.monotonic() - started:.0f} s",
               file=sys.stderr)
         for op in ("checkout", "put"):
