@@ -1,7 +1,7 @@
 """Where the real shop comes from: the shared rig (real WordPress + WooCommerce on loopback), found,
 copied outside the checkout, brought up, and driven (wc/v3, wp-admin, Store API, its WP helper).
 
-Environment: KCB_RIG_SRC (the rig's scripts; default ../shared/rig beside the checkout), KCB_RIG_DIR (where
+Environment: KCB_RIG_SRC (the rig's scripts; default shared/rig beside the checkout or its parent), KCB_RIG_DIR (where
 they are copied and run; default /tmp/kcb-rig), MIRROR (bare git mirrors; default /work/.mirror).
 """
 
@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-RIG_SRC = Path(os.environ.get("KCB_RIG_SRC", ROOT.parent / "shared" / "rig"))
+# shared/ beside the checkout (CI, /work/main), or beside the folder of worktrees (/work/wt/<name>).
+_BESIDE = [ROOT.parent / "shared" / "rig", ROOT.parent.parent / "shared" / "rig"]
+RIG_SRC = Path(os.environ.get("KCB_RIG_SRC") or next((p for p in _BESIDE if (p / "up.sh").exists()), _BESIDE[0]))
 RIG_DIR = Path(os.environ.get("KCB_RIG_DIR", "/tmp/kcb-rig"))
 MIRROR = Path(os.environ.get("MIRROR", "/work/.mirror"))
 WP_MIRROR = MIRROR / "johnpbloch+wordpress-core" / "repo"

@@ -96,6 +96,9 @@ php_logs_clean() {
     echo "no PHP warnings, notices or fatal errors from the plugin"
 }
 
+# shellcheck source=lib/multisite.sh
+multisite_uninstall() { source tests/lib/multisite.sh && kcb_multisite_uninstall; }
+
 browser_test() { python3 tests/browser/admin_page_test.py; }
 
 cleanup() { [ -n "${KCB_KEEP_ENV:-}" ] || kcb_env_down; }
@@ -117,6 +120,7 @@ if [[ " ${failures[*]-} " == *"WordPress"* ]]; then
     echo "environment failed; skipping PHPUnit and browser"
 else
     step "PHPUnit (WordPress, MariaDB, WooCommerce stand-in, receiver)" phpunit_suite
+    step "uninstall on a multisite network (2 sites)" multisite_uninstall
     step "PHP logs free of plugin warnings" php_logs_clean
     step "headless Chromium admin test" browser_test
 fi
