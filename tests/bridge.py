@@ -15,7 +15,9 @@ from typing import Any
 
 import requests
 
-from keycrm_bridge import signing
+from keycrm_bridge import approval, signing
+from keycrm_bridge.config import load_settings
+from keycrm_bridge.store import Store
 
 SECRET = "test-shared-secret-0123456789"
 
@@ -100,8 +102,27 @@ class Web(Proc):
 
 
 class Worker(Proc):
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    """The worker; ``reviewed`` (the default) records the owner's first-sync approval first, as a
+    shop that has been running for a while has it. First-contact tests pass ``reviewed=False``."""
+
+    def __init__(self, env: dict[str, str], log: Path, reviewed: bool = True) -> None:
         super().__init__([sys.executable, "-m", "keycrm_bridge.cli", "worker"], env, log)
+        self.reviewed = reviewed
+
+    def start(self) -> Worker:
+        if self.reviewed:
+            approve_first_sync(self.env)
+        super().start()
+        return self
+
+
+def approve_first_sync(env: dict[str, str]) -> None:
+    settings = load_settings(env)
+    store = Store(settings.database_path)
+    try:
+        approval.approve(store, settings, time.time(), "test")
+    finally:
+        store.close()
 
 
 def event(sku: str, qty: float | None = None, *, type: str = "stock.set", cause: str = "manual",

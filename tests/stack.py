@@ -64,9 +64,9 @@ class Processes:
 
 
 class Stack(Processes):
-    def __init__(self, tmp: Path, mode: str, *, webhook: bool = True, **env: str) -> None:
+    def __init__(self, tmp: Path, mode: str, *, webhook: bool = True, reviewed: bool = True, **env: str) -> None:
         super().__init__(SimulatorProcess())
-        self.tmp, self.mode, self.webhook = tmp, mode, webhook
+        self.tmp, self.mode, self.webhook, self.reviewed = tmp, mode, webhook, reviewed
         self.extra = env
 
     def start(self, keycrm: list[dict[str, Any]], woo: list[dict[str, Any]]) -> Stack:
@@ -82,7 +82,7 @@ class Stack(Processes):
         if self.webhook:
             self.sim.control.configure_webhook(url=f"{self.web.url}/v1/keycrm/webhook/{TOKEN}")
         self.env = {**base, "WOO_URL": self.peer.url, "WOO_CONSUMER_KEY": "ck_test", "WOO_CONSUMER_SECRET": "cs_test"}
-        self.worker = Worker(self.env, self.tmp / "worker.log").start()
+        self.worker = Worker(self.env, self.tmp / "worker.log", reviewed=self.reviewed).start()
         return self
 
     # -- observations ------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from keycrm_bridge.metrics import CONTENT_TYPE, RecordingSession, StoreCollector
 from keycrm_bridge.simulator.testing import SimulatorProcess
 from keycrm_bridge.store import Store
 
-from bridge import Proc, bridge_env, event, free_port, get_status, post_events, wait_until
+from bridge import Proc, approve_first_sync, bridge_env, event, free_port, get_status, post_events, wait_until
 
 TESTS = Path(__file__).resolve().parent
 
@@ -83,6 +83,7 @@ class MetricsWeb(Proc):
 
 
 def start_worker(env: dict[str, str], log: Path) -> Proc:
+    approve_first_sync(env)
     code = f"import sys; sys.path.insert(0, {str(TESTS)!r}); import test_metrics; sys.exit(test_metrics.run_worker())"
     return Proc([sys.executable, "-c", code], env, log).start()
 

@@ -33,9 +33,12 @@ def test_s12_from_the_cli(stack, tmp_path):
     dry = cli(stack, "--dry-run", "--report-dir", str(tmp_path / "reports"))
     assert dry.returncode == 0, dry.stderr
     assert "no worker is running: running the resync in this process" in dry.stderr
-    bars = [line for line in dry.stderr.splitlines() if line.startswith("[")]
-    assert bars and bars[-1].startswith("[" + "#" * 30 + "] 100% done"), bars[-3:]
-    assert any("planning_keycrm" in b for b in bars)
+    bars = [line for line in dry.stderr.splitlines() if line.startswith("comparing ")]
+    assert bars and bars[-1].startswith("comparing 100% done"), bars[-3:]
+    assert any("reading KeyCRM" in b for b in bars)
+    shares = [int(b.split()[1].rstrip("%")) for b in bars]
+    assert shares == sorted(shares), "the percentage never runs backwards"
+    assert f"the same on both sides: {len(cat.matched) - len(cat.drifted)}" in dry.stdout and "in agreement" not in dry.stdout
     assert "actions: update_woocommerce 300" in dry.stdout
     assert "only_in_woocommerce 10" in dry.stdout and "only_in_keycrm 10" in dry.stdout
     assert "duplicate_in_woocommerce 3" in dry.stdout and "duplicate_in_keycrm 2" in dry.stdout
@@ -52,6 +55,8 @@ def test_s12_from_the_cli(stack, tmp_path):
     assert applied.returncode == 0, applied.stderr
     assert "no worker is running" not in applied.stderr, "the running worker did the job"
     assert "writes: woocommerce_done 300" in applied.stdout
+    assert applied.stdout.index("comparison (dry run)") < applied.stdout.index("applied"), \
+        "the comparison is shown before anything is applied"
     assert all(stack.woo_stock(s) == cat.sellable[s] for s in cat.drifted[::10])
     again = cli(stack, "--dry-run")
     assert again.returncode == 0 and "actions: none needed" in again.stdout

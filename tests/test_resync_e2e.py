@@ -100,7 +100,9 @@ def test_s12_worker_killed_half_way_resumes_without_writing_anything_twice(stack
     stack.peer.control.set_faults(hang_next=1, hang_seconds=2.0, after_commit=True, status=500,
                                   path_contains="batch")
     stack.start_worker()
-    wait_until(lambda: db.execute("SELECT count(*) FROM resync_batches WHERE status = 'inflight'").fetchone()[0],
+    # On the wire: marked in flight, and the peer took it (its one armed hang is used up).
+    wait_until(lambda: db.execute("SELECT count(*) FROM resync_batches WHERE status = 'inflight'").fetchone()[0]
+               and stack.peer.control._call("GET", "faults")["hang_next"] == 0,
                timeout=30, interval=0.02, what="a WooCommerce batch on the wire")
     stack.worker.kill()                       # SIGKILL while the batch is in flight
     stack.start_worker()

@@ -21,6 +21,7 @@ from .ledger import Ledger
 from .metrics import register_metrics
 from .pull import webhook_rows
 from .resync import register_resync_routes
+from .resync_review import register_review_routes
 from .status import build_status
 from .store import Store
 
@@ -196,6 +197,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Flask:
         return jsonify(build_status(store(), settings, clock.now())), 200
 
     register_resync_routes(app, settings, clock, store, _unsigned)
+    register_review_routes(app, settings, clock, store, _unsigned)
     if settings.erp is not None:
         from .erp.routes import register_erp_routes
 

@@ -5,23 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
-from . import __version__, logs
+from . import __version__, logs, runtime
 from .config import ConfigError, Settings, load_settings
 
 
 def _settings_or_exit(env: dict[str, str] | None = None) -> Settings:
+    """The environment's settings, over those of the bridge `keycrm-bridge run` started here (runtime.json)."""
     try:
-        return load_settings(env)
+        return load_settings(runtime.merged_env(os.environ) if env is None else env)
     except ConfigError as exc:
         print(f"keycrm-bridge: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -66,12 +61,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, indent=2, ensure_ascii=False))
         return 0
+    first = status["first_sync"]
     print(f"mode: {status['mode']}")
+    if not first["approved"]:
+        print(f"not writing stock yet: {first['waiting_reason']}")
+        print("  review with `keycrm-bridge resync` (it shows the comparison, then asks to apply)")
     print(f"queue: {status['queue_depth']} pending, oldest {status['oldest_pending_age_s'] or 0:.1f} s")
     print(f"KeyCRM budget: {status['budget']['used_last_minute']}/{status['budget']['per_minute']} in the last minute")
-    print(f"last KeyCRM success: {_ago(status['last_keycrm_success_at'])}")
+    print(f"last successful call to KeyCRM: {_ago(status['last_keycrm_success_at'])}")
     if status["last_error"]:
         print(f"last error: {status['last_error']['error']}")
+    if not status["compared"] and not status["unmatched_count"]:
+        print("unmatched SKUs: not known yet (no comparison of the two catalogues has finished)")
+        return 0
     print(f"unmatched SKUs: {status['unmatched_count']}")
     for row in status["unmatched_skus"][:50]:
         print(f"  {row['sku']!s:30} {row['side']:12} {row['reason']}")
@@ -131,96 +133,10 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     return int(sim_main(args.rest) or 0)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_ready(proc: subprocess.Popen[str], event: str, timeout: float = 30.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            if proc.poll() is not None:
-                raise RuntimeError(f"simulator exited with {proc.returncode}")
-            continue
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            continue
-        if msg.get("event") == event:
-            return dict(msg)
-    raise RuntimeError("simulator did not start in time")
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    """Web and worker together; with no KEYCRM_API_KEY, the KeyCRM simulator too."""
-    env = dict(os.environ)
-    data = Path(args.data_dir)
-    data.mkdir(parents=True, exist_ok=True)
-    env.setdefault("DATABASE_PATH", str(data / "keycrm-bridge.sqlite3"))
-    children: list[subprocess.Popen[str]] = []
-    if not env.get("BRIDGE_SHARED_SECRET"):
-        secret_file = data / "shared-secret"
-        if not secret_file.exists():
-            secret_file.write_text(secrets.token_urlsafe(32))
-            secret_file.chmod(0o600)
-        env["BRIDGE_SHARED_SECRET"] = secret_file.read_text().strip()
-    if not env.get("KEYCRM_API_KEY"):
-        port = _free_port()
-        sim = subprocess.Popen(
-            [sys.executable, "-m", "keycrm_bridge.simulator", "--host", "127.0.0.1", "--port", str(port),
-             "--api-key", "sim-key", "--seed-skus", str(args.demo_skus)],
-            stdout=subprocess.PIPE, text=True, env=env)
-        children.append(sim)
-        ready = _wait_ready(sim, "simulator_ready")
-        env["KEYCRM_API_KEY"] = "sim-key"
-        env["KEYCRM_BASE_URL"] = ready["url"].rstrip("/") + "/v1"
-        env.setdefault("KEYCRM_WRITE_WAREHOUSE_ID", "1")
-        print(f"KeyCRM simulator (no KEYCRM_API_KEY given): {ready['url']}", flush=True)
-    settings = _settings_or_exit(env)
-    web = subprocess.Popen([sys.executable, "-m", "gunicorn", *gunicorn_args(settings)], env=env, text=True)
-    worker = subprocess.Popen([sys.executable, "-m", "keycrm_bridge.cli", "worker"], env=env, text=True)
-    children += [web, worker]
-    print(json.dumps({"event": "bridge_ready", "sidecar_url": f"http://{settings.bind}",
-                      "mode": settings.sync_mode, "database": settings.database_path}), flush=True)
-    # Shown once, to the person starting the bridge, because it is what they must paste into the
-    # plugin; the structured logs never carry it.
-    print(f"\nIn WordPress → WooCommerce → KeyCRM Bridge, set\n  Sidecar URL:   http://{settings.bind}\n"
-          f"  Shared secret: {env['BRIDGE_SHARED_SECRET']}\n", flush=True)
+    from .runner import cmd_run as run
 
-    stopping = False
-
-    def _stop(signum: int, _frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    code = 0
-    while not stopping:
-        for i, child in enumerate(children):
-            if child.poll() is not None:
-                if child is worker:
-                    # The worker is restartable at any moment by design; keep the bridge up.
-                    worker = subprocess.Popen([sys.executable, "-m", "keycrm_bridge.cli", "worker"], env=env,
-                                              text=True)
-                    children[i] = worker
-                else:
-                    print(f"keycrm-bridge: a process exited with {child.returncode}; stopping", file=sys.stderr)
-                    stopping, code = True, 1
-        time.sleep(0.5)
-    for child in children:
-        if child.poll() is None:
-            child.terminate()
-    for child in children:
-        try:
-            child.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            child.kill()
-    return code
+    return run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=__version__)
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="web + worker (+ the KeyCRM simulator when KEYCRM_API_KEY is not set)")
-    run.add_argument("--data-dir", default=os.environ.get("KEYCRM_BRIDGE_DATA", "data"))
-    run.add_argument("--demo-skus", type=int, default=100, help="SKUs the simulator starts with")
+    run.add_argument("--data-dir", default=None,
+                     help="database, generated secret and runtime.json (default: $KEYCRM_BRIDGE_DATA or ./data)")
+    run.add_argument("--demo-skus", type=int, default=100, help="SKUs the demo's simulator and shop start with")
     run.set_defaults(func=cmd_run)
     sub.add_parser("web", help="the events API under gunicorn").set_defaults(func=cmd_web)
     sub.add_parser("worker", help="the sync worker").set_defaults(func=cmd_worker)

@@ -93,6 +93,7 @@ class KeyCRMClient:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.base_url = base_url.rstrip("/")
+        self.last_ok_at: float | None = None
         self._api_key = api_key
         self.budget = budget
         self.clock = clock
@@ -374,6 +375,8 @@ class KeyCRMClient:
     def _log(self, method: str, endpoint: str, status: int | None, attempt: int, started: float, *,
              error: str | None = None) -> None:
         log_call(log, "keycrm", method, endpoint, status, attempt, started, error)
+        if status is not None and status < 400:
+            self.last_ok_at = self.clock.now()  # reads count: status shows when KeyCRM last answered
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -164,6 +164,9 @@ class Ledger:
                               " WHERE dirty_since IS NOT NULL AND hold IS NULL").fetchone()
         return int(r[0]), r[1], r[2]
 
+    def agreed_count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM ledger WHERE agreed IS NOT NULL").fetchone()[0])
+
     def dirty(self, limit: int = 10000) -> list[str]:
         return [r[0] for r in self.conn.execute(
             "SELECT sku FROM ledger WHERE dirty_since IS NOT NULL AND hold IS NULL ORDER BY dirty_since LIMIT ?",

@@ -49,7 +49,8 @@ def log_call(logger: logging.Logger, peer: str, method: str, endpoint: str, stat
     """One line per HTTP attempt to a peer (KeyCRM, WooCommerce): endpoint, status, attempt, duration.
 
     ``started`` is ``time.perf_counter()`` at the attempt's start; a measured duration, not the
-    sync clock. Failed attempts log at WARNING.
+    sync clock. Failed attempts log at WARNING, writes at INFO, successful reads at DEBUG: the sweep
+    reads a page every few seconds, and an idle bridge must not fill its log with them.
     """
     fields: dict[str, object] = {
         "event": f"{peer}_call",
@@ -61,5 +62,8 @@ def log_call(logger: logging.Logger, peer: str, method: str, endpoint: str, stat
     }
     if error:
         fields["error"] = error
-    level = logging.INFO if status is not None and status < 400 else logging.WARNING
+    if status is None or status >= 400:
+        level = logging.WARNING
+    else:
+        level = logging.DEBUG if method == "GET" else logging.INFO
     logger.log(level, "%s %s -> %s", peer, endpoint, status if status is not None else error, extra=fields)

@@ -26,6 +26,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
+from . import approval
 from .budget import Priority, RateBudget
 from .clock import Clock
 from .config import Settings
@@ -673,6 +674,9 @@ class ResyncRunner:
         counts = self.jobs.counts(job_id)
         self.jobs.update(job_id, counts=counts)
         self.jobs.finish(job_id, "done", now)
+        # Applying the reviewed comparison is the owner's approval of the first sync.
+        if job["mode"] == self.settings.sync_mode and (self.jobs.get(job_id) or {}).get("phase") == "done":
+            approval.approve(self.store, self.settings, now, f"resync ({job.get('source') or 'api'})", job_id)
         log.info("resync applied", extra={"job": job_id, **_flat(counts)})
         return True
 

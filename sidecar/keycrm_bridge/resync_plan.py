@@ -23,8 +23,8 @@ from .config import Settings
 from .decide import decide, json_number
 from .store import Store
 
-PHASES = ("planning_keycrm", "planning_woo", "planned", "applying", "done", "failed")
-FINISHED = ("done", "failed")
+PHASES = ("planning_keycrm", "planning_woo", "planned", "applying", "done", "failed", "cancelled")
+FINISHED = ("done", "failed", "cancelled")
 ACTIONS = ("none", "update_woocommerce", "update_keycrm", "update_both", "create_keycrm")
 KEEP_JOBS = 5  # plans of older jobs are deleted when a new one starts
 
@@ -206,7 +206,18 @@ class ResyncJobs:
         c.execute("UPDATE resync_jobs SET done = done + ?, total = total + ?, errors = errors + ? WHERE id = ?",
                   (done, total, errors, job_id))
 
+    def cancel(self, job_id: str, now: float) -> bool:
+        """Stop a running job where it is: what was written stays written, nothing more is.
+
+        Returns False when the job had already finished."""
+        cur = self.conn.execute("UPDATE resync_jobs SET phase = 'cancelled', active = NULL, finished_at = ?"
+                                " WHERE id = ? AND active = 1", (now, job_id))
+        return cur.rowcount > 0
+
     def finish(self, job_id: str, phase: str, now: float, error: str | None = None) -> None:
+        current = self.get(job_id)
+        if current is not None and current["phase"] == "cancelled":
+            return  # cancelled while its last step ran: it stays cancelled (and approves nothing)
         fields: dict[str, Any] = {"phase": phase, "active": None, "finished_at": now}
         if error is not None:
             fields["last_error"] = error[:500]
@@ -362,15 +373,17 @@ class ResyncJobs:
         actions.update({r[0]: r[1] for r in c.execute(
             "SELECT action, count(*) FROM resync_plan WHERE job = ? GROUP BY action", (job_id,))})
         sums = ", ".join(f"sum(instr(';' || problems || ';', ';{p};') > 0)" for p in skuhealth.PROBLEMS)
-        row = c.execute(f"SELECT count(*), sum(problems = ''), {sums} FROM resync_plan WHERE job = ?",
-                        (job_id,)).fetchone()
-        problems = {p: int(row[i + 2] or 0) for i, p in enumerate(skuhealth.PROBLEMS)}
+        row = c.execute(f"SELECT count(*), sum(problems = ''), sum(problems = '' AND action = 'none'), {sums}"
+                        " FROM resync_plan WHERE job = ?", (job_id,)).fetchone()
+        problems = {p: int(row[i + 3] or 0) for i, p in enumerate(skuhealth.PROBLEMS)}
         status: dict[str, int] = {}
         for side in ("woo", "kc"):
             for s, n in c.execute(f"SELECT {side}_status, count(*) FROM resync_plan WHERE job = ?"
                                   f" AND {side}_status IS NOT NULL GROUP BY {side}_status", (job_id,)):
                 status[f"{'woocommerce' if side == 'woo' else 'keycrm'}_{s}"] = int(n)
-        return {"skus": int(row[0] or 0), "clean": int(row[1] or 0), "actions": actions, "problems": problems,
+        # clean: no problem (it may still be updated); same: no problem and nothing to change.
+        return {"skus": int(row[0] or 0), "clean": int(row[1] or 0), "same": int(row[2] or 0),
+                "actions": actions, "problems": problems,
                 "writes": status}
 
     # -- report ------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import approval
 from .config import Settings
 from .erp.report import erp_status
 from .ledger import Ledger
@@ -17,6 +18,7 @@ def build_status(store: Store, settings: Settings, now: float) -> dict[str, Any]
     used = budget_used(store, now)
     return {
         "mode": settings.sync_mode,
+        "first_sync": approval.state(store, settings),
         "queue_depth": queue["queue_depth"],
         "oldest_pending_age_s": queue["oldest_pending_age_s"],
         "changes": store.changes_by_status(),
@@ -25,6 +27,9 @@ def build_status(store: Store, settings: Settings, now: float) -> dict[str, Any]
         "last_pull_at": store.get_meta("last_pull_at"),
         "last_woocommerce_success_at": store.get_meta("last_pull_at"),
         "last_error": store.get_meta("last_error"),
+        # Unmatched SKUs are only known once both catalogues were compared (a full sweep or resync).
+        "compared": bool(store.get_meta("sweep_completed") or store.get_meta(approval.META_KEY)
+                         or _resync_finished(store)),
         "unmatched_skus": unmatched,
         "unmatched_count": len(unmatched),
         "budget": {
@@ -52,3 +57,8 @@ def budget_used(store: Store, now: float) -> int:
     if not exists:
         return 0
     return int(store.conn.execute("SELECT count(*) FROM keycrm_calls WHERE ts > ?", (now - 60,)).fetchone()[0])
+
+
+def _resync_finished(store: Store) -> bool:
+    exists = store.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'resync_jobs'").fetchone()
+    return bool(exists and store.conn.execute("SELECT 1 FROM resync_jobs WHERE phase = 'done' LIMIT 1").fetchone())

@@ -25,6 +25,7 @@ from .store import Store
 log = logging.getLogger("keycrm_bridge.sync")
 
 GUARD_WINDOW_S = 600.0
+STALL_BACKOFF_S = (15.0, 300.0)  # first and longest wait after a round that could settle nothing
 
 
 class KeyCRMStock(Protocol):
@@ -41,7 +42,12 @@ class RoundResult:
     held_for_orders: int = 0
     guarded: int = 0
     unmatched: int = 0
+    settled: int = 0  # SKUs that left the dirty set this round (written, in agreement, or set aside)
     errors: list[str] = field(default_factory=list)
+
+    @property
+    def progressed(self) -> bool:
+        return bool(self.settled or self.keycrm_rows or self.woo_writes or self.guarded)
 
 
 class SyncEngine:
@@ -102,6 +108,9 @@ class SyncEngine:
         if self.store.get_meta("sync_retry_at", 0) > self.clock.now():
             return False
         now = self.clock.now()
+        stalled = self.store.get_meta("sync_stalled")
+        if stalled and now < stalled["until"] and newest <= stalled["touch"]:
+            return False  # the same SKUs that could not be written last time, and nothing new
         return now - newest >= self.settings.push_debounce_s or now - oldest >= self.settings.push_max_wait_s
 
     def _confirmed_holds(self) -> list[dict[str, Any]]:
@@ -120,6 +129,7 @@ class SyncEngine:
         try:
             self._round(skus, started, bypass, result)
             self.store.set_meta("sync_retry_at", 0)
+            self._note_stall(result)
         except RetryableError as exc:
             failures = int(self.store.get_meta("sync_failures", 0))
             wait = min(300.0, 2.0 ** min(failures, 8)) * (0.5 + self.rng.random() / 2)
@@ -134,6 +144,19 @@ class SyncEngine:
         self.store.set_meta("sync_failures", 0)
         return result
 
+    def _note_stall(self, result: RoundResult) -> None:
+        """SKUs that stay dirty without anything written (no WooCommerce to write to, waiting for
+        orders) are not work: the next round waits, longer each time, unless a new change arrives."""
+        if result.progressed:
+            self.store.set_meta("sync_stalled", None)
+            return
+        prev = self.store.get_meta("sync_stalled") or {}
+        first, longest = STALL_BACKOFF_S
+        wait = min(longest, float(prev.get("wait_s", first / 2)) * 2)
+        touch = self.ledger.dirty_window()[2] or 0.0
+        self.store.set_meta("sync_stalled", {"until": self.clock.now() + wait, "touch": touch, "wait_s": wait,
+                                             "skus": result.decided})
+
     def _round(self, skus: list[str], started: float, bypass: set[str], result: RoundResult) -> None:
         mode = self.settings.sync_mode
         rows = self.ledger.rows(skus)
@@ -145,6 +168,7 @@ class SyncEngine:
             rows = self.ledger.rows(skus)
         empty = [s for s in skus if not s.strip()]
         self.ledger.clean(empty, started)
+        result.settled += len(empty)
         inflight = self.ledger.inflight(skus)
         checked_at = float(self.store.get_meta("orders_checked_at", 0) or 0)
         decisions: dict[str, Decision] = {}
@@ -187,11 +211,12 @@ class SyncEngine:
             written_woo = self._write_woo(woo_writes, rows, result)
         finally:
             # Also when WooCommerce failed: what KeyCRM took must be on record before we go on.
-            self._record(decisions, woo_now, rows, inflight, kc_writes, written_kc, woo_writes, written_woo, started)
+            result.settled += self._record(decisions, woo_now, rows, inflight, kc_writes, written_kc, woo_writes,
+                                           written_woo, started)
 
     def _record(self, decisions: dict[str, Decision], woo_now: dict[str, float | None], rows: dict[str, Row],
                 inflight: dict[str, float], kc_writes: dict[str, Decision], written_kc: set[str],
-                woo_writes: dict[str, Decision], written_woo: set[str], started: float) -> None:
+                woo_writes: dict[str, Decision], written_woo: set[str], started: float) -> int:
         now = self.clock.now()
         mode = self.settings.sync_mode
         updates, notes, done = [], [], []
@@ -216,6 +241,7 @@ class SyncEngine:
             self.store.set_meta("last_push_at", now)
         if written_woo:
             self.store.set_meta("last_pull_at", now)
+        return len(done)
 
     def _first_contact(self, sku: str, r: Row, woo: float, effective: float
                        ) -> tuple[float | None, float | None, float | None]:
@@ -409,3 +435,4 @@ class SyncEngine:
         # Not retried forever: the SKU waits until either side changes it again.
         self.ledger.clean(skus, now)
         result.unmatched += len(skus)
+        result.settled += len(skus)

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import IO, Any
 
+from . import approval
 from .clock import Clock
 from .config import Settings
 from .erp.lane import start_erp_lane
@@ -63,6 +64,8 @@ class Worker:
         self.stop_event = threading.Event()
         self._skumap_at = -1e18
         self._pruned_at = -1e18
+        self._waiting_logged = False
+        self._keycrm_ok_saved = -1e18
 
     def push_due(self) -> bool:
         """Debounce: wait for a quiet moment (or the max wait) so a burst goes out as one request."""
@@ -78,7 +81,10 @@ class Worker:
         new, dup = self.store.expand_inbox(lambda ev: changes_for(ev, self.settings))
         if new or dup:
             log.debug("inbox expanded", extra={"new": new, "duplicates": dup})
-        if self.push_due():
+        # Until the owner approved the first comparison, both sides are only read (approval.py):
+        # plugin events wait in the queue, KeyCRM's readings fill the ledger, nothing is written.
+        writing = self._approved()
+        if writing and self.push_due():
             result = self.push.run_once()
             worked = result.claimed > 0
             # The queue already waited for the burst to end: decide these SKUs now, not a second
@@ -87,16 +93,33 @@ class Worker:
             if result.claimed:
                 log.info("push round", extra={k: v for k, v in vars(result).items() if k != "errors"})
         worked = self._guarded("pull", self.engines.pull.tick) or worked
-        if fresh_stock or self.engines.sync.due():
+        if writing and (fresh_stock or self.engines.sync.due()):
             r = self.engines.sync.run_round()
-            worked = worked or r.decided > 0
-            if r.decided or r.errors:
+            worked = worked or r.progressed
+            if r.progressed or r.errors:
                 log.info("sync round", extra={k: v for k, v in vars(r).items() if k != "errors"})
         if self.engines.resync is not None:  # full resync: one request or batch per tick
             worked = self._guarded("resync", self.engines.resync.step) or worked
         self._refresh_skumap()
         self._prune()
+        self._note_keycrm_answered()
         return worked
+
+    def _note_keycrm_answered(self) -> None:
+        # Every answered call counts, reads too; one write per 10 s is enough for a status in seconds.
+        ok_at = getattr(self.engines.keycrm, "last_ok_at", None)
+        if ok_at is not None and ok_at - self._keycrm_ok_saved >= 10.0:
+            self._keycrm_ok_saved = ok_at
+            if ok_at > float(self.store.get_meta("last_keycrm_success_at", 0) or 0):
+                self.store.set_meta("last_keycrm_success_at", ok_at)
+
+    def _approved(self) -> bool:
+        ok = approval.approved(self.store, self.settings)
+        if not ok and not self._waiting_logged:
+            log.warning("waiting for the first-sync review: nothing is written until a full resync is applied",
+                        extra={"reason": approval.state(self.store, self.settings)["waiting_reason"]})
+        self._waiting_logged = not ok
+        return ok
 
     def _prune(self) -> None:
         # Hourly: the SQLite file keeps `explain`'s history for RETENTION_DAYS, not forever.
@@ -132,6 +155,9 @@ class Worker:
         lock = WorkerLock(self.settings.database_path)
         lock.acquire(self.clock)
         released = self.store.release_all_claims()
+        if self.store.get_meta(approval.META_KEY) is None and self.engines.ledger.agreed_count():
+            # A database of a release before the review existed, already in sync: nothing to review.
+            approval.approve(self.store, self.settings, self.clock.now(), "upgrade")
         start_erp_lane(self.settings, self.clock, self.stop_event)  # SYNC_MODE=erp: its own thread
         log.info("worker started", extra={"pid": os.getpid(), "reclaimed": released,
                                           "mode": self.settings.sync_mode})
