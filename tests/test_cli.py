@@ -27,9 +27,21 @@ def env(tmp_path, monkeypatch):
 
 
 def test_explain_tells_why(env, capsys):
+    store, ledger, _ = env
+    ledger.notes([("X-1", "decision", {"mode": "keycrm", "woo": 8.0, "kc": 10.0, "agreed": None, "inflight": 2.0,
+                                       "woo_target": 8.0, "kc_target": None, "reason": "KeyCRM is the master"})], 105.0)
+    store.save_keycrm_stock([("X-1", 1, 11, 12.0, 2.0)], 102.0)
     assert cli.main(["explain", "X-1"]) == 0
     out = capsys.readouterr().out
-    assert "site order 7 (order, 2) not yet shown by KeyCRM" in out and "webhook" in out and "guard:" in out
+    assert "site order #7: 2 sold, not yet shown by KeyCRM" in out
+    assert "KeyCRM: on hand 12 − reserved 2 = sellable 10" in out
+    assert "KeyCRM sellable 10 (from KeyCRM's stock webhook)" in out
+    assert "WooCommerce stock 8 (-2): a site order #7" in out
+    assert "decided (keycrm mode; WooCommerce 8, KeyCRM 10, 2 held for site orders): WooCommerce set to 8" in out
+    assert "last sync to WooCommerce: 1970-01-01" in out and "last sync to KeyCRM: never" in out
+    assert "held by the guard" in out
+    # Plain words: no Python reprs, no "None", no Unix timestamps.
+    assert "None" not in out and "{'" not in out and "105.0" not in out and "101.000" not in out
     assert cli.main(["explain", "X-1", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["woocommerce_stock"] == 8 and info["keycrm_sellable"] == 10
@@ -71,3 +83,17 @@ def test_prune_forgets_old_finished_work_but_never_pending(tmp_path):
     assert removed == {"changes": 2, "events": 2, "history": 1}
     assert store.changes_by_status() == {"pending": 1}
     assert store.event("ev-0002") is not None  # its change is still pending
+
+
+def test_explain_json_into_head_ends_quietly(env):
+    import os
+    import subprocess
+    import sys
+
+    # `true` has gone before Python has started, so the first write meets a closed pipe.
+    r = subprocess.run(f"{sys.executable} -m keycrm_bridge.cli explain X-1 --json | true", shell=True,
+                       capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
+    r = subprocess.run(f"{sys.executable} -m keycrm_bridge.cli explain X-1 --json | head -1", shell=True,
+                       capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert r.stdout.strip() == "{" and "Traceback" not in r.stderr, r.stderr

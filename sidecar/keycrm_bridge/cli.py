@@ -59,7 +59,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
     status = build_status(Store(settings.database_path), settings, make_clock(settings).now())
     if args.json:
-        print(json.dumps(status, indent=2, ensure_ascii=False))
+        emit(json.dumps(status, indent=2, ensure_ascii=False))
         return 0
     first = status["first_sync"]
     print(f"mode: {status['mode']}")
@@ -86,8 +86,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     settings = _settings_or_exit()
     info = explain(Store(settings.database_path), args.sku)
-    print(json.dumps(info, indent=2, ensure_ascii=False) if args.json else format_explain(info))
+    emit(json.dumps(info, indent=2, ensure_ascii=False) if args.json else format_explain(info))
     return 0 if info["known"] else 1
+
+
+def emit(text: str) -> None:
+    """Print; a reader that stops early (`| head`) ends the output, not with a traceback."""
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def cmd_guard(args: argparse.Namespace) -> int:

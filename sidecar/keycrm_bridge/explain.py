@@ -1,29 +1,104 @@
-""""Why is this SKU at 3?": both sides' last changes and the decision taken for each."""
+""""Why is this SKU at 3?": both sides' last changes and the decision taken for each, in plain words.
+
+``explain`` gives the data (for ``GET /v1/skus/<sku>``, the plugin's product panel and ``--json``)
+with a ``timeline`` of sentences; ``format_explain`` prints it for a person: local time, numbers
+without trailing ``.0``, "unknown" where nothing was seen yet.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from .erp.report import erp_explain, format_erp_explain
 from .ledger import Ledger
 from .store import Store
 
+WOO_CAUSES = {"manual": "edited in WooCommerce", "rest": "changed through the REST API", "import": "set by an import",
+              "order": "a site order", "order_restore": "a site order cancelled or refunded",
+              "sidecar": "the bridge's own write, seen back"}
+KC_SOURCES = {"webhook": "KeyCRM's stock webhook", "sweep": "the regular check of KeyCRM", "read": "a read",
+              "read-before-write": "a read before writing", "order": "a read after a KeyCRM order",
+              "resync": "the full resync"}
+
+
+def num(v: Any) -> str:
+    if v is None:
+        return "unknown"
+    f = float(v)
+    return str(int(f)) if f.is_integer() else f"{f:g}"
+
+
+def local_time(ts: float | None) -> str:
+    return "never" if not ts else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def sentence(h: dict[str, Any]) -> str:
+    kind = h.get("kind")
+    if kind == "woo":
+        cause = h.get("cause") or "manual"
+        order = f" #{h['order_id']}" if h.get("order_id") and cause in ("order", "order_restore") else ""
+        delta = f" ({'+' if float(h['delta']) > 0 else ''}{num(h['delta'])})" if h.get("delta") else ""
+        return f"WooCommerce stock {num(h.get('stock'))}{delta}: {WOO_CAUSES.get(cause, cause)}{order}"
+    if kind == "keycrm":
+        src = KC_SOURCES.get(h.get("source") or "", h.get("source") or "KeyCRM")
+        was = f"{num(h['was'])} → " if h.get("was") is not None else ""
+        return f"KeyCRM sellable {was}{num(h.get('sellable'))} (from {src})"
+    if kind == "order":
+        return f"site order #{h.get('order_id')}: no longer held in flight ({h.get('resolution') or 'resolved'})"
+    if kind == "decision":
+        writes = []
+        if h.get("woo_target") is not None:
+            writes.append(f"WooCommerce set to {num(h['woo_target'])}")
+        if h.get("kc_target") is not None:
+            writes.append(f"KeyCRM set to {num(h['kc_target'])}")
+        what = " and ".join(writes) if writes else "nothing to write"
+        inflight = f", {num(h['inflight'])} held for site orders" if h.get("inflight") else ""
+        return (f"decided ({h.get('mode')} mode; WooCommerce {num(h.get('woo'))}, KeyCRM {num(h.get('kc'))}"
+                f"{inflight}): {what} — {h.get('reason') or ''}".rstrip(" —"))
+    if kind == "resync":
+        return f"full resync: WooCommerce {num(h.get('woo'))}, KeyCRM {num(h.get('kc'))}, agreed {num(h.get('agreed'))}"
+    if kind == "excluded":
+        return "excluded from sync in WooCommerce" if h.get("excluded") else "included in sync again"
+    rest = ", ".join(f"{k} {num(v) if isinstance(v, (int, float)) else v}" for k, v in h.items()
+                     if k not in ("at", "kind") and v is not None)
+    return f"{kind}: {rest}" if rest else str(kind)
+
+
+def _last_sync(history: list[dict[str, Any]], field: str) -> dict[str, Any] | None:
+    for h in reversed(history):
+        if h.get("kind") == "decision" and h.get(field) is not None:
+            return {"at": h["at"], "when": local_time(h["at"]), "value": h[field]}
+        if h.get("kind") == "resync":
+            return {"at": h["at"], "when": local_time(h["at"]), "value": h.get("agreed")}
+    return None
+
 
 def explain(store: Store, sku: str, limit: int = 30) -> dict[str, Any]:
     ledger = Ledger(store)
     row = ledger.rows([sku]).get(sku)
     unmatched = [u for u in store.unmatched(10000) if u["sku"] == sku]
+    warehouses = store.keycrm_stock([sku]).get(sku, {})
+    history = ledger.history(sku, limit)
+    on_hand = sum(float(w.get("quantity") or 0) for w in warehouses.values()) if warehouses else None
+    reserve = sum(float(w.get("reserve") or 0) for w in warehouses.values()) if warehouses else None
     return {
         "sku": sku,
         "known": row is not None,
         "woocommerce_stock": row.woo_stock if row else None,
         "keycrm_sellable": row.kc_sellable if row else None,
+        "keycrm_on_hand": on_hand,
+        "keycrm_reserve": reserve,
         "agreed": row.agreed if row else None,
         "held": row.hold if row else None,
         "in_flight_orders": [o for o in ledger.open_inflight() if o["sku"] == sku],
-        "keycrm_warehouses": store.keycrm_stock([sku]).get(sku, {}),
+        "keycrm_warehouses": warehouses,
         "problems": unmatched,
-        "history": ledger.history(sku, limit),
+        "last_sync": {"to_woocommerce": _last_sync(history, "woo_target"),
+                      "to_keycrm": _last_sync(history, "kc_target")},
+        "timeline": [{"at": h["at"], "when": local_time(h["at"]), "kind": h.get("kind"), "text": sentence(h)}
+                     for h in history],
+        "history": history,
         "erp": erp_explain(store, sku),
     }
 
@@ -33,17 +108,30 @@ def format_explain(info: dict[str, Any]) -> str:
     if not info["known"]:
         lines.append("  not seen yet on either side")
         return "\n".join(lines)
-    lines.append(f"  WooCommerce stock: {info['woocommerce_stock']}   KeyCRM sellable: {info['keycrm_sellable']}"
-                 f"   agreed: {info['agreed']}")
-    for o in info["in_flight_orders"]:
-        lines.append(f"  site order {o['order_id']} ({o['kind']}, {o['qty']:g}) not yet shown by KeyCRM")
+    if info["keycrm_on_hand"] is not None:
+        lines.append(f"  KeyCRM: on hand {num(info['keycrm_on_hand'])} − reserved {num(info['keycrm_reserve'])}"
+                     f" = sellable {num(info['keycrm_sellable'])}")
+    else:
+        lines.append(f"  KeyCRM sellable: {num(info['keycrm_sellable'])}")
+    woo = info["woocommerce_stock"]
+    lines.append(f"  WooCommerce stock: {num(woo) if woo is not None else 'not reported by the shop yet'}")
+    lines.append(f"  agreed by both sides: {num(info['agreed']) if info['agreed'] is not None else 'not yet'}")
+    orders = info["in_flight_orders"]
+    if not orders:
+        lines.append("  site orders in flight: none")
+    for o in orders:
+        what = "sold" if o["kind"] == "order" else "restored"
+        lines.append(f"  site order #{o['order_id']}: {num(o['qty'])} {what}, not yet shown by KeyCRM"
+                     " (the shop's stock is not set back up for it)")
+    for side, label in (("to_woocommerce", "to WooCommerce"), ("to_keycrm", "to KeyCRM")):
+        last = info["last_sync"][side]
+        lines.append(f"  last sync {label}: " + (f"{last['when']} (set to {num(last['value'])})" if last else "never"))
     if info["held"]:
-        lines.append(f"  held: {info['held']}")
+        lines.append(f"  held by the guard (cycle #{info['held']}): confirm with `keycrm-bridge guard confirm`")
     lines += format_erp_explain(info.get("erp"))
     for p in info["problems"]:
         lines.append(f"  problem ({p['side']}): {p['reason']}")
-    lines.append("  history (oldest first):")
-    for h in info["history"]:
-        detail = {k: v for k, v in h.items() if k not in ("at", "kind") and v is not None}
-        lines.append(f"    {h['at']:.3f} {h['kind']:9} {detail}")
+    lines.append("  timeline (oldest first, local time):")
+    for t in info["timeline"]:
+        lines.append(f"    {t['when']}  {t['text']}")
     return "\n".join(lines)
