@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -53,9 +55,11 @@ class DoorBridge:
                              headers={"Content-Type": "application/json"}, timeout=30)
 
     def rows(self) -> dict[str, int]:
-        """Rows of the tables the door writes to (the inbox of batches and of KeyCRM webhooks)."""
+        """Rows ever stored by the door (batch inbox, webhook inbox): their AUTOINCREMENT counters, which
+        the worker's draining does not lower."""
         with sqlite3.connect(self.db) as c:
-            return {t: c.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("inbox", "keycrm_inbox")}
+            seq = dict(c.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
+        return {t: int(seq.get(t, 0)) for t in ("inbox", "keycrm_inbox")}
 
     def good_change_arrives(self, timeout: float = 10.0) -> float:
         """Send a good stock change now; return how long it took to reach KeyCRM (raises after ``timeout``)."""
@@ -73,3 +77,51 @@ class DoorBridge:
 
 def batch(*events: dict[str, Any]) -> bytes:
     return json.dumps({"site": "https://shop.test", "events": list(events)}).encode()
+
+
+class Slowloris:
+    """``n`` connections that send a request's headers a few bytes at a time and never finish them."""
+
+    def __init__(self, url: str, n: int = 50, path: str = "/v1/keycrm/webhook/x") -> None:
+        self.host, self.port = url.removeprefix("http://").split(":")
+        self.n, self.path = n, path
+        self.socks: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._trickle, daemon=True)
+
+    def __enter__(self) -> Slowloris:
+        for _ in range(self.n):
+            s = socket.create_connection((self.host, int(self.port)), timeout=5)
+            s.sendall(f"POST {self.path} HTTP/1.1\r\nHost: {self.host}\r\n".encode())
+            self.socks.append(s)
+        self._thread.start()
+        return self
+
+    def _trickle(self) -> None:
+        while not self._stop.wait(1.0):
+            for s in self.socks:
+                try:
+                    s.sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    pass
+
+    def open_count(self) -> int:
+        """How many are still open (the server has not dropped them)."""
+        alive = 0
+        for s in self.socks:
+            try:
+                s.setblocking(False)
+                alive += s.recv(1, socket.MSG_PEEK) != b""
+            except BlockingIOError:
+                alive += 1
+            except OSError:
+                pass
+            finally:
+                s.setblocking(True)
+        return alive
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for s in self.socks:
+            s.close()

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
+import os
 import logging
 import threading
 import uuid
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import __version__, events, signing
+from . import __version__, door, events, signing
 from .clock import Clock, clock_from_spec
 from .config import Settings
 from .explain import explain
 from .ledger import Ledger
 from .metrics import register_metrics
-from .pull import webhook_rows
 from .resync import register_resync_routes
 from .resync_review import register_review_routes
 from .status import build_status
@@ -39,13 +38,15 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Flask:
     app = Flask("keycrm_bridge")
     app.config["MAX_CONTENT_LENGTH"] = events.MAX_BODY_BYTES
     clock = clock or clock_from_spec(settings.clock_spec)
-    local = threading.local()
+    stores: dict[tuple[int, int], Store] = {}
 
     def store() -> Store:
-        # One connection per thread and per gunicorn worker (created after the fork).
-        s = getattr(local, "store", None)
+        # One connection per OS thread and per gunicorn worker (created after the fork). The greenlets
+        # of a gevent worker share their thread's: none yields inside a SQLite call or transaction.
+        key = (os.getpid(), threading.get_native_id())
+        s = stores.get(key)
         if s is None:
-            s = local.store = Store(settings.database_path)
+            s = stores[key] = Store(settings.database_path, durable=True)
         return s
 
     store()  # fail fast on an unusable database path
@@ -80,7 +81,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Flask:
             clock.now(),
         )
         if reason:
-            log.warning("rejected request", extra={"reason": reason, "path": request.path,
+            log.warning("rejected request", extra={"reason": reason, "path": _route(),
                                                    "request_id": g.request_id})
             if reason != "missing signature headers":
                 _remember(False, reason)
@@ -93,6 +94,33 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Flask:
                         extra={"request_id": g.request_id})
         return None
 
+    def _capped_body() -> bytes | None:
+        """The body, read up to the limit before anything else looks at it (None: over the limit).
+
+        A chunked body has no length up front: reading with a cap is what answers it 413 rather than
+        verifying a signature over a truncated copy."""
+        cap = events.MAX_BODY_BYTES
+        if request.content_length is not None and request.content_length > cap:
+            return None
+        parts, size = [], 0
+        try:
+            while size <= cap:
+                part = request.stream.read(min(65536, cap + 1 - size))
+                if not part:
+                    break
+                parts.append(part)
+                size += len(part)
+        except RequestEntityTooLarge:
+            return None
+        return None if size > cap else b"".join(parts)
+
+    def _too_large() -> tuple[Response, int]:
+        return _error(413, "payload too large", f"the body may hold at most {events.MAX_BODY_BYTES} bytes")
+
+    def _route() -> str:
+        # The rule, not the path: the webhook's path holds its token, which no log line may show.
+        return request.url_rule.rule if request.url_rule is not None else "(no route)"
+
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:
         code = exc.code or 500
@@ -102,7 +130,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Flask:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple[Response, int]:
-        log.exception("unhandled error", extra={"path": request.path, "request_id": g.get("request_id")})
+        log.exception("unhandled error", extra={"path": _route(), "request_id": g.get("request_id")})
         return _error(500, "internal error", "see the sidecar log")
 
     @app.get("/healthz")
@@ -112,26 +140,24 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Flask:
 
     @app.post("/v1/events")
     def post_events() -> tuple[Response, int]:
-        length = request.content_length
-        if length is not None and length > events.MAX_BODY_BYTES:
-            return _error(413, "payload too large", f"the body may hold at most {events.MAX_BODY_BYTES} bytes")
-        body = request.get_data(cache=True)
-        if len(body) > events.MAX_BODY_BYTES:
-            return _error(413, "payload too large", f"the body may hold at most {events.MAX_BODY_BYTES} bytes")
+        body = _capped_body()
+        if body is None:
+            return _too_large()
         denied = _unsigned(body)
         if denied:
             return denied
         try:
-            batch = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "body is not JSON")
+            batch = door.loads(body)
+        except door.Refused as exc:
+            return _error(400, "body is not JSON", str(exc))
         if isinstance(batch, dict) and isinstance(batch.get("events"), list) \
                 and len(batch["events"]) > events.MAX_EVENTS:
             return _error(413, "too many events", f"a batch may hold at most {events.MAX_EVENTS} events")
-        problems = events.schema_errors(batch)
+        problems = events.schema_errors(batch) or events.future_events(batch, clock.now())
         if problems:
             return _error(422, "batch does not match the event schema", problems)
         count = len(batch["events"])
+        # A replay (or the plugin's resend after a lost answer) gets the same answer and is stored once.
         store().append_batch(body.decode("utf-8"), count, clock.now())
         log.debug("batch accepted", extra={"events": count, "request_id": g.request_id,
                                            "skus": sorted({e["sku"] for e in batch["events"]})[:20]})
@@ -152,14 +178,17 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Flask:
         # exactly like a missing route, so the endpoint cannot be probed.
         if not settings.webhook_token or not hmac.compare_digest(token.encode(), settings.webhook_token.encode()):
             return _error(404, "not found")
+        raw = _capped_body()
+        if raw is None:
+            return _too_large()
         try:
-            body = json.loads(request.get_data(cache=True))
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "body is not JSON")
-        rows = webhook_rows(body)
+            body = door.loads(raw)
+        except door.Refused as exc:
+            return _error(400, "body is not JSON", str(exc))
+        rows, why = door.webhook_rows(body)
         if rows is None:
             return _error(422, "not a KeyCRM stock webhook",
-                          'expected [{"offer_id", "sku", "in_stock", "in_reserve"}, …]')
+                          f'expected [{{"offer_id", "sku", "in_stock", "in_reserve"}}, …]: {why}')
         store().append_webhook(rows, clock.now())
         return jsonify({"accepted": len(rows)}), 202
 

@@ -29,10 +29,15 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 
 def gunicorn_args(settings: Settings) -> list[str]:
-    return ["--bind", settings.bind, "--workers", str(settings.web_workers), "--worker-class", "sync",
-            "--timeout", "30", "--graceful-timeout", "10",
+    # gevent: a connection costs a greenlet, not a worker, so slow or idle clients (a slowloris through
+    # the webhook's public route) cannot hold the API; a sync worker is held for as long as its
+    # client takes to send one request. Each worker holds up to WORKER_CONNECTIONS at once.
+    return ["--bind", settings.bind, "--workers", str(settings.web_workers), "--worker-class", "gevent",
+            "--worker-connections", str(WORKER_CONNECTIONS), "--timeout", "30", "--graceful-timeout", "10",
             *GUNICORN_LOGGING, "keycrm_bridge.wsgi:app"]
 
+
+WORKER_CONNECTIONS = 1000
 
 # Error and access logs as JSON lines (logconfig_dict and the logger class live in access_log.py).
 GUNICORN_LOGGING = ("--config", "python:keycrm_bridge.access_log", "--log-level", "info")

@@ -57,6 +57,18 @@ def reference_schema_errors(batch: Any, limit: int = 10) -> list[str]:
     return errors
 
 
+FUTURE_SLACK_S = 86400.0
+
+
+def future_events(batch: dict[str, Any], now: float, limit: int = 10) -> list[str]:
+    """Events dated more than a day ahead: newest ``occurred_at`` wins per SKU, so one such event would
+    outrank every real change of its SKU until that date. The plugin's clock is the one that signed
+    the batch within ±5 minutes of ours, so a real event is never that far ahead."""
+    late = [f"events/{n}/occurred_at: {e['occurred_at']} is more than a day ahead of the sidecar's clock"
+            for n, e in enumerate(batch["events"]) if e["occurred_at"] > now + FUTURE_SLACK_S]
+    return late[:limit]
+
+
 def changes_for(event: dict[str, Any], settings: Settings) -> Iterator[tuple[str, str]]:
     """The queue rows one new event causes: (kind, sku); the event itself is the change's payload.
 

@@ -164,18 +164,4 @@ class PullSources:
         return worked
 
 
-def webhook_rows(body: Any) -> list[dict[str, Any]] | None:
-    """The rows of a KeyCRM stock webhook, or None when the body is not that shape."""
-    rows = body if isinstance(body, list) else body.get("data") if isinstance(body, dict) else None
-    if not isinstance(rows, list) or not rows or len(rows) > 10000:
-        return None
-    for r in rows:
-        if not isinstance(r, dict) or not isinstance(r.get("sku"), str):
-            return None
-        for k in ("in_stock", "in_reserve"):
-            if not isinstance(r.get(k), int | float) or isinstance(r.get(k), bool):
-                return None
-    return rows
-
-
-__all__ = ["PullSources", "parse_keycrm_time", "webhook_rows"]
+__all__ = ["PullSources", "parse_keycrm_time"]

@@ -26,7 +26,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
-from . import approval
+from . import approval, door
 from .budget import Priority, RateBudget
 from .clock import Clock
 from .config import Settings
@@ -842,9 +842,9 @@ def register_resync_routes(app: Flask, settings: Settings, clock: Clock, store: 
         if denied:
             return denied
         try:
-            data = json.loads(body) if body.strip() else {}
-        except (ValueError, UnicodeDecodeError):
-            return _err(400, "body is not JSON")
+            data = door.loads(body) if body.strip() else {}
+        except door.Refused as exc:
+            return _err(400, "body is not JSON", str(exc))
         if not isinstance(data, dict):
             return _err(400, "bad request", 'expected {"dry_run": true|false, "create_missing": true|false}')
         flags = {k: data.get(k, default) for k, default in (("dry_run", True), ("create_missing", False))}

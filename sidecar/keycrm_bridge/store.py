@@ -8,6 +8,7 @@ a worker killed mid-batch loses nothing: its lease runs out and the rows are cla
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import time
@@ -20,6 +21,9 @@ from typing import Any
 
 import sqlite_utils
 
+# A signature is good within ±5 minutes of our clock, so a replay comes at most 10 minutes after the
+# original; remembering a body's digest for 15 covers that with room for a clock step.
+SEEN_FOR_S = 900.0
 PENDING, CLAIMED, DONE, SKIPPED, SUPERSEDED = "pending", "claimed", "done", "skipped", "superseded"
 
 SCHEMA = """
@@ -29,6 +33,10 @@ CREATE TABLE IF NOT EXISTS inbox (
     events INTEGER NOT NULL,
     body TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS inbox_seen (
+    digest BLOB PRIMARY KEY,
+    received_at REAL NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS keycrm_inbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     received_at REAL NOT NULL,
@@ -160,10 +168,15 @@ def enable_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
 
 
 class Store:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, durable: bool = False) -> None:
         self.path = path
         self.conn = connect(path)
+        if durable:
+            # The API's connection: its commits are what a 202 promises, so each one is fsynced
+            # (WAL + NORMAL could lose the last commits to a power cut after the answer went out).
+            self.conn.execute("PRAGMA synchronous=FULL")
         self.db = sqlite_utils.Database(self.conn)
+        self._seen_pruned_at = 0.0
         self.conn.executescript(SCHEMA)
 
     def close(self) -> None:
@@ -187,9 +200,19 @@ class Store:
 
         Splitting into events, dropping repeated ids and queueing changes happens in the worker
         (``expand_inbox``), off the request path that a shop's checkout may be waiting behind.
+        A body already stored within ``SEEN_FOR_S`` (a replay, or a resend after a lost answer) is
+        not stored again: returns 0. Longer ago than that its signature's timestamp has expired.
         """
-        cur = self.conn.execute("INSERT INTO inbox (received_at, events, body) VALUES (?, ?, ?)", (now, events, body))
-        return int(cur.lastrowid or 0)
+        digest = hashlib.sha256(body.encode("utf-8")).digest()
+        with self.transaction() as c:
+            if c.execute("INSERT OR IGNORE INTO inbox_seen (digest, received_at) VALUES (?, ?)",
+                         (digest, now)).rowcount == 0:
+                return 0
+            if now - self._seen_pruned_at > 60:  # at most once a minute per connection: cheap
+                self._seen_pruned_at = now
+                c.execute("DELETE FROM inbox_seen WHERE received_at < ?", (now - SEEN_FOR_S,))
+            cur = c.execute("INSERT INTO inbox (received_at, events, body) VALUES (?, ?, ?)", (now, events, body))
+            return int(cur.lastrowid or 0)
 
     def expand_inbox(self, changes_for: Any, limit: int = 200) -> tuple[int, int]:
         """Turn received batches into events and queued changes; returns (new events, duplicates).

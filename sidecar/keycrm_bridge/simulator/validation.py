@@ -13,6 +13,7 @@ needs ~3 s for a 10,000-row ``PUT /offers/stocks`` body, the schema validator ~0
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 from collections.abc import Mapping
@@ -248,7 +249,7 @@ class SpecValidator:
                 ]
                 return
         try:
-            value = json.loads(body)
+            value = json.loads(body, parse_constant=_no_constant, parse_float=_finite_float)
         except ValueError as exc:
             result.status, result.message = 422, "The given data was invalid."
             result.errors = [{"location": "body", "field": "", "message": f"body is not JSON: {exc}"}]
@@ -264,9 +265,46 @@ class SpecValidator:
             }
             for err in op.body_validator.iter_errors(value)
         ]
+        errors += _absurd_quantities(value)
         if errors:
             result.status, result.message = 422, "The given data was invalid."
             result.errors = errors[:100]
+
+
+# KeyCRM runs on PHP, whose json_decode refuses NaN and Infinity and turns 1e309 into INF, which its
+# numeric columns cannot store; its quantities are database numbers of bounded size. The spec names no
+# limit, so the simulator assumes a 32-bit one: far above any stock, and an error rather than a stored
+# "inf" or 1e300, which is what a real database would give.
+MAX_QUANTITY = 2_147_483_647
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _absurd_quantities(value: Any, path: str = "") -> list[dict[str, Any]]:
+    """Every ``quantity`` in the body beyond ±MAX_QUANTITY, wherever the operation carries one."""
+    found: list[dict[str, Any]] = []
+    stack: list[tuple[str, Any]] = [(path, value)]
+    while stack:
+        where, item = stack.pop()
+        children = item.items() if isinstance(item, dict) else enumerate(item) if isinstance(item, list) else ()
+        for key, child in children:
+            field = f"{where}.{key}" if where else str(key)
+            if key == "quantity" and isinstance(child, int | float) and not isinstance(child, bool) \
+                    and abs(child) > MAX_QUANTITY:
+                found.append({"location": "body", "field": field,
+                              "message": f"The {field} may not be greater than {MAX_QUANTITY}."})
+            else:
+                stack.append((field, child))
+    return found
 
 
 def _short(message: str, limit: int = 200) -> str:
