@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import logging
+import os
 import threading
 import uuid
 from typing import Any
