@@ -1,7 +1,6 @@
 """Poison at the door: what the sidecar could not process later is refused now with a 4xx, nothing of it
 is stored, and a good change sent afterwards still reaches KeyCRM within seconds (real processes)."""
 
-import json
 import time
 
 import pytest
@@ -11,6 +10,7 @@ from keycrm_bridge import signing
 
 from bridge import SECRET, event
 from door import TOKEN, DoorBridge, Slowloris, batch
+from hostile_cases import BATCH_POISON, WEBHOOK_POISON
 
 
 @pytest.fixture(scope="module")
@@ -18,40 +18,6 @@ def bridge(tmp_path_factory):
     b = DoorBridge(tmp_path_factory.mktemp("door"))
     yield b
     b.stop()
-
-
-def good_event_text(**override):
-    ev = {**event("POISON-1", 4), **override}
-    return json.dumps({"events": [ev]})
-
-
-def raw(text, key, literal):
-    """A batch whose ``key`` holds ``literal`` as written (JSON the json module would never produce)."""
-    return good_event_text(**{key: "@@"}).replace('"@@"', literal).encode()
-
-
-BATCH_POISON = {
-    "product_id 2^63": raw(None, "product_id", str(2**63)),
-    "parent_id 2^63": raw(None, "parent_id", str(2**63)),
-    "stock_quantity 2^63": raw(None, "stock_quantity", str(2**63)),
-    "product_id 2^53": raw(None, "product_id", str(2**53)),
-    "occurred_at NaN": raw(None, "occurred_at", "NaN"),
-    "stock_quantity Infinity": raw(None, "stock_quantity", "Infinity"),
-    "stock_quantity 1e309": raw(None, "stock_quantity", "1e309"),
-    "stock_quantity 1e300": raw(None, "stock_quantity", "1e300"),
-    "stock_quantity -1e300": raw(None, "stock_quantity", "-1e300"),
-    "lone surrogate in sku": raw(None, "sku", '"\\ud800"'),
-    "lone low surrogate in a key": good_event_text().replace('{"events"', '{"\\udc00": 1, "events"', 1).encode(),
-    "CESU-8 surrogate bytes": raw(None, "sku", '"A\xed\xa0\x80"').replace(b"\xc3\xad\xc2\xa0\xc2\x80", b"\xed\xa0\x80"),
-    "control character in sku": raw(None, "sku", '"A\\u0000B"'),
-    "UTF-8 byte-order mark": b"\xef\xbb\xbf" + good_event_text().encode(),
-    "UTF-16 with BOM": good_event_text().encode("utf-16"),
-    "UTF-16 without BOM": good_event_text().encode("utf-16-le"),
-    "deep nesting": b'{"events": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
-    "nesting inside the limit of json": b'{"site": ' + b"[" * 900 + b"]" * 900 + b', "events": []}',
-    "occurred_at a year ahead": raw(None, "occurred_at", str(time.time() + 365 * 86400)),
-    "a 5,000-digit integer": raw(None, "product_id", "9" * 5000),
-}
 
 
 @pytest.mark.parametrize("case", list(BATCH_POISON))
@@ -63,22 +29,6 @@ def test_signed_poison_batch_is_refused_and_the_sync_goes_on(bridge, case):
     assert r.json()["error"] and r.headers["Content-Type"].startswith("application/json")
     assert bridge.rows() == before, "nothing of a refused batch is stored"
     assert bridge.good_change_arrives(timeout=10) < 10
-
-
-WEBHOOK_POISON = {
-    "in_stock Infinity": b'[{"offer_id": 1, "sku": "LIVE-1", "in_stock": Infinity, "in_reserve": 0}]',
-    "in_stock NaN": b'[{"offer_id": 1, "sku": "LIVE-1", "in_stock": NaN, "in_reserve": 0}]',
-    "in_stock 1e309": b'[{"offer_id": 1, "sku": "LIVE-1", "in_stock": 1e309, "in_reserve": 0}]',
-    "in_reserve 1e300": b'[{"offer_id": 1, "sku": "LIVE-1", "in_stock": 1, "in_reserve": 1e300}]',
-    "offer_id 2^63": f'[{{"offer_id": {2**63}, "sku": "LIVE-1", "in_stock": 1, "in_reserve": 0}}]'.encode(),
-    "offer_id 0": b'[{"offer_id": 0, "sku": "LIVE-1", "in_stock": 1, "in_reserve": 0}]',
-    "lone surrogate sku": b'[{"offer_id": 1, "sku": "\\ud800", "in_stock": 1, "in_reserve": 0}]',
-    "BOM": b'\xef\xbb\xbf[{"offer_id": 1, "sku": "LIVE-1", "in_stock": 1, "in_reserve": 0}]',
-    "UTF-16": '[{"offer_id": 1, "sku": "LIVE-1", "in_stock": 1, "in_reserve": 0}]'.encode("utf-16"),
-    "deep nesting": b"[" * 100_000 + b"]" * 100_000,
-    "deep nesting in a row": b'[{"offer_id": 1, "sku": "A", "in_stock": 1, "in_reserve": 0, "x": '
-                             + b"[" * 900 + b"]" * 900 + b"}]",
-}
 
 
 @pytest.mark.parametrize("case", list(WEBHOOK_POISON))

@@ -289,21 +289,19 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _absurd_quantities(value: Any, path: str = "") -> list[dict[str, Any]]:
-    """Every ``quantity`` in the body beyond ±MAX_QUANTITY, wherever the operation carries one."""
+def _absurd_quantities(value: Any) -> list[dict[str, Any]]:
+    """Quantities beyond ±MAX_QUANTITY in the rows that carry them (``stocks`` of a stock write,
+    ``products`` of an order)."""
     found: list[dict[str, Any]] = []
-    stack: list[tuple[str, Any]] = [(path, value)]
-    while stack:
-        where, item = stack.pop()
-        children = item.items() if isinstance(item, dict) else enumerate(item) if isinstance(item, list) else ()
-        for key, child in children:
-            field = f"{where}.{key}" if where else str(key)
-            if key == "quantity" and isinstance(child, int | float) and not isinstance(child, bool) \
-                    and abs(child) > MAX_QUANTITY:
-                found.append({"location": "body", "field": field,
-                              "message": f"The {field} may not be greater than {MAX_QUANTITY}."})
-            else:
-                stack.append((field, child))
+    if not isinstance(value, dict):
+        return found
+    for key in ("stocks", "products"):
+        rows = value.get(key)
+        for n, row in enumerate(rows if isinstance(rows, list) else ()):
+            q = row.get("quantity") if isinstance(row, dict) else None
+            if isinstance(q, int | float) and not isinstance(q, bool) and abs(q) > MAX_QUANTITY:
+                found.append({"location": "body", "field": f"{key}.{n}.quantity",
+                              "message": f"The {key}.{n}.quantity may not be greater than {MAX_QUANTITY}."})
     return found
 
 
