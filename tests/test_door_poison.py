@@ -70,7 +70,7 @@ def test_replay_within_the_window_is_answered_alike_and_stored_once(bridge):
     with requests.Session() as s:
         answers = [s.post(bridge.url + "/v1/events", data=body, headers=headers, timeout=30) for _ in range(200)]
     assert {(a.status_code, a.text) for a in answers} == {(202, answers[0].text)}
-    assert answers[0].json() == {"accepted": 50}
+    assert answers[0].json()["accepted"] == 50
     assert bridge.rows()["inbox"] == before + 1
     assert bridge.good_change_arrives(timeout=10) < 10
 

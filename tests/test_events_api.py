@@ -66,7 +66,7 @@ def test_resend_is_accepted_and_applied_once(web):
     before = counts(web.db)
     assert post_events(web.url, batch).status_code == 202
     r = post_events(web.url, batch)  # the very same body: answered alike, stored once
-    assert r.status_code == 202 and r.json() == {"accepted": 2}
+    assert r.status_code == 202 and r.json()["accepted"] == 2
     assert counts(web.db)[0] == before[0] + 1
     assert post_events(web.url, batch[::-1]).status_code == 202  # the same events in another batch
     assert expand(web.db) == (2, 2)
