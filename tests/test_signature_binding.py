@@ -73,3 +73,4 @@ def test_a_timestamp_that_is_not_ascii_digits_is_401(bridge, ts):
     r = requests.post(bridge.url + "/v1/events", data=body, headers=h, timeout=10)
     assert r.status_code == 401, r.text
     assert r.json()["detail"] in ("malformed timestamp", "timestamp outside the 5-minute window")
+    assert bridge.good_change_arrives() < 10
