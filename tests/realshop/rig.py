@@ -46,7 +46,9 @@ def prepare() -> None:
                 shutil.copytree(src, dst, dirs_exist_ok=True)
             elif src.exists():
                 shutil.copy2(src, dst)
-        subprocess.run(["chmod", "-R", "u+w", str(RIG_DIR / "lib"), str(RIG_DIR / "mu-plugins")], check=False)
+        # The shared copy is read-only; the next run copies over this one.
+        subprocess.run(["chmod", "-R", "u+w", *(str(RIG_DIR / n) for n in _SCRIPTS if (RIG_DIR / n).exists())],
+                       check=False)
     env = {**os.environ, "MIRROR": str(MIRROR)}
     run(["bash", str(RIG_DIR / "up.sh")], env=env, what="rig up.sh")
     sys.path.insert(0, str(RIG_DIR / "lib"))
