@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Median time the KeyCRM Bridge plugin adds to a stock-changing request on real WordPress (Debian's package,
-# MariaDB, nginx + PHP-FPM), sidecar up and down, against the plugin inactive, in one run.
-# Last line: {"added_ms_up": .., "added_ms_down": .., ..., "real_checkout_added_ms_up": .., ...}: the real-shop
-# keys come from bench/plugin_overhead_realshop.py. Figures only, no assertions.
+# MariaDB), behind nginx + PHP-FPM and behind Apache with mod_php, sidecar up, down and hanging (accepts,
+# never answers), against the plugin inactive, in one run.
+# Last line: {"added_ms_up": .., "added_ms_down": .., "added_ms_hang_fpm": .., "added_ms_hang_modphp": .., ...,
+# "real_checkout_added_ms_up": .., ...}: the real-shop keys come from bench/plugin_overhead_realshop.py.
+# Figures only, no assertions.
 # Env: KCB_ENV_DIR (default /tmp/kcb-wp-env), KCB_BENCH_ROUNDS (8), KCB_BENCH_REQUESTS (25 per round).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -10,6 +12,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/wp-plugin/tests/lib/env.sh"
 trap '[ -n "${KCB_KEEP_ENV:-}" ] || kcb_env_down' EXIT
 kcb_env_up >&2
+kcb_apache_up >&2
 stand_in="$(python3 "$ROOT/bench/plugin_overhead.py")"
 printf '%s\n' "$stand_in" | sed '$d'
 # The same on the real shop (WordPress 7.0 + WooCommerce 11.0, the real-shop suite's rig) when its sources

@@ -10,6 +10,7 @@ from typing import Any
 import requests
 
 from keycrm_bridge.simulator.testing import SimulatorProcess
+from keycrm_bridge.woo_client import STOCK_ROUTE
 from keycrm_bridge.woo_peer.testing import WooPeerProcess
 
 from bridge import SECRET, Web, Worker, bridge_env, wait_until
@@ -114,13 +115,15 @@ class ResyncStack(Processes):
 
 
     def woo_stock_writes(self) -> Counter[int]:
-        """How often each WooCommerce product id was in a stock write the peer applied."""
+        """How often each WooCommerce product id was in a stock write the peer applied (the plugin route's
+        items answered "applied", also where the answer was then lost)."""
         assert self.peer is not None
         seen: Counter[int] = Counter()
         for e in self.peer.control.log():
-            if e["method"] in ("POST", "PUT") and e["path"].endswith("/batch") and e["status"] in (200, 500):
-                for item in (e.get("body") or {}).get("update") or []:
-                    seen[int(item["id"])] += 1
+            if e["path"] == STOCK_ROUTE:
+                for item, answer in zip((e.get("body") or {}).get("items") or [], e.get("answers") or [], strict=False):
+                    if answer.get("status") == "applied" and answer.get("stock_quantity") != item.get("expect"):
+                        seen[int(item["product_id"])] += 1
         return seen
 
     def keycrm_stock_writes(self) -> Counter[str]:

@@ -136,7 +136,9 @@ def test_s10_each_variation_is_one_offer(stack):
     stack.settle()
     assert stack.woo_stock("TS-R") == 10 and stack.woo_stock("TS-B") == 10
     writes = stack.woo_writes(woo_mark)
-    assert len(writes) == 1 and "/variations/batch" in writes[0]["path"]
+    variation = stack.peer.control.product("TS-G")["id"]
+    assert len(writes) == 1 and [(i["product_id"], i["expect"], i["set"]) for i in writes[0]["body"]["items"]] \
+        == [(variation, 10, 14)], "one conditional write, of the variation itself"
 
 
 @pytest.mark.parametrize("stack", [("keycrm", {"GUARD_SHARE": "0.5", "GUARD_MIN_SKUS": "5"})], indirect=True)
@@ -161,7 +163,7 @@ def test_s5_when_the_woocommerce_write_fails_the_merge_is_finished_once_it_is_ba
     start(stack, ["F-1"])
     wait_until(lambda: _agreed(stack, "F-1") == 10, what="agreed value")
     # WooCommerce answers every stock batch with 500 for a while (the client retries, then gives up).
-    stack.peer.control.set_faults(status=500, path_contains="batch", fail_next=7)
+    stack.peer.control.set_faults(status=500, path_contains="keycrm-bridge/v1/stock", fail_next=7)
     stack.peer.control.set_stock(13, sku="F-1")
     stack.sim.control.receive("F-1", 5)
     wait_until(lambda: stack.kc_sellable("F-1") == 18, timeout=20, what="KeyCRM took the merged value")

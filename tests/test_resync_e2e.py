@@ -98,7 +98,7 @@ def test_s12_worker_killed_half_way_resumes_without_writing_anything_twice(stack
     stack.sim.control.clear_faults()
     # The first WooCommerce batch will be applied but answered only after a while (a lost answer).
     stack.peer.control.set_faults(hang_next=1, hang_seconds=2.0, after_commit=True, status=500,
-                                  path_contains="batch")
+                                  path_contains="keycrm-bridge/v1/stock")
     stack.start_worker()
     # On the wire: marked in flight, and the peer took it (its one armed hang is used up).
     wait_until(lambda: db.execute("SELECT count(*) FROM resync_batches WHERE status = 'inflight'").fetchone()[0]

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 from woocommerce import API
 
 from keycrm_bridge.clock import FakeClock
 from keycrm_bridge.errors import PermanentError, RetryableError, SkipError
+from keycrm_bridge.woo_client import STOCK_ROUTE as STOCK_PATH
 from keycrm_bridge.woo_client import StockWrite, WooClient, oauth_signable, origin_marker
 from keycrm_bridge.woo_skumap import SkuMap
 
@@ -165,22 +167,18 @@ def test_find_by_skus_chunks_exact_matches_and_skips_unsignable(peer, clock) -> 
 # -- writing --------------------------------------------------------------------------------------
 
 
-def test_set_stock_groups_into_batches_and_events_say_sidecar(peer, client, receiver, clock) -> None:
-    peer.control.seed(simple=250, variable=2, variations=3)  # parents 251 (252-254) and 255 (256-258)
-    writes = [StockWrite(i, 0, 3, sku=f"SKU-{i:06d}") for i in range(1, 251)]
-    writes += [StockWrite(v, 251, 4) for v in (252, 253, 254)] + [StockWrite(v, 255, 5) for v in (256, 257, 258)]
+def test_set_stock_writes_through_the_plugin_route_and_events_say_sidecar(peer, client, receiver, clock) -> None:
+    peer.control.seed(simple=250, variable=2, variations=3)  # parents 251 (252-254) and 255 (256-258), 10 each
+    writes = [StockWrite(i, 0, 3, sku=f"SKU-{i:06d}", expect=10) for i in range(1, 251)]
+    writes += [StockWrite(v, 251, 4, expect=10) for v in (252, 253, 254)]
+    writes += [StockWrite(v, 255, 5, expect=10) for v in (256, 257, 258)]
     results = client.set_stock(writes)
-    assert len(results) == 256 and all(r.ok and r.error is None for r in results)
+    assert len(results) == 256 and all(r.ok and r.error is None and not r.conflict for r in results)
     assert [r.stock_quantity for r in results[-6:]] == [4, 4, 4, 5, 5, 5]
     log = rest_log(peer)
-    assert [(e["path"], len(e["body"]["update"])) for e in log] == [
-        (REST + "products/batch", 100),
-        (REST + "products/batch", 100),
-        (REST + "products/batch", 50),
-        (REST + "products/251/variations/batch", 3),
-        (REST + "products/255/variations/batch", 3),
-    ]
-    assert all(e["marked"] for e in log)
+    assert [(e["path"], len(e["body"]["items"])) for e in log] == [(STOCK_PATH, 100), (STOCK_PATH, 100),
+                                                                    (STOCK_PATH, 56)]
+    assert {(i["expect"], type(i["set"])) for e in log for i in e["body"]["items"]} == {(10, int)}
     assert peer.control.product("SKU-000250")["stock_quantity"] == 3
     assert peer.control.product("SKU-V000255-3")["stock_quantity"] == 5
 
@@ -191,7 +189,7 @@ def test_set_stock_groups_into_batches_and_events_say_sidecar(peer, client, rece
     for batch in receiver.batches:
         assert batch.signature_ok
         validator.validate(batch.payload)
-    assert len(receiver.batches) == 5  # one per REST request
+    assert len(receiver.batches) == 3  # one per request
 
     # The same write through the package without the marker is reported as an ordinary REST edit.
     API(peer.url, "ck_test", "cs_test", version="wc/v3").put("products/1", {"stock_quantity": 9})
@@ -199,23 +197,35 @@ def test_set_stock_groups_into_batches_and_events_say_sidecar(peer, client, rece
     assert (last["sku"], last["cause"], last["stock_quantity"]) == ("SKU-000001", "rest", 9)
 
 
-def test_set_stock_splits_a_batch_answered_413(peer, clock) -> None:
-    peer.control.seed(simple=100)
-    peer.control.configure(batch_limit=30)  # a shop that lowered woocommerce_rest_batch_items_limit
-    client = make_client(peer.url, clock)
-    results = client.set_stock([StockWrite(i, 0, 1) for i in range(1, 101)])
-    assert all(r.ok for r in results) and len(results) == 100
-    log = rest_log(peer)
-    assert [(e["status"], len(e["body"]["update"])) for e in log] == [
-        (413, 100),
-        (413, 50),
-        (200, 25),
-        (200, 25),
-        (413, 50),
-        (200, 25),
-        (200, 25),
-    ]
-    assert peer.control.product("SKU-000100")["stock_quantity"] == 1
+def test_a_write_decided_on_a_value_the_shop_no_longer_shows_changes_nothing(peer, client) -> None:
+    """A sale landed between the decision (on 10) and the write: the write is refused, the sale stays."""
+    peer.control.seed(simple=3)
+    peer.control.place_order([{"sku": "SKU-000001", "quantity": 2}])  # 10 -> 8 after the decision
+    first, second, unknown = client.set_stock([StockWrite(1, 0, 11, sku="SKU-000001", expect=10),
+                                               StockWrite(2, 0, 11, sku="SKU-000002", expect=10),
+                                               StockWrite(3, 0, 11, sku="SKU-000003")])
+    assert (first.ok, first.conflict, first.stock_quantity) == (False, True, 8)
+    assert peer.control.product("SKU-000001")["stock_quantity"] == 8
+    assert (second.ok, second.stock_quantity) == (True, 11)
+    # Not knowing the shop's value writes nothing either: the answer tells it.
+    assert (unknown.ok, unknown.conflict, unknown.stock_quantity) == (False, True, 10)
+    assert peer.control.product("SKU-000003")["stock_quantity"] == 10
+    # A replay of an applied write (its answer lost) meets its own target: that counts as applied.
+    again = client.set_stock([StockWrite(2, 0, 11, sku="SKU-000002", expect=10)])[0]
+    assert again.ok and not again.conflict
+
+
+def test_the_stock_route_refuses_unsigned_and_badly_signed_calls(peer, clock) -> None:
+    peer.control.seed(simple=1)
+    body = json.dumps({"items": [{"product_id": 1, "expect": 10, "set": 0}]}).encode()
+    plain = requests.post(peer.url + STOCK_PATH, data=body, timeout=10)
+    forged = make_client(peer.url, clock)
+    forged._shared_secret = "not-the-secret"
+    assert plain.status_code == 401
+    with pytest.raises(PermanentError) as caught:
+        forged.set_stock([StockWrite(1, 0, 0, expect=10)])
+    assert caught.value.status == 401
+    assert peer.control.product("SKU-000001")["stock_quantity"] == 10
 
 
 def test_set_stock_reports_bad_items_without_failing_the_batch(peer, client) -> None:
@@ -223,25 +233,23 @@ def test_set_stock_reports_bad_items_without_failing_the_batch(peer, client) -> 
     peer.control.seed(products=[{"name": "unmanaged", "sku": "UN", "manage_stock": False}])  # id 6
     results = client.set_stock(
         [
-            StockWrite(1, 0, 2, sku="SKU-000001"),
-            StockWrite(999, 0, 2, sku="GONE"),
-            StockWrite(6, 0, 2, sku="UN"),
-            StockWrite(5, 3, 2, sku="WRONG-PARENT"),  # products/3 is not variable
-            StockWrite(2, 0, 7.9, sku="SKU-000002"),  # part units are rounded down
-            StockWrite(1, 0, 4, sku="SKU-000001"),  # a later write for the same id wins
+            StockWrite(1, 0, 2, sku="SKU-000001", expect=10),
+            StockWrite(999, 0, 2, sku="GONE", expect=10),
+            StockWrite(6, 0, 2, sku="UN", expect=10),
+            StockWrite(2, 0, 7.9, sku="SKU-000002", expect=10),  # part units are rounded down
+            StockWrite(1, 0, 4, sku="SKU-000001", expect=10),  # a later write for the same id wins
         ]
     )
     by_sku = {r.write.sku: r for r in results}
-    assert len(results) == 5
+    assert len(results) == 4
     assert by_sku["SKU-000001"].ok and by_sku["SKU-000001"].stock_quantity == 4
-    assert by_sku["SKU-000001"].date_modified == peer.peer.clock.now()  # WooCommerce's clock
+    assert by_sku["SKU-000001"].date_modified == int(peer.peer.clock.now())  # WooCommerce's clock
     assert by_sku["SKU-000002"].stock_quantity == 7
-    for sku in ("GONE", "UN", "WRONG-PARENT"):
-        assert not by_sku[sku].ok
+    for sku in ("GONE", "UN"):
+        assert not by_sku[sku].ok and not by_sku[sku].conflict
         assert isinstance(by_sku[sku].error, SkipError) and by_sku[sku].error.sku == sku
-    assert "invalid_id" in str(by_sku["GONE"].error)
+    assert "not_found" in str(by_sku["GONE"].error)
     assert "not managed" in str(by_sku["UN"].error)
-    assert by_sku["WRONG-PARENT"].error.status == 404
 
 
 # -- failures -------------------------------------------------------------------------------------
@@ -251,7 +259,7 @@ def test_5xx_is_retried_with_backoff_through_the_clock(peer, client, clock) -> N
     peer.control.seed(simple=2)
     peer.control.set_faults(fail_next=2, status=503)
     before = clock.now()
-    results = client.set_stock([StockWrite(1, 0, 5)])
+    results = client.set_stock([StockWrite(1, 0, 5, expect=10)])
     assert results[0].ok
     waited = clock.now() - before
     assert 0.25 + 0.5 <= waited <= 0.5 + 1.0  # two jittered backoffs of 0.5 s and 1 s, no real sleep
@@ -283,7 +291,7 @@ def test_timeout_is_retried(peer, clock) -> None:
     peer.control.set_faults(hang_next=1, hang_seconds=30)
     client = make_client(peer.url, clock, timeout=0.3)
     try:
-        assert client.set_stock([StockWrite(1, 0, 2)])[0].ok
+        assert client.set_stock([StockWrite(1, 0, 2, expect=10)])[0].ok
     finally:
         peer.control.clear_faults()  # release the hung request
 

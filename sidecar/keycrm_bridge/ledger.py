@@ -117,8 +117,10 @@ class Ledger:
             for sku, sellable in values.items():
                 c.execute("INSERT OR IGNORE INTO ledger (sku) VALUES (?)", (sku,))
                 prev = c.execute("SELECT kc_sellable FROM ledger WHERE sku = ?", (sku,)).fetchone()[0]
-                c.execute("UPDATE ledger SET kc_sellable = ?, kc_at = ? WHERE sku = ?", (sellable, now, sku))
                 if prev != sellable:
+                    # kc_at is when KeyCRM's value last *moved*: a reading that finds it unchanged (the sweep,
+                    # a read before a write) must not look like a move to the order hold or to a resync.
+                    c.execute("UPDATE ledger SET kc_sellable = ?, kc_at = ? WHERE sku = ?", (sellable, now, sku))
                     changed.add(sku)
                     self._history(c, sku, now, "keycrm", {"source": source, "sellable": sellable, "was": prev})
                     self._dirty(c, sku, now)

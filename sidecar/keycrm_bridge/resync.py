@@ -479,7 +479,7 @@ class ResyncRunner:
 
         job_id, b = job["id"], batch["batch"]
         rows = [dict(r) for r in self.store.conn.execute(
-            "SELECT n, sku, woo_id, woo_parent, woo_target, agreed FROM resync_plan"
+            "SELECT n, sku, woo_id, woo_parent, woo_stock, woo_target, agreed FROM resync_plan"
             " WHERE job = ? AND woo_batch = ? AND woo_status = 'planned' ORDER BY n", (job_id, b))]
         changed = self._changed_since_plan(job, [r["sku"] for r in rows], "woocommerce")
         self._skip_rows(job_id, [r["n"] for r in rows if r["sku"] in changed], "woocommerce", CHANGED)
@@ -488,16 +488,19 @@ class ResyncRunner:
             self._close_batch(job_id, b)
             return
         self._mark_inflight(job_id, b)
+        # Conditional on the value the plan read: a sale since then is never overwritten by the plan.
         writes = [StockWrite(product_id=r["woo_id"], parent_id=r["woo_parent"] or 0, quantity=r["woo_target"],
-                             sku=r["sku"]) for r in rows]
+                             sku=r["sku"], expect=r["woo_stock"]) for r in rows]
         assert self.woo is not None
         results = {res.write.product_id: res for res in self.woo.set_stock(writes)}
         now = self.clock.now()
-        ok, bad = [], []
+        ok, bad, moved = [], [], []
         for r in rows:
             res = results.get(r["woo_id"])
             if res is not None and res.ok:
                 ok.append(r)
+            elif res is not None and res.conflict:
+                moved.append(r["n"])
             else:
                 bad.append((r, str(res.error) if res is not None and res.error else "no answer for this item"))
         with self.store.transaction() as t:
@@ -506,7 +509,8 @@ class ResyncRunner:
             t.executemany("UPDATE resync_plan SET woo_status = 'failed', error = ? WHERE job = ? AND n = ?",
                           [(f"WooCommerce refused the stock write: {e}"[:300], job_id, r["n"]) for r, e in bad])
             t.execute("UPDATE resync_batches SET status = 'done' WHERE job = ? AND batch = ?", (job_id, b))
-            self.jobs.add_progress(t, job_id, done=len(rows), errors=len(bad))
+            self.jobs.add_progress(t, job_id, done=len(rows) - len(moved), errors=len(bad))
+        self._skip_rows(job_id, moved, "woocommerce", CHANGED)
         if self.skumap is not None:
             for r in ok:
                 self.skumap.record_stock(r["woo_id"], r["woo_target"], now)

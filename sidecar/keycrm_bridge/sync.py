@@ -1,7 +1,8 @@
 """The sync round: decide every dirty SKU, then write both sides in as few requests as they allow.
 
 KeyCRM writes go out as one ``PUT /offers/stocks`` per 10,000 rows, WooCommerce writes as batches
-of 100. The arithmetic is ``decide.decide``; this module adds what touches the network: reading
+of 100, each conditional on the value the decision was made on (a sale landing in between is never
+erased; ``woo_conflicts``). The arithmetic is ``decide.decide``; this module adds what touches the network: reading
 KeyCRM before writing it where a concurrent change could be lost (two-way), holding SKUs whose site
 orders KeyCRM may just have reserved until the orders are checked, and the guard against a cycle
 that would empty a large part of the shop (S13).
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -21,6 +22,7 @@ from .decide import Decision, decide, json_number
 from .errors import PermanentError, RetryableError
 from .ledger import Ledger, Row
 from .store import Store
+from .woo_conflicts import WooConflicts
 
 log = logging.getLogger("keycrm_bridge.sync")
 
@@ -52,7 +54,8 @@ class RoundResult:
 
 class SyncEngine:
     def __init__(self, store: Store, ledger: Ledger, keycrm: KeyCRMStock, settings: Settings, clock: Clock,
-                 woo: Any = None, skumap: Any = None, rng: random.Random | None = None) -> None:
+                 woo: Any = None, skumap: Any = None, rng: random.Random | None = None,
+                 before_woo_write: Callable[[list[Any]], None] | None = None) -> None:
         self.store = store
         self.ledger = ledger
         self.keycrm = keycrm
@@ -62,6 +65,9 @@ class SyncEngine:
         self.skumap = skumap
         self.rng = rng or random.Random()
         self._guarded: set[str] = set()
+        self.conflicts = WooConflicts(store, clock)
+        # Called with the writes between the decision and the WooCommerce write (the race tests hold it).
+        self.before_woo_write = before_woo_write
 
     # -- KeyCRM reads into the mirror and the ledger ----------------------------------------------
 
@@ -171,6 +177,7 @@ class SyncEngine:
         result.settled += len(empty)
         inflight = self.ledger.inflight(skus)
         checked_at = float(self.store.get_meta("orders_checked_at", 0) or 0)
+        self._know_woo([s for s in skus if s.strip() and rows[s].woo_stock is None], mode)
         decisions: dict[str, Decision] = {}
         woo_now: dict[str, float | None] = {}
         hold_orders: list[str] = []
@@ -185,7 +192,14 @@ class SyncEngine:
             if inf and (r.kc_at or 0) > checked_at:
                 hold_orders.append(sku)
                 continue
-            woo = woo_now[sku] = r.woo_stock if r.woo_stock is not None else self._woo_known(sku)
+            verdict, shop_value = self.conflicts.check(sku, r)
+            if verdict == "wait":
+                continue  # stays dirty: the shop's event for the change it met is on its way
+            if verdict == "read":
+                self.ledger.set_values([(sku, shop_value, None, None, None, None)], started)
+                self.ledger.note(sku, started, "woo", {"cause": "read-after-conflict", "stock": shop_value})
+            woo = woo_now[sku] = shop_value if verdict == "read" else (
+                r.woo_stock if r.woo_stock is not None else self._woo_known(sku))
             agreed, base_woo, base_kc = r.agreed, r.base_woo, r.base_kc
             if mode == "two-way" and agreed is None and woo is not None:
                 agreed, base_woo, base_kc = self._first_contact(sku, r, woo, r.kc_sellable - inf)
@@ -208,7 +222,7 @@ class SyncEngine:
             woo_writes = {s: d for s, d in woo_writes.items() if s not in kc_writes or s in written_kc}
         written_woo: set[str] = set()
         try:
-            written_woo = self._write_woo(woo_writes, rows, result)
+            written_woo = self._write_woo(woo_writes, woo_now, rows, result)
         finally:
             # Also when WooCommerce failed: what KeyCRM took must be on record before we go on.
             result.settled += self._record(decisions, woo_now, rows, inflight, kc_writes, written_kc, woo_writes,
@@ -259,6 +273,14 @@ class SyncEngine:
         if woo_signal and not kc_signal:
             return effective, effective, effective  # WooCommerce's change is the delta
         return None, None, None
+
+    def _know_woo(self, unknown: list[str], mode: str) -> None:
+        """Before deciding a write into WooCommerce, learn the shop's value of SKUs the SKU map has not seen
+        yet (one incremental refresh): the write is conditional on it, and a two-way merge needs it."""
+        if mode not in ("keycrm", "two-way") or self.woo is None or self.skumap is None:
+            return
+        if any(self._woo_known(s) is None and self.skumap.get(s) is None for s in unknown):
+            self.skumap.refresh(self.woo)
 
     def _woo_known(self, sku: str) -> float | None:
         if self.skumap is None:
@@ -388,7 +410,8 @@ class SyncEngine:
             ok2, bad2 = self._put_isolating(rows[mid:])
             return ok1 + ok2, bad1 + bad2
 
-    def _write_woo(self, writes: dict[str, Decision], rows: dict[str, Row], result: RoundResult) -> set[str]:
+    def _write_woo(self, writes: dict[str, Decision], woo_now: dict[str, float | None], rows: dict[str, Row],
+                   result: RoundResult) -> set[str]:
         if not writes:
             return set()
         from .woo_client import StockWrite
@@ -408,18 +431,30 @@ class SyncEngine:
                 continue
             target = writes[sku].woo_target
             assert target is not None
-            items.append(StockWrite(product_id=e.product_id, parent_id=e.parent_id, quantity=target, sku=sku))
+            # Conditional on what the decision saw, or (when it saw nothing) on what the SKU map knows.
+            expect = woo_now.get(sku)
+            items.append(StockWrite(product_id=e.product_id, parent_id=e.parent_id, quantity=target, sku=sku,
+                                    expect=e.stock_quantity if expect is None else expect))
         if not items:
             return set()
+        if self.before_woo_write is not None:
+            self.before_woo_write(items)
         ok: set[str] = set()
+        met: dict[str, tuple[float, float | None, Row]] = {}
         for res in self.woo.set_stock(items):
             sku = res.write.sku or ""
-            if res.ok:
+            if res.conflict and res.write.expect is None:
+                # We did not know the shop's value: now we do; the next round decides on it.
+                self.skumap.record_stock(res.write.product_id, res.stock_quantity)
+            elif res.conflict:
+                met[sku] = (float(res.stock_quantity or 0), res.write.expect, rows[sku])
+            elif res.ok:
                 ok.add(sku)
                 # WooCommerce's own clock: later plugin events are compared against it.
                 self.skumap.record_stock(res.write.product_id, res.write.quantity, res.date_modified)
             else:
                 self._unmatched([sku], "keycrm", f"WooCommerce refused the stock write: {res.error}"[:300], result)
+        self.conflicts.record(met)
         result.woo_writes += len(ok)
         log.info("WooCommerce stock written", extra={"products": len(ok), "skus": sorted(ok)[:20]})
         return ok

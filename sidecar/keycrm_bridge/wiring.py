@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from . import write_barrier
 from .budget import RateBudget
 from .clock import Clock, clock_from_spec
 from .config import Settings
@@ -60,7 +61,8 @@ def make_engines(settings: Settings, clock: Clock, store: Store | None = None) -
     woo = make_woo(settings, clock)
     skumap = SkuMap(settings.database_path) if woo is not None else None
     push = PushEngine(store, keycrm, settings, clock, ledger=ledger, skumap=skumap)
-    sync = SyncEngine(store, ledger, keycrm, settings, clock, woo=woo, skumap=skumap)
+    sync = SyncEngine(store, ledger, keycrm, settings, clock, woo=woo, skumap=skumap,
+                      before_woo_write=write_barrier.from_env(clock))
     pull = PullSources(store, ledger, sync, keycrm, settings, clock)
     resync = ResyncRunner(settings, clock, store, ledger, skumap=skumap)
     return Engines(store, ledger, keycrm, woo, skumap, push, sync, pull, resync)

@@ -1,6 +1,14 @@
-"""The sidecar's WooCommerce REST client (wc/v3 through the `woocommerce` package).
+"""The sidecar's WooCommerce client: reads through REST wc/v3 (the `woocommerce` package), stock
+writes through the plugin's conditional route.
 
-Every request carries ``kcb_origin=<ts>.<hmac>`` so that the plugin tags the hooks it causes with
+Stock is never written as a bare absolute value: a sale landing between the sidecar's decision and
+its write would be erased by it. ``set_stock`` posts to the plugin's signed
+``POST /wp-json/keycrm-bridge/v1/stock``, which sets each product's stock only where the shop still
+shows the value the decision was made on (``StockWrite.expect``) and otherwise answers the current
+value (a conflict: the caller decides again). REST wc/v3 has no conditional update, so it is used for
+reads only.
+
+Every REST request carries ``kcb_origin=<ts>.<hmac>`` so that the plugin tags the hooks it causes with
 cause ``sidecar`` (the package has no header argument, and over plain HTTP it signs query params
 into its OAuth 1.0a URL, so the marker is covered by the consumer signature as well). Failures map
 to the bridge's taxonomy: 5xx/429/timeouts are retried here with jittered backoff through the
@@ -16,7 +24,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +33,7 @@ from urllib.parse import quote, unquote
 import requests
 from woocommerce import API
 
-from . import __version__
+from . import __version__, signing
 from .clock import Clock
 from .errors import PermanentError, RetryableError, SkipError, classify_status
 from .logs import log_call
@@ -68,14 +76,22 @@ def oauth_signable(value: str) -> bool:
     return quote(unquote(value)) == quote(value, safe="")
 
 
+STOCK_ROUTE = "/wp-json/keycrm-bridge/v1/stock"
+# What is signed: the REST route as WordPress routes on it, whatever the shop's URL layout or
+# permalink form (a shop in a subdirectory, ?rest_route=).
+STOCK_SIGNED_ROUTE = "/keycrm-bridge/v1/stock"
+
+
 @dataclass(frozen=True)
 class StockWrite:
-    """Set WooCommerce stock of one product (``parent_id`` 0) or variation (its parent's id)."""
+    """Set WooCommerce stock of one product (``parent_id`` 0) or variation (its parent's id) to
+    ``quantity``, where the shop still shows ``expect`` (None: unknown, which only reads it back)."""
 
     product_id: int
     parent_id: int
     quantity: float
     sku: str | None = None
+    expect: float | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +102,8 @@ class StockResult:
     error: SkipError | None = None
     # The product's date_modified_gmt after the write, as unix seconds on WooCommerce's clock.
     date_modified: float | None = None
+    # The shop no longer showed ``expect``: nothing was written; ``stock_quantity`` is what it shows.
+    conflict: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,6 +151,8 @@ class WooClient:
         self._api = API(
             self.url, consumer_key, consumer_secret, version="wc/v3", timeout=timeout, user_agent=USER_AGENT
         )
+        self._timeout = timeout
+        self._session = requests.Session()
 
     # -- transport ---------------------------------------------------------------------------
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -155,15 +175,16 @@ class WooClient:
         raise ValueError(method)
 
     def _call(
-        self, method: str, endpoint: str, *, params: dict[str, Any] | None = None, data: Any = None
+        self, method: str, endpoint: str, *, params: dict[str, Any] | None = None, data: Any = None,
+        send: Callable[[], requests.Response] | None = None,
     ) -> requests.Response:
-        """One wc/v3 call with retries. POSTs are retried too: the client only sends absolute
-        updates (stock_quantity = N), which are safe to repeat after a lost answer."""
+        """One call with retries (wc/v3, or ``send`` for the plugin's route). POSTs are retried
+        too: the only write is the conditional stock write, which is safe to repeat."""
         error: RetryableError | None = None
         for attempt in range(1, self.max_attempts + 1):
             started = time.perf_counter()  # for the log only
             try:
-                resp = self._attempt(method, endpoint, params or {}, data)
+                resp = send() if send is not None else self._attempt(method, endpoint, params or {}, data)
             except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
                 self._log(method, endpoint, None, attempt, started, error=type(exc).__name__)
                 error = RetryableError(f"WooCommerce {method} {endpoint}: {type(exc).__name__}", endpoint=endpoint)
@@ -351,98 +372,71 @@ class WooClient:
 
     # -- writing -----------------------------------------------------------------------------
     def set_stock(self, items: Iterable[StockWrite]) -> list[StockResult]:
-        """Write stock in batches of at most 100 per endpoint; one result per product id.
+        """Conditional stock writes through the plugin's route, at most 100 items a request; one
+        result per product id (a later write for the same id replaces an earlier one).
 
-        A later write for the same product id replaces an earlier one. Per-item failures (unknown
-        id, stock not managed) come back as results with a SkipError; a whole-request failure that
-        retrying cannot fix for one group (400/404) does too. Auth errors and exhausted retries
-        raise (stock writes are absolute, so replaying the whole call is safe).
+        Per item: ok (applied), ``conflict`` (the shop shows another value: nothing written, the
+        current value in ``stock_quantity``) or a SkipError (unknown id, stock not managed). A
+        replay after a lost answer is safe: the first attempt applied means the shop shows the
+        target, which the replay's conflict answer says, and that counts as applied.
         """
         latest: dict[int, StockWrite] = {}
         for w in items:
             latest.pop(w.product_id, None)
             latest[w.product_id] = w
-        groups: dict[int, list[StockWrite]] = {}
-        for w in latest.values():
-            groups.setdefault(w.parent_id, []).append(w)
+        writes = list(latest.values())
         results: dict[int, StockResult] = {}
-        for parent_id, writes in groups.items():
-            endpoint = f"products/{parent_id}/variations/batch" if parent_id else "products/batch"
-            for start in range(0, len(writes), self.batch_size):
-                self._write_chunk(endpoint, writes[start : start + self.batch_size], results)
+        for start in range(0, len(writes), self.batch_size):
+            self._write_chunk(writes[start : start + self.batch_size], results)
         return [results[pid] for pid in latest]
 
-    def _write_chunk(self, endpoint: str, chunk: list[StockWrite], results: dict[int, StockResult]) -> None:
-        body = {"update": [{"id": w.product_id, "stock_quantity": _whole(w.quantity)} for w in chunk]}
+    def _stock_request(self, body: bytes) -> requests.Response:
+        # The one place that signs the route's calls (the shared signing scheme of the plugin's calls).
+        headers = {**signing.signed_headers(self._shared_secret, "POST", STOCK_SIGNED_ROUTE, body, self.clock.now()),
+                   "User-Agent": USER_AGENT}
+        return self._session.post(self.url + STOCK_ROUTE, data=body, headers=headers, timeout=self._timeout)
+
+    def _write_chunk(self, chunk: list[StockWrite], results: dict[int, StockResult]) -> None:
+        items = [{"product_id": w.product_id, "expect": None if w.expect is None else _whole(w.expect),
+                  "set": _whole(w.quantity)} for w in chunk]
+        body = json.dumps({"items": items}, separators=(",", ":")).encode()
         try:
-            resp = self._call("POST", endpoint, data=body)
-        except _TooLarge as exc:
-            if len(chunk) == 1:
-                results[chunk[0].product_id] = StockResult(
-                    chunk[0],
-                    False,
-                    error=SkipError(str(exc), sku=chunk[0].sku, status=413, endpoint=endpoint),
-                )
-                return
-            half = len(chunk) // 2
-            log.info(
-                "woo batch too large, splitting",
-                extra={"event": "woo_split", "endpoint": endpoint, "items": len(chunk)},
-            )
-            self._write_chunk(endpoint, chunk[:half], results)
-            self._write_chunk(endpoint, chunk[half:], results)
-            return
+            resp = self._call("POST", STOCK_ROUTE, send=lambda: self._stock_request(body))
         except PermanentError as exc:
+            if exc.status == 404:
+                exc = PermanentError(f"{exc} (is the KeyCRM Bridge plugin active and up to date?)",
+                                     status=404, endpoint=STOCK_ROUTE)
             if exc.status in (400, 404):
                 for w in chunk:
                     results[w.product_id] = StockResult(
-                        w, False, error=SkipError(str(exc), sku=w.sku, status=exc.status, endpoint=endpoint)
+                        w, False, error=SkipError(str(exc), sku=w.sku, status=exc.status, endpoint=STOCK_ROUTE)
                     )
                 return
             raise
-        answer = self._json(resp, endpoint)
-        updates = answer.get("update") if isinstance(answer, dict) else None
-        if not isinstance(updates, list):
-            raise RetryableError(f"WooCommerce {endpoint}: batch answer without 'update'", endpoint=endpoint)
-        by_id = {int(u["id"]): u for u in updates if isinstance(u, dict) and isinstance(u.get("id"), int)}
-        for position, w in enumerate(chunk):
-            item = by_id.get(w.product_id)
-            if item is None and position < len(updates) and isinstance(updates[position], dict):
-                item = updates[position]
-            results[w.product_id] = _item_result(w, item, endpoint)
+        answer = self._json(resp, STOCK_ROUTE)
+        answers = answer.get("items") if isinstance(answer, dict) else None
+        if not isinstance(answers, list) or len(answers) != len(chunk):
+            raise RetryableError(f"WooCommerce {STOCK_ROUTE}: answer without one item per write", endpoint=STOCK_ROUTE)
+        for w, item in zip(chunk, answers, strict=True):
+            results[w.product_id] = _item_result(w, item if isinstance(item, dict) else None, STOCK_ROUTE)
 
 
 def _item_result(w: StockWrite, item: dict[str, Any] | None, endpoint: str) -> StockResult:
     if item is None:
         return StockResult(w, False, error=SkipError("no answer for this item", sku=w.sku, endpoint=endpoint))
-    error = item.get("error")
-    if isinstance(error, dict):
-        data = error.get("data") if isinstance(error.get("data"), dict) else {}
-        status = data.get("status") if isinstance(data, dict) else None
-        return StockResult(
-            w,
-            False,
-            error=SkipError(
-                f"{error.get('code', 'error')}: {error.get('message', '')}".strip(),
-                sku=w.sku,
-                status=status if isinstance(status, int) else None,
-                endpoint=endpoint,
-            ),
-        )
-    quantity = item.get("stock_quantity")
-    if quantity is None or item.get("manage_stock") is False:
-        return StockResult(
-            w,
-            False,
-            error=SkipError("stock is not managed for this product in WooCommerce", sku=w.sku, endpoint=endpoint),
-        )
+    status, quantity = item.get("status"), item.get("stock_quantity")
     modified = item.get("date_modified_gmt")
-    return StockResult(
-        w,
-        True,
-        stock_quantity=int(quantity),
-        date_modified=parse_wc_date(modified if isinstance(modified, str) else None),
-    )
+    at = parse_wc_date(modified if isinstance(modified, str) else None)
+    if status == "applied" and isinstance(quantity, (int, float)):
+        return StockResult(w, True, stock_quantity=int(quantity), date_modified=at)
+    if status == "conflict" and isinstance(quantity, (int, float)):
+        if int(quantity) == _whole(w.quantity):
+            return StockResult(w, True, stock_quantity=int(quantity), date_modified=at)  # already there
+        return StockResult(w, False, stock_quantity=int(quantity), conflict=True)
+    reason = item.get("error") if status == "error" else f"unexpected answer {item!r}"[:200]
+    if reason == "stock_not_managed" or (status == "conflict" and quantity is None):
+        reason = "stock is not managed for this product in WooCommerce"
+    return StockResult(w, False, error=SkipError(str(reason), sku=w.sku, endpoint=endpoint))
 
 
 def _whole(quantity: float) -> int:

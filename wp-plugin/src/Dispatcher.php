@@ -77,6 +77,26 @@ final class Dispatcher
             $this->scheduleRetry((int) ceil(max($state['fail_until'], $now)));
             return;
         }
+        // One sender at a time: while a send waits on a slow or hanging sidecar, every other request
+        // queues behind it instead of holding a PHP worker of its own for the whole timeout.
+        if (!$this->lock()) {
+            Outbox::add($events);
+            $this->scheduleRetry(time());
+            return;
+        }
+        try {
+            if ($this->sendNow($events) && Settings::outboxMayHoldRows()) {
+                $result = ['sent' => 0, 'pending' => 0, 'dead' => 0, 'status' => 'done', 'error' => ''];
+                $this->flushLocked(5.0, $result); // what others queued meanwhile
+            }
+        } finally {
+            $this->unlock();
+        }
+    }
+
+    /** @param array<int, array<string, mixed>> $events */
+    private function sendNow(array $events): bool
+    {
         $client = SidecarClient::fromSettings();
         $chunks = array_chunk($events, self::BATCH_MAX_EVENTS);
         foreach ($chunks as $index => $chunk) {
@@ -90,9 +110,22 @@ final class Dispatcher
             } else {
                 $this->scheduleRetry(time());
             }
-            return;
+            return false;
         }
         $this->recordSuccess();
+        return true;
+    }
+
+    private function lock(): bool
+    {
+        global $wpdb;
+        return (string) $wpdb->get_var($wpdb->prepare('SELECT GET_LOCK(%s, 0)', self::LOCK)) === '1';
+    }
+
+    private function unlock(): void
+    {
+        global $wpdb;
+        $wpdb->query($wpdb->prepare('SELECT RELEASE_LOCK(%s)', self::LOCK));
     }
 
     /**
@@ -125,21 +158,20 @@ final class Dispatcher
      */
     public function flush(float $budgetSeconds = 20.0): array
     {
-        global $wpdb;
         $result = ['sent' => 0, 'pending' => 0, 'dead' => 0, 'status' => 'done', 'error' => ''];
         if (!Settings::isConfigured()) {
             $result['status'] = 'not_configured';
             return $result;
         }
         // One sender at a time, or two workers could interleave batches and break the order per SKU.
-        if ((string) $wpdb->get_var($wpdb->prepare('SELECT GET_LOCK(%s, 0)', self::LOCK)) !== '1') {
+        if (!$this->lock()) {
             $result['status'] = 'busy';
             return $result;
         }
         try {
             $this->flushLocked($budgetSeconds, $result);
         } finally {
-            $wpdb->query($wpdb->prepare('SELECT RELEASE_LOCK(%s)', self::LOCK));
+            $this->unlock();
         }
         $stats = Outbox::stats();
         $result['pending'] = $stats['pending'];

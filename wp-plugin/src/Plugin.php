@@ -26,6 +26,7 @@ final class Plugin
     public readonly ProductHooks $products;
     public readonly Dispatcher $dispatcher;
     public readonly AdminPage $admin;
+    public readonly StockRoute $stockRoute;
 
     private function __construct(public readonly string $file)
     {
@@ -34,6 +35,7 @@ final class Plugin
         $this->products = new ProductHooks($this->buffer, $this->context);
         $this->dispatcher = new Dispatcher($this->buffer);
         $this->admin = new AdminPage($this->dispatcher);
+        $this->stockRoute = new StockRoute($this->context);
     }
 
     public static function boot(string $file): self
@@ -92,6 +94,9 @@ final class Plugin
         add_action('wp_ajax_nopriv_' . AsyncFlush::ACTION, [AsyncFlush::class, 'handle']);
         add_action('wp_ajax_' . AsyncFlush::ACTION, [AsyncFlush::class, 'handle']);
         add_filter('cron_schedules', [$this, 'addCronSchedule']);
+
+        // The sidecar's conditional stock writes.
+        add_action('rest_api_init', [$this->stockRoute, 'register']);
 
         // Admin page, its actions and AJAX endpoints.
         add_action('admin_menu', [$this->admin, 'registerMenu'], 99);

@@ -31,6 +31,12 @@ final class RequestContext
         $this->importing = true;
     }
 
+    /** The request is the sidecar's signed stock write (StockRoute): its hooks are the sidecar's. */
+    public function markSidecar(): void
+    {
+        $this->sidecar = true;
+    }
+
     public function isSidecarRequest(): bool
     {
         if ($this->sidecar === null) {

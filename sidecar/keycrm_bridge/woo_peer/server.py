@@ -21,6 +21,7 @@ from .auth import MARKER_PARAM, AuthError, OAuthVerifier, marker_state
 from .catalog import Catalog
 from .plugin import EventFactory, EventSender
 from .rest import BATCH_LIMIT, RestAnswer, RestCall, dispatch, permission_error, wc_error
+from .stock_route import STOCK_PATH, handle_stock
 
 log = logging.getLogger("keycrm_bridge.woo_peer")
 
@@ -160,6 +161,8 @@ class WooPeer:
             response = handle_control(self, request, path[len(CONTROL_PREFIX) :])
         elif path.startswith(REST_PREFIX):
             response = self._handle_rest(request, path)
+        elif path.rstrip("/") == STOCK_PATH:
+            response = handle_stock(self, request)
         else:
             response = _json_response(
                 wc_error("rest_no_route", "No route was found matching the URL and request method.", 404)

@@ -234,7 +234,61 @@ JSON
     kcb_log "WordPress ready at $KCB_WP_URL"
 }
 
+kcb_apache_up() { # Apache + mod_php (prefork) on its own loopback port, serving the same WordPress
+    # For bench/plugin_overhead only. Its own config and run dir under $KCB_ENV_DIR/apache, nothing in
+    # /etc/apache2 is read or changed. mod_php and PHP-FPM do not conflict here: PHP-FPM runs apart, and
+    # mod_php needs the prefork MPM, which this private instance loads. Apache refuses to serve as root,
+    # so its children run as www-data: they need to read WordPress and write only where made writable.
+    local dir="$KCB_ENV_DIR/apache" port
+    mkdir -p "$dir"
+    kcb_stop_pidfile "$dir/apache.pid"
+    port="$(kcb_free_port)"
+    touch "$KCB_ENV_DIR/wp-debug.log" "$dir/php-error.log" && chmod 666 "$KCB_ENV_DIR/wp-debug.log" "$dir/php-error.log"
+    chmod o+rx "$KCB_ENV_DIR" "$KCB_ENV_DIR/mysql"
+    cat >"$dir/httpd.conf" <<CONF
+# Written by wp-plugin/tests/lib/env.sh (kcb_apache_up) for bench/plugin_overhead.
+ServerRoot "$dir"
+DefaultRuntimeDir "$dir"
+PidFile "$dir/apache.pid"
+Mutex file:$dir
+ServerName 127.0.0.1
+Listen 127.0.0.1:$port
+User www-data
+Group www-data
+LoadModule mpm_prefork_module /usr/lib/apache2/modules/mod_mpm_prefork.so
+LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+LoadModule dir_module /usr/lib/apache2/modules/mod_dir.so
+LoadModule mime_module /usr/lib/apache2/modules/mod_mime.so
+LoadModule php_module /usr/lib/apache2/modules/libphp8.2.so
+StartServers 4
+MinSpareServers 4
+MaxSpareServers 8
+MaxRequestWorkers ${KCB_APACHE_WORKERS:-8}
+ErrorLog "$dir/error.log"
+LogLevel warn
+TypesConfig /etc/mime.types
+DocumentRoot "$KCB_WP_DIR"
+<Directory "$KCB_WP_DIR">
+    Require all granted
+    AllowOverride None
+</Directory>
+DirectoryIndex index.php
+<FilesMatch "\.php\$">
+    SetHandler application/x-httpd-php
+</FilesMatch>
+php_admin_value error_log "$dir/php-error.log"
+php_admin_flag log_errors on
+CONF
+    apache2 -f "$dir/httpd.conf" -k start || { cat "$dir/error.log" >&2; return 1; }
+    KCB_APACHE_URL="http://127.0.0.1:$port"
+    kcb_wait_for 20 curl -fsS -o /dev/null "$KCB_APACHE_URL/wp-login.php" \
+        || { kcb_log "Apache + mod_php does not answer"; tail -5 "$dir/error.log" >&2; return 1; }
+    export KCB_APACHE_URL
+    kcb_log "Apache + mod_php (prefork) ready at $KCB_APACHE_URL"
+}
+
 kcb_env_down() {
+    kcb_stop_pidfile "$KCB_ENV_DIR/apache/apache.pid"
     kcb_stop_pidfile "$KCB_ENV_DIR/nginx/nginx.pid"
     kcb_stop_pidfile "$KCB_ENV_DIR/fpm/fpm.pid"
     if [ -z "${KCB_KEEP_DB:-}" ]; then kcb_mariadb_down; fi

@@ -205,6 +205,39 @@ final class OutboxTest extends BridgeTestCase
         $this->assertSame(403, $forged['status'], 'a call without the shared secret\'s token is refused');
     }
 
+    /**
+     * While one request's send waits on a sidecar that never answers, the others queue behind it instead of
+     * each holding a PHP-FPM worker for the whole timeout (six hung workers would stall the shop).
+     */
+    public function testOnlyOneRequestWaitsOnAHangingSidecar(): void
+    {
+        $products = [];
+        for ($n = 0; $n < 4; $n++) {
+            $products[] = $this->makeSimpleProduct('OB-HANG-' . $n, 10);
+        }
+        self::$receiver->control(['mode' => 'hang', 'hang_s' => 8]);
+        $this->rest('PUT', '/products/' . $products[0]->get_id(), ['stock_quantity' => 9]);
+        $this->waitUntil(fn() => count(self::$receiver->recorded()['batches']) === 0 && $this->sendInProgress(), 10, 'the first send hanging');
+        $started = microtime(true);
+        foreach (array_slice($products, 1) as $product) {
+            $response = $this->rest('PUT', '/products/' . $product->get_id(), ['stock_quantity' => 9]);
+            $this->assertSame(200, $response['status']);
+        }
+        $this->waitUntil(fn() => $this->outboxCount() === 3, 5, 'the others queued behind the hanging send');
+        $this->assertLessThan(self::TIMEOUT, microtime(true) - $started, 'none of them waited for the sidecar');
+        self::$receiver->control(['mode' => 'ok']);
+        $this->waitUntil(fn() => $this->outboxCount() === 4, 15, 'the hung send kept its event too');
+        $this->runRetryJob();
+        $this->assertSame(0, $this->outboxCount());
+        $this->assertCount(4, self::$receiver->events());
+    }
+
+    private function sendInProgress(): bool
+    {
+        global $wpdb;
+        return (string) $wpdb->get_var("SELECT IS_USED_LOCK('kcb_outbox_flush') IS NOT NULL") === '1';
+    }
+
     private function renderNotice(): string
     {
         wp_cache_flush();
