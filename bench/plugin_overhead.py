@@ -14,8 +14,8 @@ Each request is PUT /wc/v3/products/{id} {"stock_quantity": n}.
 Two figures per scenario:
   response  what the client waits for (the shopper's time)
   worker    how long the PHP worker is busy, including what runs after the response (bench mu-plugin)
-added_ms_* in the last line are the median response-time differences against "inactive" of the same
-setup (the PHP-FPM ones keep their first names: added_ms_up, added_ms_down). Figures only: nothing here
+added_ms_* in the last line are, per setup, the median over rounds of each round's median response time
+minus that round's "inactive" median (the PHP-FPM ones keep their first names: added_ms_up, added_ms_down). Figures only: nothing here
 asserts timing. Another setup (a real shop, say) is one more measure_* function and its keys.
 
 Run through bench/plugin_overhead.sh (brings WordPress and Apache up); this module expects
@@ -149,15 +149,23 @@ class Bench:
         """Rounds of every scenario against one server; median figures keyed by scenario."""
         url = urllib.parse.urlsplit(base_url)
         response_ms: dict[str, list[float]] = {s: [] for s in SCENARIOS}
+        paired: dict[str, list[float]] = {s: [] for s in SCENARIOS[1:]}
         for _ in range(10):  # warm opcache and the database
             self.quantity -= 1
             put_stock(url, self.product_id, self.quantity, "warmup")
         for _round in range(self.rounds):
+            this_round: dict[str, list[float]] = {}
             for scenario in SCENARIOS:
                 self.enter(scenario)
+                this_round[scenario] = []
                 for _ in range(self.per_round):
                     self.quantity -= 1
-                    response_ms[scenario].append(put_stock(url, self.product_id, self.quantity, f"{setup}-{scenario}"))
+                    this_round[scenario].append(put_stock(url, self.product_id, self.quantity, f"{setup}-{scenario}"))
+                response_ms[scenario] += this_round[scenario]
+            # Paired within the round: the machine's drift between rounds cancels out.
+            base = statistics.median(this_round["inactive"])
+            for scenario in SCENARIOS[1:]:
+                paired[scenario].append(statistics.median(this_round[scenario]) - base)
         self.enter("up")
         worker_ms: dict[str, list[float]] = {s: [] for s in SCENARIOS}
         for line in self.worker_log.read_text().splitlines():
@@ -172,7 +180,7 @@ class Bench:
         for s in SCENARIOS:
             p90 = statistics.quantiles(response_ms[s], n=10)[-1]
             print(f"{s:<10} {med[s]:>10.2f} ms {p90:>10.2f} ms {wmed[s]:>8.2f} ms")
-        added = {s: med[s] - med["inactive"] for s in SCENARIOS[1:]}
+        added = {s: statistics.median(paired[s]) for s in SCENARIOS[1:]}
         print("added response time: " + ", ".join(f"{s} {v:+.2f} ms" for s, v in added.items()))
         print("added worker time:   " + ", ".join(f"{s} {wmed[s] - wmed['inactive']:+.2f} ms" for s in SCENARIOS[1:])
               + " (includes what runs after the response)")
