@@ -277,7 +277,7 @@ class SyncEngine:
     def _know_woo(self, unknown: list[str], mode: str) -> None:
         """Before deciding a write into WooCommerce, learn the shop's value of SKUs the SKU map has not seen
         yet (one incremental refresh): the write is conditional on it, and a two-way merge needs it."""
-        if mode not in ("keycrm", "two-way") or self.woo is None or self.skumap is None:
+        if mode not in ("keycrm", "erp", "two-way") or self.woo is None or self.skumap is None:
             return
         if any(self._woo_known(s) is None and self.skumap.get(s) is None for s in unknown):
             self.skumap.refresh(self.woo)

@@ -114,11 +114,21 @@ abstract class BridgeTestCase extends TestCase
         $this->addToAssertionCount(1);
     }
 
-    /** Run the retry job the way WP-Cron / Action Scheduler would. */
+    /**
+     * Run the retry job the way WP-Cron / Action Scheduler would, once no PHP-FPM worker is still sending
+     * after its response (it holds the send lock; a job started meanwhile would find it busy and do nothing).
+     */
     protected function runRetryJob(): void
     {
+        $this->waitUntil(fn() => !$this->sendInProgress(), 20, 'no send in progress');
         wp_cache_flush();
         do_action(Dispatcher::FLUSH_HOOK);
+    }
+
+    protected function sendInProgress(): bool
+    {
+        global $wpdb;
+        return $wpdb->get_var("SELECT IS_USED_LOCK('kcb_outbox_flush')") !== null;
     }
 
     /**
@@ -127,6 +137,7 @@ abstract class BridgeTestCase extends TestCase
      */
     protected function runDueFlush(): int
     {
+        $this->waitUntil(fn() => !$this->sendInProgress(), 20, 'no send in progress');
         wp_cache_flush();
         $due = RetryScheduler::next();
         if ($due === false) {

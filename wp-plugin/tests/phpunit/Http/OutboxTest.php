@@ -232,12 +232,6 @@ final class OutboxTest extends BridgeTestCase
         $this->assertCount(4, self::$receiver->events());
     }
 
-    private function sendInProgress(): bool
-    {
-        global $wpdb;
-        return (string) $wpdb->get_var("SELECT IS_USED_LOCK('kcb_outbox_flush') IS NOT NULL") === '1';
-    }
-
     private function renderNotice(): string
     {
         wp_cache_flush();
