@@ -115,7 +115,8 @@ def test_s12_worker_killed_half_way_resumes_without_writing_anything_twice(stack
     # The reads resumed from the checkpoint: every page once (the page on the wire at the kill may repeat).
     pages = [(r["path"], r["query"].get("page")) for r in stack.sim.control.requests(method="GET")
              if r["path"] in ("/offers/stocks", "/offers") and "page" in r["query"] and r["status"] == 200]
-    assert len(set(pages)) == 80 and len(pages) <= 81, len(pages)
+    # 40 stock pages, and the first offers page only (its total matches: no offer lacks stock rows).
+    assert len(set(pages)) == 41 and len(pages) <= 42, len(pages)
 
 
 @pytest.mark.parametrize("stack", [("woocommerce", {"KEYCRM_READ_WAREHOUSE_IDS": "1"})], indirect=True)

@@ -496,3 +496,20 @@ def test_skumap_survives_reopen(tmp_path: Path, peer, client) -> None:
         assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         again.close()
+
+
+def test_skumap_applies_a_batch_in_one_pass_in_event_order(tmp_path):
+    skumap = SkuMap(tmp_path / "map.sqlite3")
+    events = [
+        {"type": "product.upsert", "product_id": 5, "sku": "P-5", "occurred_at": 10.0,
+         "product": {"type": "variable", "name": "Parent"}},
+        {"type": "stock.set", "product_id": 6, "parent_id": 5, "sku": "V-6", "occurred_at": 11.0, "stock_quantity": 4},
+        {"type": "stock.set", "product_id": 7, "sku": "S-7", "occurred_at": 12.0, "stock_quantity": 1},
+        {"type": "stock.set", "product_id": 7, "sku": "S-7", "occurred_at": 13.0, "stock_quantity": 2},
+        {"type": "stock.set", "product_id": 7, "sku": "S-7", "occurred_at": 9.0, "stock_quantity": 99},  # stale
+        {"type": "product.deleted", "product_id": 5, "occurred_at": 14.0},
+    ]
+    assert skumap.apply_events(events) == 5
+    assert skumap.by_product_id(5) is None and skumap.by_product_id(6) is None, "the parent took its variation"
+    s7 = skumap.get("S-7")
+    assert s7 is not None and s7.stock_quantity == 2 and s7.manage_stock

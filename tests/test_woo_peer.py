@@ -460,3 +460,13 @@ def test_scales_to_100k_products() -> None:
         assert sorted(p["sku"] for p in found) == wanted
         batch = client.post("products/batch", {"update": [{"id": i, "stock_quantity": 1} for i in range(1, 101)]})
         assert batch.status_code == 200 and handle.control.product("SKU-000100")["stock_quantity"] == 1
+
+
+def test_latency_model_charges_writes_per_batch_item_and_reads_per_page():
+    from keycrm_bridge.woo_peer.server import Latency
+
+    model = Latency(write_s=0.12, item_s=0.036, read_s=0.06)
+    assert model.of("GET", None) == 0.06
+    assert model.of("PUT", {"stock_quantity": 3}) == 0.12
+    assert abs(model.of("POST", {"update": [{}] * 100}) - 3.72) < 1e-9
+    assert Latency().of("POST", {"update": [{}] * 100}) == 0.0, "the tests' peer answers at once"

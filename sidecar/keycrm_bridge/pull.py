@@ -21,7 +21,9 @@ from .sync import SyncEngine
 
 log = logging.getLogger("keycrm_bridge.pull")
 
-ORDER_OVERLAP_S = 120.0      # KeyCRM's clock and ours may differ; re-reading a little costs nothing
+ORDER_OVERLAP_S = 120.0      # first check after an upgrade: from the old watermark (our clock) minus this
+ORDER_FUTURE_S = 3600.0      # KeyCRM's clock may run ahead of ours: its newest orders are still in range
+RECENT_ORDERS_S = 3600.0     # site orders KeyCRM showed are remembered this long, for late site events
 ORDER_CHECK_MIN_GAP_S = 1.0  # a requested order check still waits this long after the previous one
 
 
@@ -89,23 +91,50 @@ class PullSources:
         return now - last >= self.settings.order_poll_interval_s
 
     def poll_orders(self) -> int:
-        """One order check; returns the number of orders seen."""
+        """One order check; returns the number of order changes not seen before.
+
+        The watermark is the newest ``updated_at`` KeyCRM has shown (its clock, not ours), and the
+        next check starts at that same second: KeyCRM compares whole seconds, so an order saved later
+        in that second is still caught. The orders of that second seen already are remembered by
+        (id, updated_at) and skipped, so each order change is read once and its SKUs once."""
         started = self.clock.now()
-        since = float(self.store.get_meta("orders_polled_to", 0) or 0) or started - 3600
-        orders = list(self.keycrm.iter_orders(since - ORDER_OVERLAP_S, started))
-        by_uuid: dict[str, dict[str, Any]] = {}
-        touched: set[str] = set()
-        for o in orders:
+        mark = self.store.get_meta("orders_watermark", None)
+        if mark is None:  # first check: the last hour, as before a restart with an older layout
+            polled_to = float(self.store.get_meta("orders_polled_to", 0) or 0)
+            since = (polled_to - ORDER_OVERLAP_S) if polled_to else started - 3600
+            seen_keys: set[str] = set()
+        else:
+            since = float(mark["at"])
+            seen_keys = set(mark.get("seen") or [])
+        recent: dict[str, float] = dict(self.store.get_meta("orders_recent", {}) or {})
+        fresh: list[dict[str, Any]] = []
+        newest = since
+        fetched = 0
+        for o in self.keycrm.iter_orders(since, started + ORDER_FUTURE_S):
+            fetched += 1
+            updated = parse_keycrm_time(o.get("updated_at"))
+            key = f"{o.get('id')}@{o.get('updated_at')}"
+            if key in seen_keys:
+                continue
+            fresh.append(o)
+            if updated is not None:
+                newest = max(newest, float(int(updated)))
             if o.get("source_uuid"):
-                by_uuid[str(o["source_uuid"])] = o
+                recent[str(o["source_uuid"])] = updated or started
+        at_mark = {f"{o.get('id')}@{o.get('updated_at')}" for o in fresh
+                   if int(parse_keycrm_time(o.get("updated_at")) or -1) == int(newest)}
+        if int(newest) == int(since):
+            at_mark |= seen_keys
+        touched: set[str] = set()
+        for o in fresh:
             for line in o.get("products") or []:
                 sku = (line.get("offer") or {}).get("sku") or line.get("sku")
                 if sku:
                     touched.add(sku)
         resolve: list[tuple[str, str, str, float]] = []
         for row in self.ledger.open_inflight():
-            o = by_uuid.get(row["order_id"])
-            if o is None:
+            seen_at = recent.get(row["order_id"])
+            if seen_at is None:
                 if started - row["registered_at"] > self.settings.inflight_timeout_s:
                     self.ledger.resolve([(row["order_id"], row["sku"], row["kind"], row["event_at"])], started,
                                         "timeout: KeyCRM never showed the order")
@@ -114,8 +143,7 @@ class PullSources:
                     log.warning("site order not seen in KeyCRM; stopped holding its stock",
                                 extra={"sku": row["sku"], "order_id": row["order_id"]})
                 continue
-            updated = parse_keycrm_time(o.get("updated_at")) or 0
-            if row["kind"] == "order" or updated >= int(row["event_at"]):
+            if row["kind"] == "order" or seen_at >= int(row["event_at"]):
                 resolve.append((row["order_id"], row["sku"], row["kind"], row["event_at"]))
         # Read the SKUs these orders touch *after* seeing the orders, so the reading already holds
         # their reserves; only then stop subtracting them as in flight.
@@ -124,9 +152,15 @@ class PullSources:
             self.sync.read_stock(to_read, source="order")
         if resolve:
             self.ledger.resolve(resolve, started, "KeyCRM shows the order")
+        # A site order whose event reaches us after KeyCRM showed it is matched from this memory.
+        keep_after = started - RECENT_ORDERS_S
+        self.store.set_meta("orders_recent", {u: t for u, t in recent.items() if t >= keep_after})
+        self.store.set_meta("orders_watermark", {"at": newest, "seen": sorted(at_mark)})
         self.store.set_meta("orders_checked_at", started)
         self.store.set_meta("orders_polled_to", started)
-        return len(orders)
+        # Every order row KeyCRM sent, repeats included: what bench/pull.py divides by the changes made.
+        self.store.set_meta("orders_read", int(self.store.get_meta("orders_read", 0) or 0) + fetched)
+        return len(fresh)
 
     # -- (c) sweep ---------------------------------------------------------------------------------
 

@@ -94,8 +94,7 @@ class PushEngine:
             return result
         if self.skumap is not None:
             # Plugin events keep the SKU ↔ product id map current between REST refreshes (S16).
-            for ch in sorted(changes, key=lambda c: (c.occurred_at, c.id)):
-                self.skumap.apply_event(ch.payload)
+            self.skumap.apply_events(ch.payload for ch in sorted(changes, key=lambda c: (c.occurred_at, c.id)))
         by_kind: dict[str, list[Change]] = {}
         for ch in changes:
             by_kind.setdefault(ch.kind, []).append(ch)

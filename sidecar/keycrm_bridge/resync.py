@@ -219,6 +219,10 @@ class ResyncRunner:
         return True
 
     def _kc_read(self, job: dict[str, Any], cur: dict[str, Any]) -> None:
+        """One KeyCRM page. The stock pages carry id, SKU and every warehouse's quantity and reserve,
+        which is all a stock resync needs: ⌈N/50⌉ requests. ``/offers`` (the product of each offer)
+        is paged only to create missing products, or when its first page shows offers that the stock
+        pages did not list (KeyCRM leaving offers without stock rows out)."""
         page = int(cur["page"])
         stocks = cur["kc"] == "stocks"
         # One page per step (the client's iterators would read every page in one go).
@@ -227,9 +231,16 @@ class ResyncRunner:
         cur = {**cur, "kc_requests": cur["kc_requests"] + 1}
         total_add = 0
         if page == 1 and got.total is not None:
-            total_add = got.total
-            cur["kc_total_" + cur["kc"]] = total_add
-        if got.is_last:
+            name = "stocks" if stocks else "offers"
+            cur["kc_total_" + name] = got.total
+            needed = stocks or job["create_missing"] or not isinstance(cur.get("kc_total_stocks"), int) \
+                or got.total > cur["kc_total_stocks"]
+            total_add = got.total if needed else 0
+            if not stocks and not needed:
+                cur["kc"] = "done"
+        if cur["kc"] == "done":
+            pass
+        elif got.is_last:
             cur.update(kc="offers", page=1) if stocks else cur.update(kc="done")
         else:
             cur["page"] = page + 1
@@ -237,7 +248,7 @@ class ResyncRunner:
         with self.store.transaction() as c:
             n = (self.jobs.save_kc_stock(c, job["id"], rows, self.settings) if stocks
                  else self.jobs.save_kc_offers(c, job["id"], rows))
-            self.jobs.add_progress(c, job["id"], done=n, total=total_add)
+            self.jobs.add_progress(c, job["id"], done=n if stocks or total_add else 0, total=total_add)
             self._save_cursor(c, job["id"], cur, phase=phase)
 
     def _woo_read(self, job: dict[str, Any], cur: dict[str, Any]) -> None:
@@ -798,10 +809,14 @@ def _requests_left(job: dict[str, Any], store: Store) -> tuple[int, int]:
             stock_pages = math.ceil(guess / PAGE_LIMIT)
         kc = cur.get("kc", "stocks")
         page = int(cur.get("page", 1))
+        offer_pages = stock_pages if job["create_missing"] else 1  # else only the first, to compare totals
         if kc == "stocks":
-            kc_left = 2 * stock_pages - page + 1
+            kc_left = stock_pages + offer_pages - page + 1
         elif kc == "offers":
-            kc_left = stock_pages - page + 1
+            offers_total = cur.get("kc_total_offers")
+            if isinstance(offers_total, int) and page > 1:
+                offer_pages = math.ceil(offers_total / PAGE_LIMIT)
+            kc_left = offer_pages - page + 1
         else:
             kc_left = 0
         woo_left = 0

@@ -49,6 +49,7 @@ class SimulatorOptions:
     webhook_url: str | None = None
     webhook_warehouses: list[int] | None = None  # None: sums over all warehouses
     webhook_delay: float = 0.0
+    latency: float = 0.0  # clock seconds every admitted API request takes (a real KeyCRM answers in ~150 ms)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -135,8 +136,8 @@ class Simulator:
                 {"Retry-After": str(retry_after)},
             )
         decision = self.faults.decide(request.method, path)
-        if decision.latency > 0:
-            self.clock.sleep(decision.latency)
+        if self.options.latency + decision.latency > 0:
+            self.clock.sleep(self.options.latency + decision.latency)
         if decision.hang_seconds > 0:
             entry["fault"] = "hang"
             self.release.wait(decision.hang_seconds)

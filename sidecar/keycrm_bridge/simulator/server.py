@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--webhook-url", default=None)
     p.add_argument("--webhook-warehouses", default=None, help="comma-separated ids summed in webhooks")
     p.add_argument("--webhook-delay", type=float, default=0.0, help="clock seconds before each delivery")
+    p.add_argument("--latency", type=float, default=0.0, help="clock seconds each API request takes")
     p.add_argument("--clock", default=None, help="system (default) or accelerated:FACTOR[:ORIGIN]")
     return p
 
@@ -121,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         webhook_url=args.webhook_url,
         webhook_warehouses=_ids(args.webhook_warehouses),
         webhook_delay=args.webhook_delay,
+        latency=args.latency,
     )
     server, sim = _make_server(state, clock, options, args.host, args.port)
     url = f"http://{args.host}:{server.server_port}"

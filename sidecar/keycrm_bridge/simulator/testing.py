@@ -273,6 +273,7 @@ class SimulatorProcess:
         webhook_url: str | None = None,
         webhook_warehouses: Sequence[int] | None = None,
         webhook_delay: float = 0.0,
+        latency: float = 0.0,
         clock: str | None = None,
         host: str = "127.0.0.1",
         startup_timeout: float = 30.0,
@@ -304,6 +305,8 @@ class SimulatorProcess:
             ",".join(str(w) for w in warehouses),
             "--webhook-delay",
             str(webhook_delay),
+            "--latency",
+            str(latency),
         ]
         if webhook_url:
             self.args += ["--webhook-url", webhook_url]

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..clock import clock_from_spec
 from .control import seed
-from .server import PeerServer, WooPeer
+from .server import Latency, PeerServer, WooPeer
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept consumer key/secret as Basic auth (as WooCommerce does behind HTTPS)",
     )
     ap.add_argument("--batch-limit", type=int, default=100, help="woocommerce_rest_batch_items_limit")
+    ap.add_argument("--latency-write", type=float, default=0.0, help="clock seconds a write request takes")
+    ap.add_argument("--latency-item", type=float, default=0.0, help="clock seconds added per batch item")
+    ap.add_argument("--latency-read", type=float, default=0.0, help="clock seconds a read request takes")
     ap.add_argument("--log-cap", type=int, default=200_000, help="REST requests kept in the request log")
     return ap
 
@@ -56,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         accept_basic_auth=args.accept_basic_auth,
         log_cap=args.log_cap,
         batch_limit=args.batch_limit,
+        latency=Latency(args.latency_write, args.latency_item, args.latency_read),
     )
     server = PeerServer(peer, args.host, args.port)
     if args.seed or args.seed_variable:
