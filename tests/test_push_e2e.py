@@ -119,7 +119,9 @@ def test_keycrm_mode_pushes_product_fields_but_never_stock(tmp_path, sim):
 def test_s7_outage_and_twenty_sigkills_lose_nothing_and_never_go_back(tmp_path, sim):
     skus = [f"S7-{i}" for i in range(40)]
     sim.control.seed(offers=[{"sku": s, "quantity": 0} for s in skus])
-    env = bridge_env(tmp_path / "db.sqlite3", sim.api_url, PUSH_DEBOUNCE_S="0.05", PUSH_MAX_WAIT_S="0.2")
+    # Unpaced writes (KEYCRM_WRITES_PER_MINUTE): the outage must meet many short-lived workers.
+    env = bridge_env(tmp_path / "db.sqlite3", sim.api_url, PUSH_DEBOUNCE_S="0.05", PUSH_MAX_WAIT_S="0.2",
+                     KEYCRM_WRITES_PER_MINUTE="6000")
     web = Web(env, tmp_path / "web.log").start()
     rng = random.Random(7)
     latest: dict[str, int] = {}

@@ -186,6 +186,14 @@ class RateBudget:
             now = self._clock.now()
             return len(self._window_ts(now))
 
+    def started_last_minute(self, priority: Priority) -> int:
+        """Calls of ``priority`` started in the last 60 s, by every process (for pacing, ``pacing.py``)."""
+        with self._transaction(immediate=False):
+            since = self._clock.now() - WINDOW_S
+            row = self._conn.execute("SELECT count(*) FROM keycrm_calls WHERE ts > ? AND priority = ?",
+                                     (since, priority.value)).fetchone()
+            return int(row[0])
+
     def left(self, priority: Priority = Priority.WRITE) -> int:
         """Calls of ``priority`` that could start right now (0 while blocked by a 429)."""
         with self._transaction(immediate=False):

@@ -53,7 +53,9 @@ class Settings:
     guard_share: float = 0.2
     guard_min_skus: int = 10
     order_poll_interval_s: float = 10.0
-    sweep_page_interval_s: float = 3.0
+    sweep_page_interval_s: float = 1.0
+    budget_share_others: float = 0.1
+    keycrm_writes_per_minute: int = 20
     inflight_timeout_s: float = 1800.0
     skumap_refresh_s: float = 300.0
     retention_days: float = 14.0
@@ -96,6 +98,8 @@ KEYS = (
     "GUARD_MIN_SKUS",
     "ORDER_POLL_INTERVAL_S",
     "SWEEP_PAGE_INTERVAL_S",
+    "BUDGET_SHARE_OTHERS",
+    "KEYCRM_WRITES_PER_MINUTE",
     "ORDER_INFLIGHT_TIMEOUT_S",
     "WOO_SKUMAP_REFRESH_S",
     "RETENTION_DAYS",
@@ -248,7 +252,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         guard_share=_float(env, "GUARD_SHARE", 0.2, 0.0, 1.0),
         guard_min_skus=_int(env, "GUARD_MIN_SKUS", 10, 1, 10**7),
         order_poll_interval_s=_float(env, "ORDER_POLL_INTERVAL_S", 10.0, 1.0, 3600.0),
-        sweep_page_interval_s=_float(env, "SWEEP_PAGE_INTERVAL_S", 3.0, 0.0, 3600.0),
+        sweep_page_interval_s=_float(env, "SWEEP_PAGE_INTERVAL_S", 1.0, 0.0, 3600.0),
+        budget_share_others=_float(env, "BUDGET_SHARE_OTHERS", 0.1, 0.0, 0.8),
+        keycrm_writes_per_minute=_int(env, "KEYCRM_WRITES_PER_MINUTE", 20, 2, 6000),
         inflight_timeout_s=_float(env, "ORDER_INFLIGHT_TIMEOUT_S", 1800.0, 10.0, 7 * 86400.0),
         skumap_refresh_s=_float(env, "WOO_SKUMAP_REFRESH_S", 300.0, 0.0, 86400.0),
         retention_days=_float(env, "RETENTION_DAYS", 14.0, 1.0, 3650.0),

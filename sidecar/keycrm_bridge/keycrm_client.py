@@ -257,7 +257,9 @@ class KeyCRMClient:
         params: dict[str, Any] | None = None,
         json_body: JSON | None = None,
     ) -> Any:
-        priority = Priority.READ if method == "GET" else Priority.WRITE
+        # The order poll is what keeps a site order from being sold twice: like a write it may use the
+        # write reserve, so a sweep or a resync filling the reads never delays it.
+        priority = Priority.READ if method == "GET" and endpoint != "GET /order" else Priority.WRITE
         headers = {
             "Authorization": f"Bearer {self._api_key}",
             "Accept": "application/json",

@@ -3,8 +3,8 @@
 (a) KeyCRM's stock webhook: free, within seconds; rows land in ``keycrm_inbox`` via the API.
 (b) Orders: ``GET /order?filter[updated_between]`` each poll tells which SKUs' reserve moved and
     which site orders KeyCRM now shows; only those SKUs are read (≤ 50 a request).
-(c) The sweep: one page of ``/offers/stocks`` at a time, paced so that an idle bridge spends at most
-    half the budget; the safety net for receivings and edits that no order reveals.
+(c) The sweep: one page of ``/offers/stocks`` at a time, paced by the reads the other paths leave
+    (``pacing.py``); the safety net for receivings and edits that no order reveals.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from .budget import Priority
 from .clock import Clock
 from .config import Settings
 from .ledger import Ledger
+from .pacing import sweep_interval_s
 from .store import Store
 from .sync import SyncEngine
 
@@ -164,11 +166,26 @@ class PullSources:
 
     # -- (c) sweep ---------------------------------------------------------------------------------
 
+    def sweep_interval_s(self) -> float:
+        """The gap to the next page: the reads the other paths left in the last minute (``pacing.py``)."""
+        s = self.settings
+        budget = getattr(self.keycrm, "budget", None)
+        if budget is None:
+            return s.sweep_page_interval_s
+        now = self.clock.now()
+        mine = [t for t in self.store.get_meta("sweep_recent", []) or [] if t > now - 60.0]
+        reads = budget.started_last_minute(Priority.READ) - len(mine)
+        return sweep_interval_s(s.rate_per_minute, budget.write_reserve, s.budget_share_others, max(0, reads),
+                                budget.started_last_minute(Priority.WRITE), s.sweep_page_interval_s)
+
     def sweep_due(self) -> bool:
         if self.settings.sweep_page_interval_s <= 0:
             return False
         last = float(self.store.get_meta("sweep_page_at", 0) or 0)
-        return self.clock.now() - last >= self.settings.sweep_page_interval_s
+        now = self.clock.now()
+        if now - last < self.settings.sweep_page_interval_s:
+            return False
+        return now - last >= self.sweep_interval_s()
 
     def sweep_page(self) -> int:
         now = self.clock.now()
@@ -183,6 +200,8 @@ class PullSources:
             state = {"page": int(state["page"]) + 1, "started_at": state["started_at"]}
         self.store.set_meta("sweep", state)
         self.store.set_meta("sweep_page_at", now)
+        recent = [t for t in self.store.get_meta("sweep_recent", []) or [] if t > now - 60.0]
+        self.store.set_meta("sweep_recent", [*recent, now])
         return len(rows)
 
     # -- one tick ------------------------------------------------------------------------------------

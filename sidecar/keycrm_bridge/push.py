@@ -14,16 +14,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .budget import Priority
 from .clock import Clock
 from .config import Settings
 from .decide import json_number
 from .errors import BridgeError, PermanentError, RetryableError
 from .ledger import Ledger
+from .pacing import product_slots
 from .store import SUPERSEDED, Change, Store
 
 log = logging.getLogger("keycrm_bridge.push")
 
 LEASE_S = 120.0
+PRODUCT_RETRY_S = 1.0  # a product-field push deferred for the budget is tried again this soon
 OFFER_FIELDS = ("price", "weight", "length", "width", "height")
 
 
@@ -211,6 +214,7 @@ class PushEngine:
         offers = self._offers(offer_skus + [v for v in parent_offer_sku.values() if v])
         offer_rows: list[dict[str, Any]] = []
         product_updates: dict[int, dict[str, Any]] = {}
+        owners: dict[int, list[Change]] = {}
         done: list[Change] = []
         missing: list[Change] = []
         for sku, ch in newest.items():
@@ -240,9 +244,11 @@ class PushEngine:
                        if k in fields_on and p.get(k) is not None and p[k] != have.get(k)}
                 if upd:
                     product_updates[int(offer["product_id"])] = upd
+                    owners.setdefault(int(offer["product_id"]), []).append(ch)
             done.append(ch)
         if missing:
             self._skip(token, missing, result, "SKU not found in KeyCRM")
+        product_updates, done = self._pace_products(token, product_updates, owners, done, bool(offer_rows))
         if offer_rows:
             self.keycrm.put_offers(offer_rows)
             result.pushed_offers += len(offer_rows)
@@ -255,6 +261,24 @@ class PushEngine:
         self._remember_offer_fields(offers, offer_rows, product_updates, parent_offer_sku, done)
         self.store.record_pushed("product", [(c.sku, c.occurred_at, None) for c in done], now)
         self._done(token, done)
+
+    def _pace_products(self, token: str, updates: dict[int, dict[str, Any]], owners: dict[int, list[Change]],
+                       done: list[Change], offers_too: bool) -> tuple[dict[int, dict[str, Any]], list[Change]]:
+        """Stock first: ``PUT /products/{id}`` (one a product) takes only write slots that leave stock
+        its headroom, a few a round; the rest go back to the queue untried (``pacing.py``)."""
+        budget = getattr(self.keycrm, "budget", None)
+        if budget is None or not updates:
+            return updates, done
+        slots = product_slots(budget.left(Priority.WRITE)) - int(offers_too)
+        if len(updates) <= max(0, slots):
+            return updates, done
+        keep = dict(list(updates.items())[:max(0, slots)])
+        later = {id(ch) for pid in updates if pid not in keep for ch in owners[pid]}
+        deferred = [ch for ch in done if id(ch) in later]
+        self.store.defer(token, [ch.id for ch in deferred], self.clock.now() + PRODUCT_RETRY_S)
+        log.info("product fields wait for budget; stock goes first",
+                 extra={"deferred": len(deferred), "sent_now": len(keep), "sku": deferred[0].sku})
+        return keep, [ch for ch in done if id(ch) not in later]
 
     def _remember_offer_fields(self, offers: dict[str, dict[str, Any]], offer_rows: list[dict[str, Any]],
                                product_updates: dict[int, dict[str, Any]], parent_offer_sku: dict[str, str | None],

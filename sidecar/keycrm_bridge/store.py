@@ -107,6 +107,42 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 
+# Status reads these instead of counting 14 days of rows on every call; triggers keep them exact in
+# the same transaction as the rows they count, whichever process writes.
+_BUMP = "INSERT INTO counters (name, value) VALUES ({name}, 1) ON CONFLICT (name) DO UPDATE SET value = value + 1;"
+COUNTER_TRIGGERS = (
+    "CREATE TRIGGER count_event_in AFTER INSERT ON events BEGIN " + _BUMP.format(name="'events'") + " END",
+    "CREATE TRIGGER count_event_out AFTER DELETE ON events BEGIN"
+    " UPDATE counters SET value = value - 1 WHERE name = 'events'; END",
+    "CREATE TRIGGER count_change_in AFTER INSERT ON changes BEGIN "
+    + _BUMP.format(name="'changes.' || new.status") + " END",
+    "CREATE TRIGGER count_change_moved AFTER UPDATE OF status ON changes WHEN old.status != new.status BEGIN"
+    " UPDATE counters SET value = value - 1 WHERE name = 'changes.' || old.status; "
+    + _BUMP.format(name="'changes.' || new.status") + " END",
+    "CREATE TRIGGER count_change_out AFTER DELETE ON changes BEGIN"
+    " UPDATE counters SET value = value - 1 WHERE name = 'changes.' || old.status; END",
+)
+_LAST_TRIGGER = "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'count_change_out'"
+
+
+def _init_counters(conn: sqlite3.Connection) -> None:
+    """Create the counters once, from the rows a database made before them already holds."""
+    if conn.execute(_LAST_TRIGGER).fetchone():
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if not conn.execute(_LAST_TRIGGER).fetchone():  # another process may have won the race
+            conn.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+            conn.execute("DELETE FROM counters")
+            conn.execute("INSERT INTO counters SELECT 'events', count(*) FROM events")
+            conn.execute("INSERT INTO counters SELECT 'changes.' || status, count(*) FROM changes GROUP BY status")
+            for trigger in COUNTER_TRIGGERS:
+                conn.execute(trigger)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
 
 @dataclass(frozen=True)
 class Change:
@@ -178,6 +214,7 @@ class Store:
         self.db = sqlite_utils.Database(self.conn)
         self._seen_pruned_at = 0.0
         self.conn.executescript(SCHEMA)
+        _init_counters(self.conn)
 
     def close(self) -> None:
         self.conn.close()
@@ -289,7 +326,8 @@ class Store:
         return int(row[0]), int(row[1]), row[2]
 
     def count_events(self) -> int:
-        return int(self.conn.execute("SELECT count(*) FROM events").fetchone()[0])
+        row = self.conn.execute("SELECT value FROM counters WHERE name = 'events'").fetchone()
+        return int(row[0]) if row else 0
 
     def event(self, event_id: str) -> dict[str, Any] | None:
         row = self.conn.execute("SELECT payload FROM events WHERE id = ?", (event_id,)).fetchone()
@@ -379,8 +417,21 @@ class Store:
                     (retry_at, error, token, *part),
                 )
 
+    def defer(self, token: str, ids: Iterable[int], retry_at: float) -> None:
+        """Give claimed rows back untried (their turn for the budget has not come): no attempt counted."""
+        ids = list(ids)
+        with self.transaction() as c:
+            for part in chunks(ids):
+                c.execute(
+                    f"UPDATE changes SET status = 'pending', claim_token = NULL, claimed_until = NULL,"
+                    f" next_attempt_at = ? WHERE claim_token = ? AND id IN ({marks(part)})",
+                    (retry_at, token, *part),
+                )
+
     def changes_by_status(self) -> dict[str, int]:
-        return {r[0]: r[1] for r in self.conn.execute("SELECT status, count(*) FROM changes GROUP BY status")}
+        rows = self.conn.execute(
+            "SELECT substr(name, 9), value FROM counters WHERE name LIKE 'changes.%' AND value > 0")
+        return {r[0]: int(r[1]) for r in rows}
 
     def skipped(self, limit: int = 200) -> list[dict[str, Any]]:
         rows = self.conn.execute(

@@ -16,11 +16,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .budget import Priority
 from .clock import Clock
 from .config import Settings
 from .decide import Decision, decide, json_number
 from .errors import PermanentError, RetryableError
 from .ledger import Ledger, Row
+from .pacing import write_gap_s
 from .store import Store
 from .woo_conflicts import WooConflicts
 
@@ -119,6 +121,14 @@ class SyncEngine:
             return False  # the same SKUs that could not be written last time, and nothing new
         return now - newest >= self.settings.push_debounce_s or now - oldest >= self.settings.push_max_wait_s
 
+    def _paced(self, now: float) -> bool:
+        """A stream of edits: the next KeyCRM write round waits the widening gap (``pacing.py``)."""
+        budget = getattr(self.keycrm, "budget", None)
+        if not self.settings.pushes_stock or budget is None:
+            return False
+        gap = write_gap_s(budget.started_last_minute(Priority.WRITE), self.settings.keycrm_writes_per_minute)
+        return gap > 0 and now - float(self.store.get_meta("last_stock_write_at", 0) or 0) < gap
+
     def _confirmed_holds(self) -> list[dict[str, Any]]:
         return self.ledger.holds("confirmed")
 
@@ -130,7 +140,7 @@ class SyncEngine:
             bypass.update(self.ledger.release_hold(h["id"], started, "applied"))
             log.info("guard hold confirmed; applying", extra={"hold_id": h["id"], "skus": len(h["skus"])})
         skus = self.ledger.dirty(limit)
-        if not skus:
+        if not skus or (not bypass and self._paced(started)):
             return result
         try:
             self._round(skus, started, bypass, result)
@@ -379,6 +389,7 @@ class SyncEngine:
             planned[sku] = (new_q, per.get(wh, {}).get("reserve", 0.0))
         if not put_rows:
             return set()
+        self.store.set_meta("last_stock_write_at", self.clock.now())
         ok, bad = self._put_isolating(put_rows)
         ok_skus = {r["sku"] for r in ok}
         self.store.save_keycrm_stock([(s, wh, None, planned[s][0], planned[s][1]) for s in ok_skus], self.clock.now())

@@ -1,0 +1,59 @@
+"""How the paths that can wait share KeyCRM's 60 calls a minute with the paths that cannot.
+
+Nothing here waits or calls anything: these are the rules, as functions of what the shared budget
+(``budget.py``) shows, so that unit tests can check them without a clock.
+
+* Stock writes come first. ``PUT /products/{id}`` and ``PUT /offers`` (product fields, one request
+  per product for names) only take a write slot while ``STOCK_HEADROOM`` more stay free, so a shop
+  importing a hundred renamed products still gets its stock into KeyCRM within seconds.
+* Writes coalesce under pressure. The first few stock writes of a minute go out after the push
+  debounce; past half of ``KEYCRM_WRITES_PER_MINUTE`` every further write round waits a gap that
+  widens to ``60 / KEYCRM_WRITES_PER_MINUTE`` s, so a continuous stream of edits costs at most that
+  many requests a minute and each edit still lands within the gap plus the debounce.
+* The order poll counts as a write (``keycrm_client``): it may use the write reserve, so a sweep or a
+  resync that fills the reads never delays it.
+* The sweep takes what is left. Its page rate is the bridge's share of the budget (all of it but
+  ``BUDGET_SHARE_OTHERS``, kept for the owner's other integrations), minus the write reserve, minus
+  the reads the other paths (stock reads for orders and pushes, a resync) made in the last minute,
+  minus writes (and order polls) beyond the reserve.
+"""
+
+from __future__ import annotations
+
+import math
+
+# Write slots a product-field push always leaves free for stock writes.
+STOCK_HEADROOM = 5
+# Product-field requests one push round may send; the rest wait for the next round.
+PRODUCT_PUTS_PER_ROUND = 2
+
+
+def bridge_reads_per_minute(per_minute: int, write_reserve: int, others_share: float) -> int:
+    """Reads a minute the bridge may spend when nothing is being written."""
+    return max(1, math.floor(per_minute * (1.0 - others_share)) - write_reserve)
+
+
+def sweep_interval_s(per_minute: int, write_reserve: int, others_share: float, other_reads_last_min: int,
+                     writes_last_min: int, min_interval_s: float) -> float:
+    """Seconds between two sweep pages so that the sweep uses only the reads the other paths leave."""
+    left = (bridge_reads_per_minute(per_minute, write_reserve, others_share) - other_reads_last_min
+            - max(0, writes_last_min - write_reserve))
+    return max(min_interval_s, 60.0 / max(1, left))
+
+
+def write_gap_s(writes_last_min: int, writes_per_minute: int) -> float:
+    """Seconds a stock write round waits after the previous one: 0 while writes are few, widening to
+    ``60 / writes_per_minute`` as they approach that rate."""
+    half = max(1, writes_per_minute // 2)
+    if writes_last_min < half:
+        return 0.0
+    return 60.0 / writes_per_minute * min(1.0, writes_last_min / (2 * half))
+
+
+def product_slots(left_write: int) -> int:
+    """Product-field requests that may start now without touching the stock headroom."""
+    return max(0, min(PRODUCT_PUTS_PER_ROUND, left_write - STOCK_HEADROOM))
+
+
+__all__ = ["PRODUCT_PUTS_PER_ROUND", "STOCK_HEADROOM", "bridge_reads_per_minute", "product_slots",
+           "sweep_interval_s", "write_gap_s"]
