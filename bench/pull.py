@@ -63,12 +63,6 @@ class Stack(Processes):
         assert stock is not None, sku
         return stock
 
-    def stop(self) -> None:
-        super().stop()
-        if self.peer:
-            self.peer.stop()
-        self.sim.stop()
-
 
 def webhook_latency(tmp: Path, n: int, lat: Latency, samples: int, within_s: float | None = None) -> list[float]:
     """Real clock. The sweep is off so only the webhook can carry the change."""
