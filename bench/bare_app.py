@@ -36,7 +36,7 @@ def _conn() -> sqlite3.Connection:
 @app.post("/v1/events")
 def events():
     body = request.get_data()
-    reason = signing.verify(SECRET, request.method, request.path, request.query_string.decode("latin-1"),
+    reason = signing.verify(SECRET, request.method, request.path, request.query_string.decode("utf-8", "replace"),
                             request.headers.get(signing.TIMESTAMP_HEADER), request.headers.get(signing.SIGNATURE_HEADER),
                             body, time.time())
     if reason:

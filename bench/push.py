@@ -253,6 +253,7 @@ def trickle(s: PushStack, skus: list[str], seconds: float, per_min: int = 150) -
 def new_products(tmp: Path, lat: Latency, n: int) -> list[float]:
     """n products in KeyCRM under other names; the shop sends them (renamed) and edits their stock."""
     skus = [f"NEW-{i:04d}" for i in range(n)]
+    (tmp / "new").mkdir(exist_ok=True)
     s = PushStack(tmp / "new", skus, lat)
     try:
         wait_until(lambda: s.signed_status()["orders_checked_at"], timeout=60, what="the worker's first round")
