@@ -73,7 +73,7 @@ def ingest(tmp: Path, seconds: float, rounds: int) -> dict[str, float]:
             headers = signing.signed_headers(SECRET, "POST", "/v1/events", body, time.time())
             runs: dict[str, list[Any]] = {"ours": [], "bare": []}
             for srv in (bare, ours):  # warm both up
-                ab(srv.url + "/v1/events", body, headers, 1.0, srv.proc.pid)  # type: ignore[attr-defined, union-attr]
+                ab(srv.url + "/v1/events", body, headers, 0.5, srv.proc.pid)  # type: ignore[attr-defined, union-attr]
             for r in range(rounds):
                 order = (("bare", bare), ("ours", ours)) if r % 2 == 0 else (("ours", ours), ("bare", bare))
                 for name, srv in order:
@@ -300,7 +300,7 @@ def main() -> int:
     print(f"latency models: KeyCRM {lat.keycrm * 1000:.0f} ms a request; WooCommerce {lat.woo_write * 1000:.0f} ms "
           f"a write + {lat.woo_item * 1000:.0f} ms an item, {lat.woo_read * 1000:.0f} ms a read page", flush=True)
     out: dict[str, Any] = {"quick": q}
-    out |= ingest(tmp, seconds=1.5 if q else 4.0, rounds=1 if q else 3)
+    out |= ingest(tmp, seconds=1.0 if q else 4.0, rounds=1 if q else 3)
 
     n = 1000
     skus = [generated_sku(i) for i in range(1, n + 1)]
@@ -308,11 +308,11 @@ def main() -> int:
     try:
         out |= requests_per_1000(s, skus)
         out["e2e_events_per_s_woo"] = round(end_to_end(s, skus, 10 if q else 20))
-        samples = single_latency(s, skus, 4 if q else 30, spacing_s=3.0 if q else 4.0)
+        samples = single_latency(s, skus, 3 if q else 30, spacing_s=3.0 if q else 4.0)
         out["p50_s"], out["p95_s"] = round(statistics.median(samples), 3), p95(samples)
         print(f"one change, free budget, {len(samples)} samples: p50 {out['p50_s']} s, p95 {out['p95_s']} s "
               f"(the 0.3 s debounce and a {lat.keycrm * 1000:.0f} ms KeyCRM answer included)", flush=True)
-        per_min, tl = trickle(s, skus, 14.0 if q else 120.0)
+        per_min, tl = trickle(s, skus, 12.0 if q else 120.0)
         out["trickle_puts_per_min"], out["trickle_p95_s"] = round(per_min, 1), p95(tl)
     finally:
         s.stop()

@@ -205,3 +205,26 @@ def test_webhook_token_and_secrets_never_reach_the_log(tmp_path):
     text = log.read_text()
     assert "/v1/keycrm/webhook/[redacted]" in text  # the request is logged, its token is not
     assert token not in text and SECRET not in text and "sim-key" not in text
+
+
+near_valid_event = st.fixed_dictionaries(
+    {"id": st.one_of(st.from_regex(r"[A-Za-z0-9._:-]{6,66}", fullmatch=True), st.just("abcdefgh\n")),
+     "type": st.sampled_from(["stock.set", "product.deleted", "product.upsert"]),
+     "occurred_at": st.one_of(st.floats(9e8, 1.1e10), st.integers(9 * 10**8, 11 * 10**9), st.booleans()),
+     "product_id": st.one_of(st.integers(-1, 10**9), st.booleans(), st.floats(0, 5)),
+     "sku": st.one_of(st.text(max_size=195), st.none()),
+     "cause": st.sampled_from(["order", "order_restore", "manual", "rest", "import", "sidecar", "x"])},
+    optional={"stock_quantity": st.one_of(st.none(), st.floats(allow_nan=False), st.integers(), st.booleans()),
+              "quantity_delta": st.one_of(st.floats(), st.integers(), st.none()),
+              "order_id": st.one_of(st.integers(-1, 10**6), st.floats(0, 9)), "parent_id": st.integers(-2, 9),
+              "old_sku": st.text(max_size=195), "extra": st.integers()},
+)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+@given(batch=st.fixed_dictionaries({"events": st.lists(near_valid_event, min_size=0, max_size=3)},
+                                   optional={"site": st.text(max_size=3), "plugin_version": st.text(max_size=40)}))
+def test_the_plain_shortcut_never_accepts_what_the_schema_refuses(batch):
+    # Stock and deletion events take a shortcut past the compiled schema on the ingest path.
+    from keycrm_bridge.events import reference_schema_errors, schema_errors
+    assert (schema_errors(batch) == []) == (reference_schema_errors(batch) == [])

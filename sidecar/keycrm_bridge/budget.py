@@ -186,12 +186,16 @@ class RateBudget:
             now = self._clock.now()
             return len(self._window_ts(now))
 
-    def started_last_minute(self, priority: Priority) -> int:
-        """Calls of ``priority`` started in the last 60 s, by every process (for pacing, ``pacing.py``)."""
+    def started_last_minute(self, priority: Priority, *, reads_too: bool = True) -> int:
+        """Calls of ``priority`` started in the last 60 s, by every process (for pacing, ``pacing.py``).
+
+        ``reads_too=False`` leaves out GET requests of that priority (the order poll's)."""
         with self._transaction(immediate=False):
             since = self._clock.now() - WINDOW_S
-            row = self._conn.execute("SELECT count(*) FROM keycrm_calls WHERE ts > ? AND priority = ?",
-                                     (since, priority.value)).fetchone()
+            sql = "SELECT count(*) FROM keycrm_calls WHERE ts > ? AND priority = ?"
+            if not reads_too:
+                sql += " AND endpoint NOT LIKE 'GET %'"
+            row = self._conn.execute(sql, (since, priority.value)).fetchone()
             return int(row[0])
 
     def left(self, priority: Priority = Priority.WRITE) -> int:

@@ -81,17 +81,28 @@ class Ledger:
     # -- observations ------------------------------------------------------------------------
 
     def observe_woo(self, events: Iterable[dict[str, Any]], now: float, two_way: bool) -> set[str]:
-        """Plugin stock events, oldest first. Returns the SKUs marked dirty."""
+        """Plugin stock events, oldest first. Returns the SKUs marked dirty.
+
+        One statement per kind of row for the whole batch, not per event: the ledger keeps only each
+        SKU's newest WooCommerce value anyway, and the history keeps one line per SKU and batch for
+        plain edits (``events`` counts them) and one per site-order event, which ``explain`` needs."""
+        evs = sorted(events, key=lambda e: (e["occurred_at"], e["id"]))
         dirty: set[str] = set()
+        if not evs:
+            return dirty
+        newest: dict[str, tuple[float, Any]] = {}
+        history: list[tuple[str, float, str, dict[str, Any]]] = []
+        plain: dict[str, int] = {}
         with self.store.transaction() as c:
-            for ev in sorted(events, key=lambda e: (e["occurred_at"], e["id"])):
+            c.executemany("INSERT OR IGNORE INTO ledger (sku) VALUES (?)", [(s,) for s in {e["sku"] for e in evs}])
+            for ev in evs:
                 sku, at, cause = ev["sku"], ev["occurred_at"], ev["cause"]
                 value = ev.get("stock_quantity")
-                c.execute("INSERT OR IGNORE INTO ledger (sku) VALUES (?)", (sku,))
                 if value is not None:
-                    c.execute("UPDATE ledger SET woo_stock = ?, woo_at = ? WHERE sku = ? AND"
-                              " (woo_at IS NULL OR woo_at <= ?)", (value, at, sku, at))
+                    newest[sku] = (at, value)  # oldest first: the last one is the newest
                 delta = ev.get("quantity_delta")
+                detail = {"cause": cause, "stock": value, "order_id": ev.get("order_id"), "delta": delta,
+                          "event_id": ev["id"], "at": at}
                 if cause in ("order", "order_restore") and ev.get("order_id") and delta:
                     kind = "order" if cause == "order" else "restore"
                     cur = c.execute(
@@ -103,11 +114,22 @@ class Ledger:
                         c.execute("UPDATE ledger SET agreed = agreed + ?, base_woo = base_woo + ?,"
                                   " base_kc = base_kc + ? WHERE sku = ? AND agreed IS NOT NULL",
                                   (float(delta), float(delta), float(delta), sku))
-                self._history(c, sku, now, "woo", {"cause": cause, "stock": value, "order_id": ev.get("order_id"),
-                                                   "delta": delta, "event_id": ev["id"], "at": at})
+                    history.append((sku, now, "woo", detail))
+                elif sku in plain:
+                    i = plain[sku]
+                    history[i] = (sku, now, "woo", {**detail, "events": history[i][3].get("events", 1) + 1})
+                else:
+                    plain[sku] = len(history)
+                    history.append((sku, now, "woo", detail))
                 if cause != "sidecar":
-                    self._dirty(c, sku, now)
                     dirty.add(sku)
+            c.executemany("UPDATE ledger SET woo_stock = ?, woo_at = ? WHERE sku = ?"
+                          " AND (woo_at IS NULL OR woo_at <= ?)",
+                          [(value, at, sku, at) for sku, (at, value) in newest.items()])
+            c.executemany("INSERT INTO history (sku, at, kind, detail) VALUES (?, ?, ?, ?)",
+                          [(sku, at, kind, json.dumps(d, separators=(",", ":"))) for sku, at, kind, d in history])
+            c.executemany("UPDATE ledger SET dirty_since = coalesce(dirty_since, ?), dirty_touch = ? WHERE sku = ?",
+                          [(now, now, sku) for sku in sorted(dirty)])
         return dirty
 
     def observe_keycrm(self, values: dict[str, float], now: float, source: str) -> set[str]:
@@ -147,8 +169,8 @@ class Ledger:
 
     def notes(self, rows: Iterable[tuple[str, str, dict[str, Any]]], now: float) -> None:
         with self.store.transaction() as c:
-            for sku, kind, detail in rows:
-                self._history(c, sku, now, kind, detail)
+            c.executemany("INSERT INTO history (sku, at, kind, detail) VALUES (?, ?, ?, ?)",
+                          [(sku, now, kind, json.dumps(detail, separators=(",", ":"))) for sku, kind, detail in rows])
 
     # -- reading -------------------------------------------------------------------------------
 

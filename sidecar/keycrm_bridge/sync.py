@@ -126,7 +126,8 @@ class SyncEngine:
         budget = getattr(self.keycrm, "budget", None)
         if not self.settings.pushes_stock or budget is None:
             return False
-        gap = write_gap_s(budget.started_last_minute(Priority.WRITE), self.settings.keycrm_writes_per_minute)
+        writes = budget.started_last_minute(Priority.WRITE, reads_too=False)  # not the order polls
+        gap = write_gap_s(writes, self.settings.keycrm_writes_per_minute)
         return gap > 0 and now - float(self.store.get_meta("last_stock_write_at", 0) or 0) < gap
 
     def _confirmed_holds(self) -> list[dict[str, Any]]:
