@@ -140,6 +140,19 @@ class PushStack:
         self.sim.stop()
 
 
+def db_bytes(path: str) -> tuple[int, int]:
+    """(bytes the database's pages hold, events it keeps), after a checkpoint folds the WAL in."""
+    import sqlite3
+
+    c = sqlite3.connect(path, timeout=30)
+    c.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    pages = c.execute("PRAGMA page_count").fetchone()[0] - c.execute("PRAGMA freelist_count").fetchone()[0]
+    size = pages * c.execute("PRAGMA page_size").fetchone()[0]
+    events = c.execute("SELECT count(*) FROM events").fetchone()[0]
+    c.close()
+    return size, events
+
+
 def requests_per_1000(s: PushStack, skus: list[str]) -> dict[str, float]:
     out: dict[str, float] = {}
     for r, key in ((0, "requests_per_1000_changes_cold"), (1, "requests_per_1000_changes")):
@@ -307,7 +320,12 @@ def main() -> int:
     s = PushStack(tmp, skus, lat)
     try:
         out |= requests_per_1000(s, skus)
+        before, events_before = db_bytes(s.env["DATABASE_PATH"])
         out["e2e_events_per_s_woo"] = round(end_to_end(s, skus, 10 if q else 20))
+        after, events_after = db_bytes(s.env["DATABASE_PATH"])
+        out["bytes_per_retained_event"] = round((after - before) / max(1, events_after - events_before))
+        print(f"storage: {out['bytes_per_retained_event']} bytes of database per retained event (event, its "
+              "change, history, counters), kept for RETENTION_DAYS", flush=True)
         samples = single_latency(s, skus, 3 if q else 30, spacing_s=3.0 if q else 4.0)
         out["p50_s"], out["p95_s"] = round(statistics.median(samples), 3), p95(samples)
         print(f"one change, free budget, {len(samples)} samples: p50 {out['p50_s']} s, p95 {out['p95_s']} s "

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -41,12 +40,12 @@ MAX_FAILURES = 8             # unexpected errors in a row before the job is mark
 
 
 class ResyncBudget(RateBudget):
-    """The shared KeyCRM budget as the resync reads it: the whole window but the order poll's slots.
+    """The shared KeyCRM budget as the resync reads it: the whole window but one slot.
 
     The order poll counts as a write (``keycrm_client``) and needs one call every
     ``ORDER_POLL_INTERVAL_S``; the resync's reads may take everything else, the write reserve
-    included. Pushes still go first: a waiting write is served before any waiting read, and the
-    resync's calls leave the window one by one, so a push waits for the next one at most.
+    included, so one slot is always free for the poll (or a push) the moment it comes. A waiting
+    write is served before any waiting read, and the resync's calls leave the window one by one.
     """
 
     reads_limit: int | None = None
@@ -68,9 +67,8 @@ class ResyncRunner(ResyncApply):
         self.jobs = ResyncJobs(store)
         self.budget = budget or ResyncBudget(settings.database_path, clock, per_minute=settings.rate_per_minute)
         if isinstance(self.budget, ResyncBudget):
-            polls = math.ceil(60.0 / settings.order_poll_interval_s)
-            self.budget.reads_limit = max(self.budget.limit_for(Priority.WRITE) - polls,
-                                          settings.rate_per_minute - self.budget.write_reserve, 1)
+            # One slot always free, for the order poll (or a push) to take the moment it comes.
+            self.budget.reads_limit = max(settings.rate_per_minute - 1, 1)
         timeout = min(30.0, settings.keycrm_timeout_s)
         self.keycrm = keycrm or KeyCRMClient(settings.keycrm_base_url, settings.keycrm_api_key, self.budget, clock,
                                              timeout=(3.05, timeout), max_attempts=1)
