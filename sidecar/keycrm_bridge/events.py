@@ -110,8 +110,25 @@ _EVENT_KEYS = frozenset({"id", "type", "occurred_at", "product_id", "parent_id",
 _BATCH_KEYS = frozenset({"site", "plugin_version", "events"})
 
 
+_MAX_ID = 9_007_199_254_740_991
+_MAX_QTY = 1_000_000_000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _number(v: Any) -> bool:
     return (type(v) is float and math.isfinite(v)) or type(v) is int
+
+
+def _quantity(v: Any) -> bool:
+    return _number(v) and -_MAX_QTY <= v <= _MAX_QTY
+
+
+def _sku(v: Any) -> bool:
+    return type(v) is str and len(v) <= 191 and not _CONTROL.search(v)
+
+
+def _id(v: Any, lo: int) -> bool:
+    return type(v) is int and lo <= v <= _MAX_ID
 
 
 def _plainly_valid(batch: Any) -> bool:
@@ -125,25 +142,23 @@ def _plainly_valid(batch: Any) -> bool:
     for e in evs:
         if type(e) is not dict or not e.keys() <= _EVENT_KEYS:
             return False
-        eid, sku, pid, at = e.get("id"), e.get("sku"), e.get("product_id"), e.get("occurred_at", 0)
-        if type(eid) is not str or not _ID_RE.fullmatch(eid) or type(sku) is not str or len(sku) > 191:
+        eid, at = e.get("id"), e.get("occurred_at", 0)
+        if type(eid) is not str or not _ID_RE.fullmatch(eid) or not _sku(e.get("sku")):
             return False
-        if type(pid) is not int or pid < 1 or not _number(at) or not 1_000_000_000 <= at <= 9_999_999_999:
+        if not _id(e.get("product_id"), 1) or not _number(at) or not 1_000_000_000 <= at <= 9_999_999_999:
             return False
         if e.get("type") not in _TYPES or e.get("cause") not in _CAUSES:
             return False
-        if "parent_id" in e and (type(e["parent_id"]) is not int or e["parent_id"] < 0):
+        if ("parent_id" in e and not _id(e["parent_id"], 0)) or ("old_sku" in e and not _sku(e["old_sku"])):
             return False
-        if "old_sku" in e and (type(e["old_sku"]) is not str or len(e["old_sku"]) > 191):
-            return False
-        if "order_id" in e and (type(e["order_id"]) is not int or e["order_id"] < 1):
+        if "order_id" in e and not _id(e["order_id"], 1):
             return False
         if e["cause"] in ORDER_CAUSES and "order_id" not in e:
             return False
-        if "quantity_delta" in e and not _number(e["quantity_delta"]):
+        if "quantity_delta" in e and not _quantity(e["quantity_delta"]):
             return False
         if "stock_quantity" in e:
-            if e["stock_quantity"] is not None and not _number(e["stock_quantity"]):
+            if e["stock_quantity"] is not None and not _quantity(e["stock_quantity"]):
                 return False
         elif e["type"] == "stock.set":
             return False
