@@ -24,6 +24,7 @@ class ErpStack(Processes):
         self.tmp, self.erp, self.extra = tmp, erp, env
 
     def start(self, keycrm_count: int, woo_skus: list[str], prefix: str = "ERP-") -> ErpStack:
+        self.tmp.mkdir(parents=True, exist_ok=True)
         self.sim.start()
         if keycrm_count:
             self.sim.control.seed(keycrm_count, prefix=prefix, warehouses=[1, 2], quantity={1: 0, 2: 0})

@@ -165,3 +165,75 @@ def test_an_unreadable_quantity_sets_the_item_aside_and_the_rest_goes_on(tmp_pat
     stage.tick()
     assert {r["sku"] for _, rows in kc.puts for r in rows} == {"S2"}
     assert "unreadable" in stage.conn.execute("SELECT reason FROM erp_set_aside WHERE guid = 'g1'").fetchone()[0]
+
+
+def test_explain_and_status_show_the_erp_side(tmp_path):
+    from keycrm_bridge.erp.report import erp_status, format_erp_status
+    from keycrm_bridge.explain import explain, format_explain
+    stage, kc = make(tmp_path)
+    run(stage, tmp_path, offers(2) + [Offer("g-x", "", stock={"wh-main": 1})], 1)
+    info = explain(stage.store, "S2")
+    assert info["erp"]["stock"] and {w["warehouse_id"]: w["quantity"] for w in info["erp"]["written_to_keycrm"]} \
+        == {1: 5, 2: 1}
+    text = format_explain(info)
+    assert "ERP on hand at wh-main: 5" in text and "written to KeyCRM warehouse 2: 1" in text
+    st = erp_status(stage.store, stage.settings, stage.clock.now())
+    assert st["last_package"]["package"] == "full" and st["last_package"]["rows_applied"] == 4
+    assert any("no SKU" in line for line in format_erp_status(st))
+
+
+def test_create_missing_makes_the_offer_kcrm_lacks(tmp_path):
+    stage, kc = make(tmp_path, ERP_CREATE_MISSING="true")
+    made = []
+    kc.create_product = lambda payload: made.append(payload) or {"id": 1}
+    kc.have = {"S1"}
+    run(stage, tmp_path, [Offer("g1", "S1", stock={"wh-main": 1}), Offer("g2", "S2", name="Новий", price=9.5,
+                                                                          stock={"wh-main": 2})], 1)
+    for _ in range(3):
+        stage.tick()
+    assert made == [{"name": "Новий", "sku": "S2"}]     # once, however often it is still not found
+    reasons = [r[0] for r in stage.conn.execute("SELECT reason FROM erp_set_aside WHERE sku = 'S2'")]
+    assert any("created in KeyCRM" in r for r in reasons)
+
+
+def test_doctor_names_erp_warehouses_missing_from_the_map(tmp_path):
+    from keycrm_bridge.erp.doctor_check import check_erp
+    stage, kc = make(tmp_path)
+    run(stage, tmp_path, [Offer("g1", "S1", stock={"wh-main": 1, "wh-far": 3})], 1)
+    finding = check_erp(stage.settings, stage.store)
+    assert finding["warning"] and "wh-far" in finding["message"]
+
+
+def test_an_edit_of_on_hand_in_keycrm_is_overwritten_with_the_erps_figure(tmp_path):
+    stage, kc = make(tmp_path)
+    run(stage, tmp_path, offers(3), 1)
+    stage.clock.advance(60)
+    # The sweep saw S2's on-hand at warehouse 1 changed in KeyCRM (someone edited it there).
+    stage.store.save_keycrm_stock([("S2", 1, 7, 99.0, 0.0), ("S2", 2, 7, 1.0, 0.0)], stage.clock.now())
+    kc.puts.clear()
+    stage.clock.advance(31)
+    stage.tick()
+    assert [(w, r["sku"], r["quantity"]) for w, rows in kc.puts for r in rows] == [(1, "S2", 5)]
+
+
+def test_metrics_show_the_erp_packages(tmp_path):
+    from keycrm_bridge.erp.report import erp_metrics
+    stage, kc = make(tmp_path)
+    run(stage, tmp_path, offers(3), 1)
+    fams = {m.name: m for m in erp_metrics(stage.store, "kcb_")}
+    assert [s.value for s in fams["kcb_erp_packages"].samples if s.labels.get("status") == "done"] == [1]
+    written = [s.value for s in fams["kcb_erp_stock_rows"].samples if s.labels.get("result") == "written"]
+    assert written == [6]
+
+
+def test_a_job_left_running_by_a_killed_worker_is_run_again_and_writes_nothing_twice(tmp_path):
+    from keycrm_bridge.erp.jobs import queue_job
+    stage, kc = make(tmp_path)
+    job, _ = run(stage, tmp_path, offers(3), 1)
+    # As if the worker died mid-way through the same file again: the job is 'running'.
+    again = queue_job(stage.conn, "1c", 1, "offers.xml", stage.clock.now())
+    stage.conn.execute("UPDATE erp_jobs SET status = 'running' WHERE id = ?", (again,))
+    kc.puts.clear()
+    stage.tick()
+    assert stage.conn.execute("SELECT status FROM erp_jobs WHERE id = ?", (again,)).fetchone()[0] == "done"
+    assert kc.puts == []

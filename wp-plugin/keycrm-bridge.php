@@ -44,6 +44,7 @@ require_once __DIR__ . '/src/ProductHooks.php';
 require_once __DIR__ . '/src/StockRoute.php';
 require_once __DIR__ . '/src/Admin/AdminPage.php';
 require_once __DIR__ . '/src/Admin/OutboxNotice.php';
+require_once __DIR__ . '/src/Admin/ErpStatusView.php';
 require_once __DIR__ . '/src/Cli/Commands.php';
 require_once __DIR__ . '/src/Plugin.php';
 

@@ -57,6 +57,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from .erp.report import format_erp_status
     from .status import build_status
     from .store import Store
     from .wiring import make_clock
@@ -76,6 +77,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"last successful call to KeyCRM: {_ago(status['last_keycrm_success_at'])}")
     if status["last_error"]:
         print(f"last error: {status['last_error']['error']}")
+    if status.get("erp"):
+        print("\n".join(format_erp_status(status["erp"])))
     if not status["compared"] and not status["unmatched_count"]:
         print("unmatched SKUs: not known yet (no comparison of the two catalogues has finished)")
         return 0

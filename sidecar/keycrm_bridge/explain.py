@@ -107,7 +107,7 @@ def format_explain(info: dict[str, Any]) -> str:
     lines = [f"SKU {info['sku']}"]
     if not info["known"]:
         lines.append("  not seen yet on either side")
-        return "\n".join(lines)
+        return "\n".join(lines + format_erp_explain(info.get("erp")))
     if info["keycrm_on_hand"] is not None:
         lines.append(f"  KeyCRM: on hand {num(info['keycrm_on_hand'])} − reserved {num(info['keycrm_reserve'])}"
                      f" = sellable {num(info['keycrm_sellable'])}")

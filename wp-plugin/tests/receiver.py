@@ -50,6 +50,7 @@ class State:
         self.resync_total = 120
         self.resyncs: dict[str, dict[str, Any]] = {}
         self.unmatched: list[dict[str, Any]] = []
+        self.erp: dict[str, Any] | None = None
         self.report_rows = 3
         self.gets: list[dict[str, Any]] = []
         self.batches: list[dict[str, Any]] = []
@@ -181,6 +182,8 @@ class Handler(BaseHTTPRequestHandler):
             st.resync_enabled = bool(cmd["resync"])
         if "unmatched" in cmd:
             st.unmatched = list(cmd["unmatched"])
+        if "erp" in cmd:
+            st.erp = cmd["erp"]
         if "report_rows" in cmd:
             st.report_rows = int(cmd["report_rows"])
         if "finished_resync" in cmd:
@@ -221,6 +224,7 @@ class Handler(BaseHTTPRequestHandler):
             "last_woocommerce_success_at": now - 45,
             "unmatched_skus": self.state.unmatched,
             "budget_used_last_minute": 7,
+            "erp": self.state.erp,
         })
 
     def _resync_start(self, body: bytes) -> None:

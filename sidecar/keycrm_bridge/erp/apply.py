@@ -25,6 +25,8 @@ from .settings import ErpSettings
 
 log = logging.getLogger("keycrm_bridge.erp")
 
+SLICE = 5000              # SKUs compared at a time
+PUT_ROWS = 10_000         # rows of one PUT /offers/stocks (KeyCRM's maximum)
 READS_PER_TICK = 500      # unknown SKUs looked up in KeyCRM per round (≤ 50 a request)
 CREATES_PER_TICK = 10     # POST /products is one request per product
 NAMES_PER_TICK = 10       # PUT /products/{id} is one request per product
@@ -123,7 +125,32 @@ class Applier:
         return out, unmapped
 
     def apply(self, skus: list[str]) -> dict[str, Any]:
-        """Write what differs; returns the report (rows written, unchanged, PUTs, unmapped warehouses)."""
+        """Write what differs; returns the report (rows written, unchanged, PUTs, unmapped warehouses).
+
+        SKUs are compared a slice at a time and rows leave in PUTs of 10,000 per warehouse, so a
+        100,000-offer package needs no more memory than a 10,000-offer one."""
+        out: dict[str, Any] = {"rows_written": 0, "rows_unchanged": 0, "puts": 0, "skus_written": 0}
+        unmapped: Counter[str] = Counter()
+        buffers: dict[int, list[tuple[str, float, float | None]]] = defaultdict(list)
+        for start in range(0, len(skus), SLICE):
+            part = skus[start:start + SLICE]
+            rows, unchanged, unmapped_part = self._diff(part)
+            out["rows_unchanged"] += unchanged
+            unmapped.update(unmapped_part)
+            for kc, items in rows.items():
+                buffers[kc] += items
+                while len(buffers[kc]) >= PUT_ROWS:  # full PUTs only; the rest waits for the next slice
+                    self._put(kc, buffers[kc][:PUT_ROWS], out)
+                    buffers[kc] = buffers[kc][PUT_ROWS:]
+        for kc in sorted(buffers):
+            self._put(kc, buffers[kc], out)
+        if out["rows_written"]:
+            self.store.set_meta("last_keycrm_success_at", self.clock.now())
+        out["unmapped_warehouses"] = dict(unmapped)
+        return out
+
+    def _diff(self, skus: list[str]) -> tuple[dict[int, list[tuple[str, float, float | None]]], int, Counter[str]]:
+        """Rows that differ, per KeyCRM warehouse: (sku, quantity, reserve in the mirror or None: unknown)."""
         targets, unmapped = self.targets(skus)
         mirror = self.store.keycrm_stock(skus)
         applied: dict[tuple[str, int], tuple[float, float]] = {}
@@ -131,54 +158,64 @@ class Applier:
             for sku, wh, q, at in self.conn.execute(
                     f"SELECT sku, warehouse_id, quantity, at FROM erp_applied WHERE sku IN ({marks(part)})", part):
                 applied[(sku, wh)] = (q, at)
-        rows: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        rows: dict[int, list[tuple[str, float, float | None]]] = defaultdict(list)
         unchanged = 0
         for sku, per in targets.items():
+            known = mirror.get(sku)
             for kc, target in per.items():
-                m = mirror.get(sku, {}).get(kc)
+                m = (known or {}).get(kc)
                 a = applied.get((sku, kc))
                 if m is not None and (a is None or m["fetched_at"] >= a[1]):
                     have: float | None = m["quantity"]
                 else:
                     have = a[0] if a is not None else None
-                if have is not None and float(have) == target:
-                    unchanged += 1
+                if (have is not None and float(have) == target) or (have is None and target == 0 and not known):
+                    unchanged += 1  # equal, or nothing known and nothing on hand (writing 0 is only noise)
                     continue
-                if have is None and target == 0 and sku not in mirror:
-                    unchanged += 1  # nothing known, nothing on hand: writing 0 would only create noise
-                    continue
-                rows[kc].append({"sku": sku, "quantity": json_number(target)})
-        puts = 0
-        written: set[str] = set()
-        for kc, part_rows in sorted(rows.items()):
-            self.keycrm.put_stocks(kc, part_rows)
-            puts += -(-len(part_rows) // 10_000)
-            self._after_put(kc, part_rows, mirror)
-            written.update(r["sku"] for r in part_rows)
-        known = [s for s in written if s in mirror]
-        if known:
-            fresh = self.store.keycrm_stock(known)
-            self.ledger.observe_keycrm({s: self.sync.sellable_of(fresh[s]) for s in known}, self.clock.now(),
-                                       f"erp:{self.source}")
-        unknown = [s for s in written if s not in mirror]
-        self.conn.executemany("INSERT OR IGNORE INTO erp_to_read (sku, at) VALUES (?, ?)",
-                              [(s, self.clock.now()) for s in unknown])
-        if written:
-            self.store.set_meta("last_keycrm_success_at", self.clock.now())
-            log.info("ERP stock written to KeyCRM", extra={"rows": sum(len(r) for r in rows.values()), "puts": puts,
-                                                           "skus": sorted(written)[:20], "source": self.source})
-        return {"rows_written": sum(len(r) for r in rows.values()), "rows_unchanged": unchanged, "puts": puts,
-                "skus_written": len(written), "unmapped_warehouses": dict(unmapped)}
+                rows[kc].append((sku, target, float((m or {}).get("reserve", 0.0)) if known else None))
+        return rows, unchanged, unmapped
 
-    def _after_put(self, kc: int, part_rows: list[dict[str, Any]], mirror: dict[str, Any]) -> None:
+    def _put(self, kc: int, items: list[tuple[str, float, float | None]], out: dict[str, Any]) -> None:
+        if not items:
+            return
+        for start in range(0, len(items), PUT_ROWS):
+            batch = items[start:start + PUT_ROWS]
+            self.keycrm.put_stocks(kc, [{"sku": s, "quantity": json_number(q)} for s, q, _ in batch])
+            out["puts"] += 1
+            self._after_put(kc, batch)
+            out["rows_written"] += len(batch)
+            out["skus_written"] += len(batch)
+        log.info("ERP stock written to KeyCRM", extra={"rows": len(items), "warehouse_id": kc,
+                                                       "skus": [s for s, _, _ in items[:20]], "source": self.source})
+
+    def _after_put(self, kc: int, batch: list[tuple[str, float, float | None]]) -> None:
         now = self.clock.now()
-        self.conn.executemany(
-            "INSERT INTO erp_applied (sku, warehouse_id, quantity, at) VALUES (?, ?, ?, ?) ON CONFLICT"
-            " (sku, warehouse_id) DO UPDATE SET quantity = excluded.quantity, at = excluded.at",
-            [(r["sku"], kc, float(r["quantity"]), now) for r in part_rows])
-        self.store.save_keycrm_stock(
-            [(r["sku"], kc, None, float(r["quantity"]), float(mirror[r["sku"]].get(kc, {}).get("reserve", 0.0)))
-             for r in part_rows if r["sku"] in mirror], now)
+        with self.store.transaction() as c:  # one commit, not one per row
+            c.executemany(
+                "INSERT INTO erp_applied (sku, warehouse_id, quantity, at) VALUES (?, ?, ?, ?) ON CONFLICT"
+                " (sku, warehouse_id) DO UPDATE SET quantity = excluded.quantity, at = excluded.at",
+                [(s, kc, q, now) for s, q, _ in batch])
+            c.executemany("INSERT OR IGNORE INTO erp_to_read (sku, at) VALUES (?, ?)",
+                          [(s, now) for s, _, r in batch if r is None])
+        known = [(s, kc, None, q, r) for s, q, r in batch if r is not None]
+        self.store.save_keycrm_stock(known, now)
+        if known:
+            skus = [k[0] for k in known]
+            fresh = self.store.keycrm_stock(skus)
+            # KeyCRM's new sellable is what makes WooCommerce follow (the keycrm-mode sync round).
+            self.ledger.observe_keycrm({s: self.sync.sellable_of(fresh[s]) for s in skus}, now, f"erp:{self.source}")
+
+    def restore_drift(self, source: str) -> int:
+        """KeyCRM's on-hand changed after our write (an edit there, seen by the sweep): the ERP's
+        figure is the truth, so it is written again. Only SKUs the ERP still has."""
+        skus = [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT a.sku FROM erp_applied a JOIN keycrm_stock k ON k.sku = a.sku AND"
+            " k.warehouse_id = a.warehouse_id WHERE k.fetched_at > a.at AND k.quantity != a.quantity"
+            " AND a.sku IN (SELECT sku FROM erp_stock WHERE source = ?) LIMIT 10000", (source,))]
+        if not skus:
+            return 0
+        log.info("KeyCRM on-hand differs from the ERP's; writing it again", extra={"skus": skus[:20]})
+        return int(self.apply(skus)["rows_written"])
 
     # -- follow-ups, a little each round ---------------------------------------------------------
 
@@ -200,8 +237,8 @@ class Applier:
         for part in chunks(skus):
             self.conn.execute(f"DELETE FROM erp_to_read WHERE sku IN ({marks(part)})", part)
         for part in chunks(sorted(found)):
-            self.conn.execute(f"DELETE FROM erp_set_aside WHERE key IN ({marks(part)})",
-                              [f"{self.source}|keycrm:{s}" for s in part])
+            keys = [f"{self.source}|{kind}:{s}" for s in part for kind in ("keycrm", "created")]
+            self.conn.execute(f"DELETE FROM erp_set_aside WHERE key IN ({marks(keys)})", keys)
         if found:
             self.store.clear_unmatched(found)
             # Read after our write: what KeyCRM holds may still differ (it was not known before).
@@ -213,6 +250,13 @@ class Applier:
     def create_missing(self, skus: list[str]) -> int:
         made = 0
         for sku in skus:
+            # Never twice: a created offer that still cannot be found by SKU is listed, not re-created.
+            marker = f"{self.source}|created:{sku}"
+            if self.conn.execute("SELECT 1 FROM erp_set_aside WHERE key = ?", (marker,)).fetchone():
+                continue
+            self.conn.execute("INSERT INTO erp_set_aside (key, sku, guid, reason, at) VALUES (?, ?, ?, ?, ?)",
+                              (marker, sku, None, "created in KeyCRM from the ERP; not found by its SKU since",
+                               self.clock.now()))
             row = self.conn.execute("SELECT name, guid FROM erp_guid_map WHERE sku = ? ORDER BY seen_at DESC LIMIT 1",
                                     (sku,)).fetchone()
             name = (row[0] if row else None) or sku

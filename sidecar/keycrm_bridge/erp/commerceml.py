@@ -30,6 +30,7 @@ ANY_WAREHOUSE = ""  # stock given without a warehouse (the total of the offer)
 MAX_QUANTITY = Decimal(10) ** 12
 OFFER_TAGS = {"Предложение"}
 PRODUCT_TAGS = {"Товар"}
+INTERESTING = {"Предложение", "Товар", "Склад", "ТипЦены", "СодержитТолькоИзменения"}
 PACKAGE_TAGS = {"ПакетПредложений": "offers", "ИзмененияПакетаПредложений": "offers", "Каталог": "catalog",
                 "Классификатор": "classifier"}
 
@@ -56,9 +57,17 @@ class PackageInfo:
     price_types: dict[str, str] = field(default_factory=dict)
 
 
+_LOCAL: dict[object, str] = {}
+
+
 def local(tag: object) -> str:
-    text = tag if isinstance(tag, str) else ""
-    return text.rsplit("}", 1)[-1]
+    """``{urn:1C.ru:commerceml_2}Товар`` → ``Товар`` (memoised: a document has few distinct tags)."""
+    name = _LOCAL.get(tag)
+    if name is None:
+        name = (tag if isinstance(tag, str) else "").rsplit("}", 1)[-1]
+        if len(_LOCAL) < 2000:  # a hostile document's endless new tags must not grow it
+            _LOCAL[tag] = name
+    return name
 
 
 def parse_quantity(text: str | None) -> Decimal:
@@ -119,8 +128,9 @@ class Reader:
                     self._start(name, elem, len(stack))
                     continue
                 stack.pop()
-                parent = local(stack[-1].tag) if stack else ""
-                item = self._end(name, elem, parent)
+                if name not in INTERESTING:
+                    continue  # read as part of its offer or header element
+                item = self._end(name, elem, local(stack[-1].tag) if stack else "")
                 if item is not None:
                     yield item
                 if stack and (name in OFFER_TAGS or name in PRODUCT_TAGS):

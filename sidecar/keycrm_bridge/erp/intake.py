@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..store import Store, chunks, marks
+from ..store import Store, marks
 from .commerceml import Item, PackageInfo, Reader
 from .guidmap import GuidMap
 from .safety import Limits
@@ -127,14 +127,15 @@ class Intake:
 
     def commit(self, job_id: int, now: float) -> list[tuple[str, str, str]]:
         """The file was read whole: learn its ids, clear what it fixed; returns renames (guid, old, new)."""
-        pairs = self.conn.execute("SELECT guid, sku, max(name) FROM erp_stage WHERE job_id = ? GROUP BY guid, sku",
-                                  (job_id,)).fetchall()
+        cur = self.conn.execute("SELECT guid, sku, max(name) FROM erp_stage WHERE job_id = ? GROUP BY guid, sku",
+                                (job_id,))
         renames: list[tuple[str, str, str]] = []
-        for part in chunks([tuple(p) for p in pairs], 400):
-            renames += self.map.learn(part, now)
-            keys = [f"{self.source}|{g}" for g, _, _ in part]
-            self.conn.execute(f"DELETE FROM erp_set_aside WHERE key IN ({marks(keys)}) AND (job_id IS NULL OR"
-                              f" job_id != ?)", (*keys, job_id))
+        while part := [tuple(p) for p in cur.fetchmany(400)]:  # a slice at a time: memory stays flat
+            with self.store.transaction():  # one commit a slice, not one per row
+                renames += self.map.learn(part, now)
+                keys = [f"{self.source}|{g}" for g, _, _ in part]
+                self.conn.execute(f"DELETE FROM erp_set_aside WHERE key IN ({marks(keys)}) AND (job_id IS NULL OR"
+                                  f" job_id != ?)", (*keys, job_id))
         for _guid, old, _new in renames:
             # The old SKU is no longer the ERP's: it must not count as "missing" in the next full package.
             self.conn.execute("DELETE FROM erp_stock WHERE sku = ? AND source = ?", (old, self.source))

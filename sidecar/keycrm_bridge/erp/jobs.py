@@ -23,12 +23,12 @@ from ..wiring import Engines
 from . import tables
 from .apply import Applier
 from .intake import Intake, report_json, set_aside
-from .safety import HostilePackage, Limits, safe_relative, unpack_zip
+from .safety import HostilePackage, Limits, remove_tree, safe_relative, unpack_zip
 
 log = logging.getLogger("keycrm_bridge.erp")
 
 FINALIZE = "*finalize*"      # the job that closes a 1C exchange (full package: what did it lack?)
-ORDER = ("import", "offers", "prices", "rests")  # a zip's files are read in this order
+DRIFT_CHECK_S = 30.0         # how often KeyCRM's on-hand (as the sweep saw it) is compared with the ERP's
 
 
 def exchange_dir(settings: Settings, exchange_id: int) -> Path:
@@ -56,6 +56,7 @@ class ErpStage:
         self.source = self.erp.erp
         self.intake = Intake(self.store, self.source, limits_of(settings), self.erp.price_type)
         self.applier = Applier(self.store, engines.ledger, engines.keycrm, engines.sync, settings, clock, self.source)
+        self._drift_at = -1e18
         self.extra: list[Any] = []  # other ERP work of the round (MoySklad's polls), each with .tick()
         # Jobs whose filename starts with a prefix here are run by that handler (MoySklad's reads).
         self.handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
@@ -69,6 +70,9 @@ class ErpStage:
             worked = True
         worked = self._zero_confirmed() or worked
         worked = self.applier.read_unknown() > 0 or worked
+        if self.clock.now() - self._drift_at >= DRIFT_CHECK_S:
+            self._drift_at = self.clock.now()
+            worked = self.applier.restore_drift(self.source) > 0 or worked
         worked = self.applier.send_fields() > 0 or worked
         for extra in self.extra:
             worked = bool(extra.tick()) or worked
@@ -188,7 +192,12 @@ class ErpStage:
     # -- the end of an exchange -------------------------------------------------------------------
 
     def finalize(self, exchange_id: int) -> dict[str, Any]:
-        """A full package (every file of the exchange) is now complete: report what it lacked."""
+        """A full package (every file of the exchange) is now complete: report what it lacked.
+
+        The exchange's files are read; they are removed so that an exchange every few minutes does
+        not fill the disk (the jobs keep what each file did)."""
+        remove_tree(exchange_dir(self.settings, exchange_id))
+        self.conn.execute("DELETE FROM erp_chunks WHERE exchange_id = ?", (exchange_id,))
         full = self.conn.execute(
             "SELECT count(*) FROM erp_jobs WHERE exchange_id = ? AND source = ? AND status = 'done' AND kind = 'offers'"
             " AND coalesce(changes_only, 0) = 0 AND json_extract(report, '$.skus_with_stock') > 0",

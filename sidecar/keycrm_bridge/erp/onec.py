@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +27,7 @@ from ..config import Settings
 from ..store import Store
 from . import tables
 from .jobs import FINALIZE, exchange_dir, queue_job
-from .safety import HostilePackage, safe_relative
+from .safety import HostilePackage, fsync_file, safe_relative
 
 log = logging.getLogger("keycrm_bridge.erp.1c")
 
@@ -163,8 +162,7 @@ def make_onec_blueprint(settings: Settings, clock: Clock, store: Callable[[], St
                                    "this file was not stored", 413)
                 digest.update(block)
                 fh.write(block)
-            fh.flush()
-            os.fsync(fh.fileno())
+            fsync_file(fh)  # "success" promises the chunk is on disk
         if declared is not None and length != declared:
             with open(path, "ab") as fh:
                 fh.truncate(offset)

@@ -64,6 +64,18 @@ def erp_explain(store: Store, sku: str) -> dict[str, Any] | None:
     }
 
 
+def format_erp_status(erp: dict[str, Any]) -> list[str]:
+    lines = [f"ERP: {erp['source']}, {erp['skus_known']} SKUs known, {erp['jobs_waiting']} package(s) waiting"]
+    last = erp.get("last_package")
+    if last:
+        lines.append(f"  last package: {last['file']} ({last['package'] or last['status']}): {last['message']}")
+    if erp.get("last_failure"):
+        lines.append(f"  last refusal: {erp['last_failure']['file']}: {erp['last_failure']['error']}")
+    for r in erp.get("set_aside") or []:
+        lines.append(f"  set aside: {r['count']} × {r['reason']}")
+    return lines
+
+
 def format_erp_explain(info: dict[str, Any] | None) -> list[str]:
     if not info:
         return []

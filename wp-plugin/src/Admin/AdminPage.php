@@ -243,6 +243,7 @@ final class AdminPage
             printf('<tr><th scope="row">%s</th><td>%s</td></tr>', esc_html($label), esc_html($value));
         }
         echo '</tbody></table>';
+        ErpStatusView::render($status);
 
         $unmatched = is_array($status['unmatched_skus'] ?? null) ? $status['unmatched_skus'] : [];
         echo '<h3>' . esc_html__('Unmatched SKUs', 'keycrm-bridge') . '</h3>';

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -139,11 +139,15 @@ def build_exchange(folder: Path, offers: list[Offer], warehouses: dict[str, str]
 def catalogue(n: int, warehouses: list[str], *, seed: int = 1, prefix: str = "ERP-", variants_every: int = 7,
               start: int = 1) -> list[Offer]:
     """``n`` offers with stock on each warehouse; every ``variants_every``-th is a variant (``product#variant``)."""
-    out = []
+    return list(iter_catalogue(n, warehouses, seed=seed, prefix=prefix, variants_every=variants_every, start=start))
+
+
+def iter_catalogue(n: int, warehouses: list[str], *, seed: int = 1, prefix: str = "ERP-", variants_every: int = 7,
+                   start: int = 1) -> Iterator[Offer]:
+    """The same offers one at a time, so a 100,000-offer package costs no memory to build."""
     for i in range(start, start + n):
         guid = str(uuid.UUID(int=(seed << 64) + i))
         if variants_every and i % variants_every == 0:
             guid = f"{guid}#{uuid.UUID(int=(seed << 64) + i + 10**9)}"
-        out.append(Offer(guid=guid, sku=f"{prefix}{i:06d}", name=f"Товар {i}", price=100 + i % 50 + 0.5,
-                         stock={w: float((i * (k + 3)) % 17) for k, w in enumerate(warehouses)}))
-    return out
+        yield Offer(guid=guid, sku=f"{prefix}{i:06d}", name=f"Товар {i}", price=100 + i % 50 + 0.5,
+                    stock={w: float((i * (k + 3)) % 17) for k, w in enumerate(warehouses)})

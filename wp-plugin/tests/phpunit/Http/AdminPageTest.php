@@ -65,6 +65,33 @@ final class AdminPageTest extends BridgeTestCase
         $this->assertSame(1, (int) $wpdb->get_var('SELECT COUNT(*) FROM ' . \KeycrmBridge\Outbox::table()));
     }
 
+    public function testErpSectionShowsTheLastPackageEscaped(): void
+    {
+        self::$receiver->control(['erp' => [
+            'source' => '1c', 'jobs_waiting' => 0, 'set_aside_count' => 3,
+            'last_package' => ['file' => 'offers<b>.xml', 'package' => 'changes only', 'status' => 'done',
+                'at' => time() - 60, 'rows_applied' => 50, 'rows_unchanged' => 2],
+            'last_failure' => ['file' => 'xxe.xml', 'error' => 'declares a DTD <!ENTITY>'],
+            'set_aside' => [['reason' => 'duplicate SKU: <i>A1</i>', 'count' => 2]],
+        ]]);
+        try {
+            $html = $this->page()['body'];
+        } finally {
+            self::$receiver->control(['erp' => null]);
+        }
+        $this->assertStringContainsString('Stock from the ERP (1C / BAS)', $html);
+        $this->assertMatchesRegularExpression('#Stock rows written to KeyCRM</th><td>50</td>#', $html);
+        $this->assertStringContainsString('offers&lt;b&gt;.xml (changes only)', $html);
+        $this->assertStringContainsString('declares a DTD &lt;!ENTITY&gt;', $html);
+        $this->assertStringContainsString('2 × duplicate SKU: &lt;i&gt;A1&lt;/i&gt;', $html);
+        $this->assertStringNotContainsString('<i>A1</i>', $html);
+    }
+
+    public function testNoErpSectionOutsideErpMode(): void
+    {
+        $this->assertStringNotContainsString('Stock from the ERP', $this->page()['body']);
+    }
+
     public function testSecretIsShownOnceThenHidden(): void
     {
         update_option(Settings::REVEAL, '1');
