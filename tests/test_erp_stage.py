@@ -55,6 +55,8 @@ def make(tmp_path, **env):
     e = E()
     e.store, e.ledger, e.keycrm = store, ledger, kc
     e.sync = SyncEngine(store, ledger, kc, settings, clock)
+    from keycrm_bridge import approval
+    approval.approve(store, settings, clock.now(), "test")  # the owner reviewed the first comparison
     return ErpStage(settings, e, clock), kc
 
 
@@ -237,3 +239,14 @@ def test_a_job_left_running_by_a_killed_worker_is_run_again_and_writes_nothing_t
     stage.tick()
     assert stage.conn.execute("SELECT status FROM erp_jobs WHERE id = ?", (again,)).fetchone()[0] == "done"
     assert kc.puts == []
+
+
+def test_nothing_is_written_before_the_first_review_then_everything_the_erp_said(tmp_path):
+    from keycrm_bridge import approval
+    stage, kc = make(tmp_path)
+    stage.store.set_meta(approval.META_KEY, None)
+    job, rep = run(stage, tmp_path, offers(3), 1)
+    assert kc.puts == [] and rep["rows_waiting_for_review"] == 6 and job["status"] == "done"
+    approval.approve(stage.store, stage.settings, stage.clock.now(), "test")
+    stage.tick()
+    assert sorted(r["sku"] for _, rows in kc.puts for r in rows) == ["S1", "S1", "S2", "S2", "S3", "S3"]

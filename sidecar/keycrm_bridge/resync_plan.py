@@ -351,7 +351,7 @@ class ResyncJobs:
             return key, ";".join(problems), "none", None, None, None, None, None, None, None
         woo, kc = r["woo_stock"], r["kc_sellable"]
         d = decide(mode, woo=woo, kc=kc, agreed=known.agreed if known else None,
-                   buffer=settings.safety_buffer if mode == "keycrm" else 0.0)
+                   buffer=settings.safety_buffer if mode in ("keycrm", "erp") else 0.0)
         woo_target = d.woo_target
         if woo_target is not None:
             woo_target = float(math.floor(woo_target))  # WooCommerce keeps whole units

@@ -15,6 +15,7 @@ import logging
 from collections import Counter, defaultdict
 from typing import Any
 
+from .. import approval
 from ..clock import Clock
 from ..config import Settings
 from ..decide import json_number
@@ -130,6 +131,13 @@ class Applier:
         SKUs are compared a slice at a time and rows leave in PUTs of 10,000 per warehouse, so a
         100,000-offer package needs no more memory than a 10,000-offer one."""
         out: dict[str, Any] = {"rows_written": 0, "rows_unchanged": 0, "puts": 0, "skus_written": 0}
+        if not self.writing():
+            # Nothing is written before the owner reviewed the first comparison (approval.py): the
+            # ERP's figures are kept and go out, all of them, once the review is applied.
+            waiting = sum(len(rows) for start in range(0, len(skus), SLICE)
+                          for rows in self._diff(skus[start:start + SLICE])[0].values())
+            self.store.set_meta("erp_review_pending", True)
+            return {**out, "rows_waiting_for_review": waiting}
         unmapped: Counter[str] = Counter()
         buffers: dict[int, list[tuple[str, float, float | None]]] = defaultdict(list)
         for start in range(0, len(skus), SLICE):
@@ -148,6 +156,17 @@ class Applier:
             self.store.set_meta("last_keycrm_success_at", self.clock.now())
         out["unmapped_warehouses"] = dict(unmapped)
         return out
+
+    def writing(self) -> bool:
+        return approval.approved(self.store, self.settings)
+
+    def after_review(self) -> int:
+        """The first comparison was applied: write everything the ERP said while we waited."""
+        if not self.store.get_meta("erp_review_pending") or not self.writing():
+            return 0
+        skus = [r[0] for r in self.conn.execute("SELECT DISTINCT sku FROM erp_stock WHERE source = ?", (self.source,))]
+        self.store.set_meta("erp_review_pending", False)
+        return int(self.apply(skus)["rows_written"])
 
     def _diff(self, skus: list[str]) -> tuple[dict[int, list[tuple[str, float, float | None]]], int, Counter[str]]:
         """Rows that differ, per KeyCRM warehouse: (sku, quantity, reserve in the mirror or None: unknown)."""
@@ -243,7 +262,7 @@ class Applier:
             self.store.clear_unmatched(found)
             # Read after our write: what KeyCRM holds may still differ (it was not known before).
             self.apply(sorted(found))
-        if lacking and self.erp.create_missing:
+        if lacking and self.erp.create_missing and self.writing():
             self.create_missing(lacking[:CREATES_PER_TICK])
         return len(skus)
 
@@ -274,7 +293,7 @@ class Applier:
     def send_fields(self) -> int:
         """Product data that differs from what was sent: prices in one ``PUT /offers``, names per product."""
         rows = self.conn.execute("SELECT sku, wanted, sent FROM erp_fields WHERE wanted != sent LIMIT 10000").fetchall()
-        if not rows:
+        if not rows or not self.writing():
             return 0
         prices = []
         names: list[tuple[str, str]] = []

@@ -69,6 +69,7 @@ class ErpStage:
             self.run_job(dict(job))
             worked = True
         worked = self._zero_confirmed() or worked
+        worked = self.applier.after_review() > 0 or worked
         worked = self.applier.read_unknown() > 0 or worked
         if self.clock.now() - self._drift_at >= DRIFT_CHECK_S:
             self._drift_at = self.clock.now()
