@@ -34,7 +34,7 @@ def expected(offers: list[Offer]) -> dict[str, dict[int, float]]:
 
 def exchange(stack: ErpStack, tmp: Path, offers: list[Offer], **kw) -> dict[str, str]:
     files = build_exchange(tmp, offers, WAREHOUSES, **kw)
-    ex = stack.onec().run(files, chunk=256 * 1024)
+    ex = stack.onec().run(files, chunk=256 * 1024, max_polls=900)
     assert ex.max_request_s < 5, ex.max_request_s
     stack.wait_erp_idle(120)
     return ex.imports

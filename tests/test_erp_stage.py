@@ -250,3 +250,22 @@ def test_nothing_is_written_before_the_first_review_then_everything_the_erp_said
     approval.approve(stage.store, stage.settings, stage.clock.now(), "test")
     stage.tick()
     assert sorted(r["sku"] for _, rows in kc.puts for r in rows) == ["S1", "S1", "S2", "S2", "S3", "S3"]
+
+
+def test_a_fault_of_ours_refuses_the_package_after_a_few_tries_and_the_next_one_goes_through(tmp_path):
+    from keycrm_bridge.erp.jobs import exchange_dir, queue_job
+    stage, kc = make(tmp_path)
+    (exchange_dir(stage.settings, 9) / "files").mkdir(parents=True)
+    (exchange_dir(stage.settings, 9) / "files" / "offers.xml").write_bytes(b"<x/>")
+    real = stage.intake.read_file
+    stage.intake.read_file = lambda *a, **k: (_ for _ in ()).throw(ZeroDivisionError("bug"))
+    bad = queue_job(stage.conn, "1c", 9, "offers.xml", stage.clock.now())
+    for _ in range(2):
+        with pytest.raises(ZeroDivisionError):
+            stage.tick()
+    stage.tick()
+    row = stage.conn.execute("SELECT status, message FROM erp_jobs WHERE id = ?", (bad,)).fetchone()
+    assert row[0] == "failed" and "internal error" in row[1]
+    stage.intake.read_file = real
+    job, _ = run(stage, tmp_path, offers(2), 1)
+    assert job["status"] == "done" and kc.puts

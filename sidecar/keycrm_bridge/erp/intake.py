@@ -127,10 +127,14 @@ class Intake:
 
     def commit(self, job_id: int, now: float) -> list[tuple[str, str, str]]:
         """The file was read whole: learn its ids, clear what it fixed; returns renames (guid, old, new)."""
-        cur = self.conn.execute("SELECT guid, sku, max(name) FROM erp_stage WHERE job_id = ? GROUP BY guid, sku",
-                                (job_id,))
         renames: list[tuple[str, str, str]] = []
-        while part := [tuple(p) for p in cur.fetchmany(400)]:  # a slice at a time: memory stays flat
+        last = ""
+        # A slice at a time by key (memory stays flat), never an open cursor across the writes: in WAL
+        # a read snapshot held over another process's commit makes the next BEGIN IMMEDIATE fail.
+        while part := [tuple(p) for p in self.conn.execute(
+                "SELECT guid, sku, max(name) FROM erp_stage WHERE job_id = ? AND guid > ? GROUP BY guid, sku"
+                " ORDER BY guid LIMIT 400", (job_id, last)).fetchall()]:
+            last = part[-1][0]
             with self.store.transaction():  # one commit a slice, not one per row
                 renames += self.map.learn(part, now)
                 keys = [f"{self.source}|{g}" for g, _, _ in part]

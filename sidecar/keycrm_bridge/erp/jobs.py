@@ -28,6 +28,7 @@ from .safety import HostilePackage, Limits, remove_tree, safe_relative, unpack_z
 log = logging.getLogger("keycrm_bridge.erp")
 
 FINALIZE = "*finalize*"      # the job that closes a 1C exchange (full package: what did it lack?)
+MAX_JOB_ATTEMPTS = 3
 DRIFT_CHECK_S = 30.0         # how often KeyCRM's on-hand (as the sweep saw it) is compared with the ERP's
 
 
@@ -103,6 +104,15 @@ class ErpStage:
             # KeyCRM is down or rate-limited: the job stays 'running' and 1C keeps hearing "progress".
             self.intake.discard(job["id"])
             raise
+        except Exception as exc:
+            # A fault of ours must not hold every later package: after a few tries the job is refused.
+            key = f"erp_job_attempts:{job['id']}"
+            tries = int(self.store.get_meta(key, 0) or 0) + 1
+            self.store.set_meta(key, tries)
+            if tries < MAX_JOB_ATTEMPTS:
+                raise
+            self._fail(job, f"internal error after {tries} tries ({type(exc).__name__}: {exc}); see the sidecar log")
+            return
         self.conn.execute("UPDATE erp_jobs SET status = 'done', kind = ?, changes_only = ?, report = ?, message = ?,"
                           " finished_at = ? WHERE id = ?",
                           (report.get("kind"), report.get("changes_only"), report_json(report), summary(report),

@@ -84,6 +84,7 @@ CREATE TABLE IF NOT EXISTS erp_stage (
     price REAL
 );
 CREATE INDEX IF NOT EXISTS erp_stage_job ON erp_stage (job_id, sku);
+CREATE INDEX IF NOT EXISTS erp_stage_guid ON erp_stage (job_id, guid);
 CREATE TABLE IF NOT EXISTS erp_to_read (
     sku TEXT PRIMARY KEY,
     at REAL NOT NULL
