@@ -71,7 +71,7 @@ class AbRun:
     cpu_s_per_request: float
 
 
-def ab(url: str, body: bytes, headers: dict[str, str], seconds: float, server_pid: int,
+def ab(url: str, body: bytes, headers: dict[str, str], seconds: int, server_pid: int,
        concurrency: int = 8) -> AbRun:
     """ApacheBench POSTing ``body`` for ``seconds``; the server's CPU per request from /proc."""
     exe = shutil.which("ab")
@@ -79,7 +79,8 @@ def ab(url: str, body: bytes, headers: dict[str, str], seconds: float, server_pi
         raise SystemExit("ApacheBench (ab) is needed: apt-get install apache2-utils")
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         f.write(body)
-    args = [exe, "-q", "-t", str(seconds), "-n", "10000000", "-c", str(concurrency), "-p", f.name,
+    # ab reads -t as a whole number (0.5 would mean no limit at all).
+    args = [exe, "-q", "-t", str(max(1, round(seconds))), "-n", "10000000", "-c", str(concurrency), "-p", f.name,
             "-T", headers.get("Content-Type", "application/json")]
     for k, v in headers.items():
         if k != "Content-Type":

@@ -61,7 +61,7 @@ def body_of(events: list[dict[str, Any]]) -> bytes:
     return json.dumps({"site": "https://shop.test", "events": events}).encode()
 
 
-def ingest(tmp: Path, seconds: float, rounds: int) -> dict[str, float]:
+def ingest(tmp: Path, seconds: int, rounds: int) -> dict[str, float]:
     out: dict[str, float] = {}
     env = bridge_env(tmp / "ingest.sqlite3", SYNC_MODE="woocommerce")
     ours = Web(env, tmp / "web-ingest.log", workers=2).start()
@@ -73,7 +73,7 @@ def ingest(tmp: Path, seconds: float, rounds: int) -> dict[str, float]:
             headers = signing.signed_headers(SECRET, "POST", "/v1/events", body, time.time())
             runs: dict[str, list[Any]] = {"ours": [], "bare": []}
             for srv in (bare, ours):  # warm both up
-                ab(srv.url + "/v1/events", body, headers, 0.5, srv.proc.pid)  # type: ignore[attr-defined, union-attr]
+                ab(srv.url + "/v1/events", body, headers, 1, srv.proc.pid)  # type: ignore[attr-defined, union-attr]
             for r in range(rounds):
                 order = (("bare", bare), ("ours", ours)) if r % 2 == 0 else (("ours", ours), ("bare", bare))
                 for name, srv in order:
@@ -313,7 +313,7 @@ def main() -> int:
     print(f"latency models: KeyCRM {lat.keycrm * 1000:.0f} ms a request; WooCommerce {lat.woo_write * 1000:.0f} ms "
           f"a write + {lat.woo_item * 1000:.0f} ms an item, {lat.woo_read * 1000:.0f} ms a read page", flush=True)
     out: dict[str, Any] = {"quick": q}
-    out |= ingest(tmp, seconds=1.0 if q else 4.0, rounds=1 if q else 3)
+    out |= ingest(tmp, seconds=1 if q else 4, rounds=1 if q else 3)
 
     n = 1000
     skus = [generated_sku(i) for i in range(1, n + 1)]
