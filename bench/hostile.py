@@ -155,6 +155,7 @@ def main() -> int:
     bridge = DoorBridge(tmp / "door")
     try:
         stalled = poison(bridge)
+        print(f"poison: {stalled} stalled ({time.monotonic() - t0:.0f}s)", file=sys.stderr)
         n = 40 if args.quick else 200
         baseline = batch_latencies(bridge, n)
         with Slowloris(bridge.url, 50) as slow:
@@ -162,6 +163,7 @@ def main() -> int:
             held = slow.open_count()
         wait_until(lambda: bridge.signed("GET", "/v1/status").status_code == 200, what="status")
         rows = replay(bridge)
+        print(f"slow clients and replay done ({time.monotonic() - t0:.0f}s)", file=sys.stderr)
         five_xx += bridge.logs().count('"status": 500')
     finally:
         bridge.stop()
