@@ -58,9 +58,9 @@ class ResyncStack(Processes):
     """``plugin=False``: the shop has no plugin yet (no events), which is how a first resync finds it."""
 
     def __init__(self, tmp: Path, mode: str = "keycrm", *, plugin: bool = False, rate: int = 6000,
-                 **env: str) -> None:
+                 reviewed: bool = True, **env: str) -> None:
         super().__init__(SimulatorProcess(rate=rate))
-        self.tmp, self.mode, self.plugin, self.rate = tmp, mode, plugin, rate
+        self.tmp, self.mode, self.plugin, self.rate, self.reviewed = tmp, mode, plugin, rate, reviewed
         self.extra = env
         self.env: dict[str, str] = {}
         self.secret = env.get("BRIDGE_SHARED_SECRET", SECRET)
@@ -82,7 +82,7 @@ class ResyncStack(Processes):
         return self
 
     def start_worker(self) -> Worker:
-        self.worker = Worker(self.env, self.tmp / "worker.log").start()
+        self.worker = Worker(self.env, self.tmp / "worker.log", reviewed=self.reviewed).start()
         return self.worker
 
     # -- the sidecar's API, signed like the plugin signs -----------------------------------------

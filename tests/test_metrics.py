@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from keycrm_bridge.clock import FakeClock
 from keycrm_bridge.config import load_settings
+from keycrm_bridge.ledger import Ledger
 from keycrm_bridge.metrics import CONTENT_TYPE, RecordingSession, StoreCollector, endpoint_name, register_metrics
 from keycrm_bridge.simulator.testing import SimulatorProcess
 from keycrm_bridge.store import Store
@@ -195,7 +196,10 @@ def test_metrics_after_a_real_push(tmp_path):
             store.set_meta("guard_held", 3)
             store.close()
             fams = scrape(web.url)
-            assert 42 <= one(fams, "keycrm_bridge_sync_lag_seconds", direction="pull") < 100
+            # woocommerce mode: the shop shows no KeyCRM values, so nothing of it can be stale.
+            assert one(fams, "keycrm_bridge_sync_lag_seconds", direction="pull") == 0
+            assert time.time() - 100 < one(fams, "keycrm_bridge_last_sync_timestamp_seconds", direction="pull") <= \
+                time.time() - 42
             assert one(fams, "keycrm_bridge_resync_done_items") == 30
             assert one(fams, "keycrm_bridge_resync_total_items") == 120
             assert one(fams, "keycrm_bridge_resync_progress_ratio") == 0.25
@@ -215,11 +219,37 @@ def test_pull_lag_is_infinite_in_a_pulling_mode_that_never_pulled(tmp_path):
     lag = {tuple(s.labels.values()): s.value for f in collector.collect()
            if f.name == "keycrm_bridge_sync_lag_seconds" for s in f.samples}
     assert lag[("push",)] == 0 and math.isinf(lag[("pull",)])
-    store.set_meta("last_pull_at", clock.now() - 5)
+    ledger = Ledger(store)
+    # A quiet shop is not a lagging one: KeyCRM confirmed A 5 s ago and B 40 s ago, B's value is the stalest.
+    ledger.observe_keycrm({"A": 3.0, "B": 4.0}, clock.now() - 40, "sweep")
+    ledger.clean(["A", "B"], clock.now())
+    ledger.observe_keycrm({"A": 3.0}, clock.now() - 5, "sweep")
+    ledger.clean(["A"], clock.now())
+    store.set_meta("last_pull_at", clock.now() - 3600)
     store.set_meta("guard_held", {"count": 2})
-    fams = {f.name: f.samples for f in collector.collect()}
-    assert [s.value for s in fams["keycrm_bridge_sync_lag_seconds"] if s.labels["direction"] == "pull"] == [5.0]
+
+    def pull_lag():
+        fams = {f.name: f.samples for f in collector.collect()}
+        return [s.value for s in fams["keycrm_bridge_sync_lag_seconds"] if s.labels["direction"] == "pull"], fams
+    lags, fams = pull_lag()
+    assert lags == [40.0]
     assert fams["keycrm_bridge_guard_held_cycles"][0].value == 2
+    # A KeyCRM change not yet in the shop counts from when it was seen.
+    ledger.observe_keycrm({"A": 9.0}, clock.now() - 100, "webhook")
+    assert pull_lag()[0] == [100.0]
+
+
+def test_latency_histograms_count_each_write_by_direction(tmp_path):
+    from keycrm_bridge import latency
+
+    store = Store(str(tmp_path / "db.sqlite3"))
+    latency.record(store.conn, "push", [0.2, 0.7, 4.0])
+    latency.record(store.conn, "pull", [1200.0])
+    buckets, total = latency.histogram(store.conn, "push")
+    got = dict(buckets)
+    assert got["0.5"] == 1 and got["1"] == 2 and got["5"] == 3 and got["+Inf"] == 3 and total == 4.9
+    assert dict(latency.histogram(store.conn, "pull")[0])["900"] == 0
+    assert dict(latency.histogram(store.conn, "pull")[0])["3600"] == 1
 
 
 def test_endpoint_names_match_the_budget_names():

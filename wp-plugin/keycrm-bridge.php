@@ -45,6 +45,9 @@ require_once __DIR__ . '/src/StockRoute.php';
 require_once __DIR__ . '/src/Admin/AdminPage.php';
 require_once __DIR__ . '/src/Admin/OutboxNotice.php';
 require_once __DIR__ . '/src/Admin/ErpStatusView.php';
+require_once __DIR__ . '/src/Admin/ProductPanel.php';
+require_once __DIR__ . '/src/Admin/ReviewView.php';
+require_once __DIR__ . '/src/Admin/SyncNotice.php';
 require_once __DIR__ . '/src/Cli/Commands.php';
 require_once __DIR__ . '/src/Plugin.php';
 

@@ -74,6 +74,18 @@ def _last_sync(history: list[dict[str, Any]], field: str) -> dict[str, Any] | No
     return None
 
 
+def _from_last_resync(store: Store, sku: str) -> tuple[float | None, float | None, float | None]:
+    """On hand and reserve as the newest full resync read them, where they make up all of sellable."""
+    exists = store.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'resync_kc'").fetchone()
+    if not exists:
+        return None, None, None
+    row = store.conn.execute("SELECT q_write, r_write, sellable FROM resync_kc k JOIN resync_jobs j ON j.id = k.job"
+                             " WHERE k.sku = ? ORDER BY j.created_at DESC LIMIT 1", (sku,)).fetchone()
+    if row is None or abs(float(row[0]) - float(row[1]) - float(row[2])) > 1e-9:
+        return None, None, None
+    return float(row[0]), float(row[1]), float(row[2])
+
+
 def explain(store: Store, sku: str, limit: int = 30) -> dict[str, Any]:
     ledger = Ledger(store)
     row = ledger.rows([sku]).get(sku)
@@ -82,11 +94,15 @@ def explain(store: Store, sku: str, limit: int = 30) -> dict[str, Any]:
     history = ledger.history(sku, limit)
     on_hand = sum(float(w.get("quantity") or 0) for w in warehouses.values()) if warehouses else None
     reserve = sum(float(w.get("reserve") or 0) for w in warehouses.values()) if warehouses else None
+    sellable = row.kc_sellable if row else None
+    if on_hand is None:
+        on_hand, reserve, read = _from_last_resync(store, sku)
+        sellable = read if sellable is None else sellable
     return {
         "sku": sku,
         "known": row is not None,
         "woocommerce_stock": row.woo_stock if row else None,
-        "keycrm_sellable": row.kc_sellable if row else None,
+        "keycrm_sellable": sellable,
         "keycrm_on_hand": on_hand,
         "keycrm_reserve": reserve,
         "agreed": row.agreed if row else None,

@@ -25,10 +25,10 @@ from urllib.parse import urlparse
 import requests
 from flask import Flask, Response
 from prometheus_client import generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
-from . import __version__
+from . import __version__, latency
 from .budget import WINDOW_S, RateBudget
 from .clock import Clock
 from .config import Settings
@@ -222,15 +222,20 @@ class StoreCollector:
 
         last_push = _timestamp(store.get_meta("last_push_at"))
         last_pull = _timestamp(store.get_meta("last_pull_at"))
-        lag = _gauge("sync_lag_seconds", "push: age of the oldest change not yet in KeyCRM; pull: seconds since "
-                     "KeyCRM stock was last copied to WooCommerce (+Inf: never, in a mode that pulls).",
+        lag = _gauge("sync_lag_seconds", "push: age of the oldest change not yet in KeyCRM; pull: age of the "
+                     "stalest KeyCRM value the shop shows (+Inf: none read yet, in a mode that pulls).",
                      labels=["direction"])
         lag.add_metric(["push"], oldest)
-        if last_pull is not None:
-            lag.add_metric(["pull"], max(0.0, now - last_pull))
-        else:
-            lag.add_metric(["pull"], math.inf if s.sync_mode in PULLING_MODES else 0.0)
+        stalest = latency.pull_staleness(store.conn, now) if s.sync_mode in PULLING_MODES else 0.0
+        lag.add_metric(["pull"], math.inf if stalest is None else stalest)
         yield lag
+        for direction in ("push", "pull"):
+            buckets, total = latency.histogram(store.conn, direction)
+            hist = HistogramMetricFamily(PREFIX + f"{direction}_latency_seconds",
+                                         f"{direction}: seconds from a change being seen on one side to the other "
+                                         "side's answer to its write.")
+            hist.add_metric([], buckets, total)
+            yield hist
         last = _gauge("last_sync_timestamp_seconds", "Unix time of the last successful sync each way; 0: never.",
                       labels=["direction"])
         last.add_metric(["push"], last_push or 0.0)

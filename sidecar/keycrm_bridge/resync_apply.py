@@ -57,7 +57,7 @@ class ResyncApply:
 
     def _save_cursor(self, c: Any, job_id: str, cursor: dict[str, Any], **fields: Any) -> None:
         sets = "".join(f", {k} = ?" for k in fields)
-        c.execute(f"UPDATE resync_jobs SET cursor = ?{sets} WHERE id = ?",
+        c.execute(f"UPDATE resync_jobs SET cursor = ?{sets} WHERE id = ? AND phase != 'cancelled'",
                   (json.dumps(cursor, separators=(",", ":")), *fields.values(), job_id))
 
     # -- applying -------------------------------------------------------------------------------------

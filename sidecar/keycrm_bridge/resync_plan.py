@@ -199,7 +199,9 @@ class ResyncJobs:
             if key in fields:
                 fields[key] = json.dumps(fields[key], separators=(",", ":"))
         sets = ", ".join(f"{k} = ?" for k in fields)
-        self.conn.execute(f"UPDATE resync_jobs SET {sets} WHERE id = ?", (*fields.values(), job_id))
+        # A cancelled job is frozen: a step that was running when it was cancelled cannot revive it.
+        self.conn.execute(f"UPDATE resync_jobs SET {sets} WHERE id = ? AND phase != 'cancelled'",
+                          (*fields.values(), job_id))
 
     def add_progress(self, c: sqlite3.Connection, job_id: str, done: int = 0, total: int = 0,
                      errors: int = 0) -> None:

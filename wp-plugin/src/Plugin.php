@@ -10,6 +10,9 @@ namespace KeycrmBridge;
 
 use KeycrmBridge\Admin\AdminPage;
 use KeycrmBridge\Admin\OutboxNotice;
+use KeycrmBridge\Admin\ProductPanel;
+use KeycrmBridge\Admin\ReviewView;
+use KeycrmBridge\Admin\SyncNotice;
 use KeycrmBridge\Cli\Commands;
 
 defined('ABSPATH') || exit;
@@ -108,8 +111,14 @@ final class Plugin
         add_action('wp_ajax_kcb_test_connection', [$this->admin, 'ajaxTestConnection']);
         add_action('wp_ajax_kcb_resync_start', [$this->admin, 'ajaxResyncStart']);
         add_action('wp_ajax_kcb_resync_progress', [$this->admin, 'ajaxResyncProgress']);
+        add_action('wp_ajax_kcb_resync_rows', [ReviewView::class, 'ajaxRows']);
+        add_action('wp_ajax_kcb_resync_cancel', [ReviewView::class, 'ajaxCancel']);
         add_filter('plugin_action_links_' . plugin_basename($this->file), [$this->admin, 'actionLinks']);
         add_action('admin_notices', [new OutboxNotice(), 'render']);
+        add_action('admin_notices', [new SyncNotice(), 'render']);
+        $panel = new ProductPanel();
+        add_action('add_meta_boxes_product', [$panel, 'addMetaBox']);
+        add_action('woocommerce_product_after_variable_attributes', [$panel, 'renderVariation'], 10, 3);
 
         if (defined('WP_CLI') && WP_CLI && class_exists('\WP_CLI')) {
             \WP_CLI::add_command('keycrm-bridge', new Commands($this->dispatcher));

@@ -44,6 +44,7 @@ final class ResyncJob
             'applying' => __('Applying changes…', 'keycrm-bridge'),
             'done' => __('Finished', 'keycrm-bridge'),
             'failed' => __('Failed', 'keycrm-bridge'),
+            'cancelled' => __('Cancelled', 'keycrm-bridge'),
             default => $phase,
         };
     }

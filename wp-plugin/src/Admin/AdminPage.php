@@ -36,6 +36,8 @@ final class AdminPage
     private string $hookSuffix = '';
     /** Whether GET /v1/status answered while this page was rendered (no resync lookup otherwise). */
     private bool $sidecarAnswered = false;
+    /** Whether the sidecar waits for the owner's review of the first comparison. */
+    private bool $firstSyncWaits = false;
 
     public function __construct(private Dispatcher $dispatcher)
     {
@@ -90,7 +92,7 @@ final class AdminPage
                 'testing' => __('Testing the connection…', 'keycrm-bridge'),
                 'starting' => __('Starting the full resync…', 'keycrm-bridge'),
                 'failed' => __('The request failed. Reload the page and try again.', 'keycrm-bridge'),
-            ],
+            ] + ReviewView::i18n(),
         ]);
     }
 
@@ -169,7 +171,7 @@ final class AdminPage
                 '<input type="text" readonly class="large-text code" id="kcb-secret-once" value="%s" onfocus="this.select()">'
                 . '<p class="description"><strong>%s</strong></p>',
                 esc_attr($secret),
-                esc_html__('Copy this secret into the sidecar configuration (SHARED_SECRET) now: it is shown only once.', 'keycrm-bridge')
+                esc_html__('Copy this secret into the sidecar configuration (BRIDGE_SHARED_SECRET) now: it is shown only once.', 'keycrm-bridge')
             );
         } elseif ($secret !== '') {
             printf(
@@ -216,6 +218,7 @@ final class AdminPage
             return;
         }
         $response = SidecarClient::fromSettings()->call('GET', '/v1/status', null, self::STATUS_TIMEOUT);
+        SyncNotice::remember($response->ok() && is_array($response->data) ? $response->data : null);
         if (!$response->ok() || $response->data === null) {
             printf(
                 '<p class="kcb-bad">%s</p>',
@@ -229,8 +232,13 @@ final class AdminPage
         }
         $this->sidecarAnswered = true;
         $status = $response->data;
+        $first = is_array($status['first_sync'] ?? null) ? $status['first_sync'] : null;
+        $this->firstSyncWaits = $first !== null && empty($first['approved']);
         $rows = [
             __('Sync mode', 'keycrm-bridge') => (string) ($status['mode'] ?? '—'),
+            __('Writing stock', 'keycrm-bridge') => $first === null ? '—' : (!empty($first['approved'])
+                ? __('yes: the first comparison was reviewed and applied', 'keycrm-bridge')
+                : __('not yet: review the first comparison below and start the sync (both sides are only read until then)', 'keycrm-bridge')),
             __('Events waiting in the sidecar', 'keycrm-bridge') => (string) ($status['queue_depth'] ?? '—'),
             __('Oldest waiting event', 'keycrm-bridge') => isset($status['oldest_pending_age_s'])
                 ? $this->age((int) $status['oldest_pending_age_s']) : '—',
@@ -247,6 +255,10 @@ final class AdminPage
 
         $unmatched = is_array($status['unmatched_skus'] ?? null) ? $status['unmatched_skus'] : [];
         echo '<h3>' . esc_html__('Unmatched SKUs', 'keycrm-bridge') . '</h3>';
+        if ($unmatched === [] && isset($status['compared']) && empty($status['compared'])) {
+            echo '<p>' . esc_html__('Not known yet: no comparison of the two catalogues has finished.', 'keycrm-bridge') . '</p>';
+            return;
+        }
         if ($unmatched === []) {
             echo '<p>' . esc_html__('None: every SKU has its pair in KeyCRM.', 'keycrm-bridge') . '</p>';
             return;
@@ -321,13 +333,19 @@ final class AdminPage
             'Compares every product of the shop with KeyCRM and fixes the differences. A dry run only reports them.',
             'keycrm-bridge'
         ) . '</p>';
+        if ($this->firstSyncWaits) {
+            echo '<div class="notice notice-info inline kcb-first-sync"><p>' . esc_html__(
+                'Nothing is written to either side yet. Press "Review and start": the comparison runs as a dry run and is shown here; when it looks right, apply it to start syncing.',
+                'keycrm-bridge'
+            ) . '</p></div>';
+        }
         printf(
             '<p><label><input type="checkbox" id="kcb-resync-dry-run" value="1" checked> %s</label></p>',
             esc_html__('Dry run (report only, change nothing)', 'keycrm-bridge')
         );
         printf(
             '<p><button type="button" class="button button-primary" id="kcb-resync-start">%s</button></p>',
-            esc_html__('Full resync', 'keycrm-bridge')
+            $this->firstSyncWaits ? esc_html__('Review and start', 'keycrm-bridge') : esc_html__('Full resync', 'keycrm-bridge')
         );
         $job = ResyncJob::last();
         if ($job !== null && !$job['finished'] && $this->sidecarAnswered) {
@@ -358,6 +376,8 @@ final class AdminPage
             esc_url($report['json'] ?? ''),
             esc_html__('Download report (JSON)', 'keycrm-bridge')
         );
+        $reviewable = $job !== null && $job['finished'] && $job['dry_run'] && $job['report'] && $this->sidecarAnswered;
+        ReviewView::render($reviewable ? $job['id'] : null, $this->firstSyncWaits);
     }
 
     /**
@@ -581,6 +601,9 @@ final class AdminPage
         $phase = (string) ($data['phase'] ?? '');
         $phaseLabel = ResyncJob::phaseLabel($phase);
         $finished = ResyncJob::isFinished($phase);
+        if ($finished) {
+            delete_transient(SyncNotice::CACHE);  // an applied resync ends the wait the notices name
+        }
         $percent = $total > 0 ? (int) floor(100 * min($done, $total) / $total) : ($finished ? 100 : 0);
         // The sidecar's eta_s is null once the job has ended: no "time left" then.
         $message = $finished ? sprintf(
@@ -600,6 +623,8 @@ final class AdminPage
             isset($data['eta_s']) && is_numeric($data['eta_s']) ? $this->age((int) $data['eta_s']) : '—'
         );
         wp_send_json_success([
+            'id' => $id,
+            'dry_run' => !empty($data['dry_run']),
             // The sidecar's name (admin.js tells "failed" by it) and the words shown for it.
             'phase' => $phase,
             'phase_label' => $phaseLabel,
