@@ -39,6 +39,15 @@ if (!class_exists('WP_CLI')) {
             self::$out[] = 'Error: ' . $message;
             throw new RuntimeException($message); // The real one exits.
         }
+
+        /** @param array<string, mixed> $assoc */
+        public static function confirm(string $question, array $assoc = []): void
+        {
+            self::$out[] = 'Confirm: ' . $question;
+            if (empty($assoc['yes'])) {
+                throw new RuntimeException('declined'); // The real one exits on "n".
+            }
+        }
     }
 }
 
@@ -83,6 +92,34 @@ final class CliTest extends BridgeTestCase
         $this->assertStringContainsString('(dry run)', WP_CLI::$out[0]);
         $this->assertSame('done: 120/120, 0 errors', WP_CLI::$out[count(WP_CLI::$out) - 3]);
         $this->assertSame('Success: Resync finished.', end(WP_CLI::$out));
+    }
+
+    public function testStatusAsJsonPrintsOnlyJson(): void
+    {
+        $this->commands->status([], ['format' => 'json']);
+        $this->assertCount(1, WP_CLI::$out);
+        $data = json_decode(WP_CLI::$out[0], true);
+        $this->assertSame('keycrm', $data['sidecar']['mode']);
+        $this->assertSame(0, $data['outbox']['pending']);
+    }
+
+    public function testResyncAsksBeforeApplyingUnlessYes(): void
+    {
+        self::$receiver->control(['resync' => true]);
+        try {
+            $this->commands->resync([], []);
+            $this->fail('applied without asking');
+        } catch (RuntimeException $e) {
+            $this->assertSame('declined', $e->getMessage());
+        }
+        $this->assertStringStartsWith('Confirm: Apply the full resync', WP_CLI::$out[0]);
+        $this->assertCount(1, WP_CLI::$out, 'nothing started before the answer');
+        WP_CLI::$out = [];
+        $this->commands->resync([], ['yes' => true]);
+        $this->assertSame('Success: Resync finished.', end(WP_CLI::$out));
+        $phases = array_filter(WP_CLI::$out, static fn($l) => preg_match('/^\w+: \d+\/\d+, \d+ errors$/', $l) === 1);
+        $this->assertSame(count($phases), count(array_unique(array_map(static fn($l) => strtok($l, ':'), $phases))),
+            'one line per phase, not one every poll');
     }
 
     public function testResyncIsRememberedLikeThePagesSoThePageOffersItsReport(): void
