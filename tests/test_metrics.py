@@ -239,19 +239,6 @@ def test_pull_lag_is_infinite_in_a_pulling_mode_that_never_pulled(tmp_path):
     assert pull_lag()[0] == [100.0]
 
 
-def test_latency_histograms_count_each_write_by_direction(tmp_path):
-    from keycrm_bridge import latency
-
-    store = Store(str(tmp_path / "db.sqlite3"))
-    latency.record(store.conn, "push", [0.2, 0.7, 4.0])
-    latency.record(store.conn, "pull", [1200.0])
-    buckets, total = latency.histogram(store.conn, "push")
-    got = dict(buckets)
-    assert got["0.5"] == 1 and got["1"] == 2 and got["5"] == 3 and got["+Inf"] == 3 and total == 4.9
-    assert dict(latency.histogram(store.conn, "pull")[0])["900"] == 0
-    assert dict(latency.histogram(store.conn, "pull")[0])["3600"] == 1
-
-
 def test_endpoint_names_match_the_budget_names():
     base = "https://openapi.keycrm.app/v1"
     assert endpoint_name("get", base + "/offers/stocks?limit=50", base) == "GET /offers/stocks"

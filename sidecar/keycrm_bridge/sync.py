@@ -47,11 +47,20 @@ class RoundResult:
     guarded: int = 0
     unmatched: int = 0
     settled: int = 0  # SKUs that left the dirty set this round (written, in agreement, or set aside)
+    unwritable: int = 0  # writes dropped because that side cannot be written at all (no WooCommerce)
     errors: list[str] = field(default_factory=list)
 
     @property
     def progressed(self) -> bool:
         return bool(self.settled or self.keycrm_rows or self.woo_writes or self.guarded)
+
+    @property
+    def stalled(self) -> bool:
+        """Nothing moved, and only because a side cannot be written: not worth another round soon.
+
+        SKUs waiting for an order check or decided again because KeyCRM moved meanwhile are
+        work for the next round, not a stall."""
+        return not self.progressed and self.unwritable > 0 and not self.held_for_orders
 
 
 class SyncEngine:
@@ -164,8 +173,9 @@ class SyncEngine:
     def _note_stall(self, result: RoundResult) -> None:
         """SKUs that stay dirty without anything written (no WooCommerce to write to, waiting for
         orders) are not work: the next round waits, longer each time, unless a new change arrives."""
-        if result.progressed:
-            self.store.set_meta("sync_stalled", None)
+        if not result.stalled:
+            if self.store.get_meta("sync_stalled") is not None:
+                self.store.set_meta("sync_stalled", None)
             return
         prev = self.store.get_meta("sync_stalled") or {}
         first, longest = STALL_BACKOFF_S
@@ -225,6 +235,7 @@ class SyncEngine:
         kc_writes = {s: d for s, d in decisions.items() if d.kc_target is not None}
         woo_writes = {s: d for s, d in decisions.items() if d.woo_target is not None}
         if woo_writes and not self._can_write_woo():
+            result.unwritable += len(woo_writes)
             woo_writes = {}
         woo_writes = self._guard(woo_writes, woo_now, bypass, result)
         written_kc = self._write_keycrm(kc_writes, rows, result)
