@@ -193,7 +193,8 @@ def test_metrics_after_a_real_push(tmp_path):
             store = Store(str(db))
             store.set_meta("last_pull_at", time.time() - 42)
             store.set_meta("resync", {"phase": "apply", "done": 30, "total": 120})
-            store.set_meta("guard_held", 3)
+            for i in range(3):
+                Ledger(store).hold([f"H-{i}"], {"reason": "test"}, time.time())
             store.close()
             fams = scrape(web.url)
             # woocommerce mode: the shop shows no KeyCRM values, so nothing of it can be stale.
@@ -226,7 +227,8 @@ def test_pull_lag_is_infinite_in_a_pulling_mode_that_never_pulled(tmp_path):
     ledger.observe_keycrm({"A": 3.0}, clock.now() - 5, "sweep")
     ledger.clean(["A"], clock.now())
     store.set_meta("last_pull_at", clock.now() - 3600)
-    store.set_meta("guard_held", {"count": 2})
+    first = ledger.hold(["H-1"], {"reason": "test"}, clock.now())
+    ledger.hold(["H-2"], {"reason": "test"}, clock.now())
 
     def pull_lag():
         fams = {f.name: f.samples for f in collector.collect()}
@@ -237,6 +239,9 @@ def test_pull_lag_is_infinite_in_a_pulling_mode_that_never_pulled(tmp_path):
     # A KeyCRM change not yet in the shop counts from when it was seen.
     ledger.observe_keycrm({"A": 9.0}, clock.now() - 100, "webhook")
     assert pull_lag()[0] == [100.0]
+    # The guard metric follows the hold: a confirmed (then applied) cycle is no longer held.
+    ledger.set_hold_status(first, "confirmed", clock.now())
+    assert pull_lag()[1]["keycrm_bridge_guard_held_cycles"][0].value == 1
 
 
 def test_endpoint_names_match_the_budget_names():

@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from . import __version__, logs, runtime
 from .config import ConfigError, Settings, load_settings
@@ -50,7 +51,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
     logs.setup(settings.log_level)
     clock = make_clock(settings)
-    worker = Worker(settings, make_engines(settings, clock), clock)
+    worker = Worker(settings, lambda: make_engines(settings, clock), clock)
     worker.install_signal_handlers()
     worker.run()
     return 0
@@ -79,12 +80,55 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"last error: {status['last_error']['error']}")
     if status.get("erp"):
         print("\n".join(format_erp_status(status["erp"])))
+    for step, st in sorted(status["stages"].items()):
+        if st.get("last_error") and st.get("failures"):
+            print(f"  {step}: failing ({st['failures']}x): {st['last_error']['error']}")
+    _print_quarantine(status["quarantine"])
     if not status["compared"] and not status["unmatched_count"]:
         print("unmatched SKUs: not known yet (no comparison of the two catalogues has finished)")
         return 0
     print(f"unmatched SKUs: {status['unmatched_count']}")
     for row in status["unmatched_skus"][:50]:
         print(f"  {row['sku']!s:30} {row['side']:12} {row['reason']}")
+    return 0
+
+
+def _print_quarantine(q: dict[str, Any]) -> None:
+    print(f"set aside (quarantine): {q['count']}" + (" — `keycrm-bridge quarantine retry ID` or `drop ID`"
+                                                     if q["count"] else ""))
+    for it in q["items"]:
+        print(f"  #{it['id']:<5} {it['stage']:8} {it['sku'] or '-'!s:24} {it['reason']}"
+              + (f" ({it['attempts']} tries)" if it["attempts"] > 1 else "")
+              + (" [retry requested]" if it["status"] == "retry" else ""))
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    from .quarantine import Quarantine
+    from .status import quarantine_summary
+    from .store import Store
+    from .wiring import make_clock
+
+    settings = _settings_or_exit()
+    store = Store(settings.database_path)
+    clock = make_clock(settings)
+    if args.action == "list":
+        summary = quarantine_summary(store, clock.now(), limit=1000)
+        if args.json:
+            print(json.dumps(summary, indent=2, ensure_ascii=False))
+        else:
+            _print_quarantine(summary)
+        return 0
+    if args.id is None:
+        print(f"keycrm-bridge: quarantine {args.action} needs the id shown by `keycrm-bridge quarantine list`",
+              file=sys.stderr)
+        return 2
+    q = Quarantine(store, clock)
+    done = q.request_retry(args.id) if args.action == "retry" else q.drop(args.id) is not None
+    if not done:
+        print(f"keycrm-bridge: nothing is set aside under id {args.id}", file=sys.stderr)
+        return 1
+    print(f"#{args.id} " + ("handed back to its stage; the worker tries it again now" if args.action == "retry"
+                            else "dropped"))
     return 0
 
 
@@ -180,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     gd.add_argument("action", choices=["list", "confirm", "dismiss"])
     gd.add_argument("id", nargs="?", type=int)
     gd.set_defaults(func=cmd_guard)
+    qu = sub.add_parser("quarantine", help="items set aside because a stage could not process them")
+    qu.add_argument("action", choices=["list", "retry", "drop"])
+    qu.add_argument("id", nargs="?", type=int)
+    qu.add_argument("--json", action="store_true")
+    qu.set_defaults(func=cmd_quarantine)
     from .resync_cli import add_parser as add_resync_parser
 
     add_resync_parser(sub)

@@ -17,6 +17,7 @@ will show once it has caught up with the site — is ``kc − inflight``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -63,5 +64,8 @@ def decide(mode: str, *, woo: float | None, kc: float | None, agreed: float | No
 
 
 def json_number(v: float) -> float | int:
-    """A quantity as KeyCRM and WooCommerce like it: 7, not 7.0."""
+    """A quantity as KeyCRM and WooCommerce like it: 7, not 7.0. A value that is not finite is no
+    quantity at all: the item it belongs to fails (and is set aside), it is never sent."""
+    if not math.isfinite(v):
+        raise ValueError(f"{v} is not a finite number")
     return int(v) if float(v).is_integer() else round(v, 4)

@@ -14,6 +14,7 @@ from typing import Any
 
 from .store import Store, chunks, marks
 
+# Release 0.1.0's tables (migration 0001 in migrations.py creates them): never edit, add a migration.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (
     sku TEXT PRIMARY KEY,
@@ -76,7 +77,6 @@ class Ledger:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.conn = store.conn
-        self.conn.executescript(SCHEMA)
 
     # -- observations ------------------------------------------------------------------------
 

@@ -33,6 +33,8 @@ from .budget import WINDOW_S, RateBudget
 from .clock import Clock
 from .config import Settings
 from .erp.report import erp_metrics
+from .lanes import lane_states
+from .quarantine import STAGES, Quarantine
 from .store import Store
 
 log = logging.getLogger("keycrm_bridge.metrics")
@@ -127,17 +129,6 @@ def _timestamp(value: Any) -> float | None:
         value = value.get("at")
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
-
-
-def _count(value: Any) -> float:
-    """``guard_held``: a number, a list of held items, or ``{"count"|"cycles": n}``; 0 when absent."""
-    if isinstance(value, dict):
-        value = value.get("count", value.get("cycles", 0))
-    if isinstance(value, list):
-        return float(len(value))
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return 0.0
     return float(value)
 
 
@@ -247,8 +238,26 @@ class StoreCollector:
         phase.add_metric([str(resync.get("phase") or "none")], 1)
         yield phase
 
+        held = store.conn.execute("SELECT count(*) FROM guard_holds WHERE status = 'held'").fetchone()[0] \
+            if _table_exists(store.conn, "guard_holds") else 0
         yield _gauge("guard_held_cycles", "Poll cycles held back by the mass-change guard, awaiting confirmation.",
-                     _count(store.get_meta("guard_held")))
+                     float(held))
+
+        quarantined = _gauge("quarantined_items", "Items set aside after admission, by the stage that could not "
+                             "process them (`keycrm-bridge quarantine list`).", labels=["stage"])
+        counts = Quarantine(store, self.clock).counts()
+        for stage in STAGES:
+            quarantined.add_metric([stage], counts.get(stage, 0))
+        yield quarantined
+        beats = _gauge("lane_heartbeat_age_seconds", "Seconds since each worker lane last reported.", labels=["lane"])
+        failing = _gauge("lane_step_failing", "1 while a worker step's last run failed, by lane and step.",
+                         labels=["lane", "step"])
+        for lane, state in sorted(lane_states(store).items()):
+            beats.add_metric([lane], max(0.0, now - _number(state.get("beat_at"))))
+            for step, st in sorted((state.get("steps") or {}).items()):
+                failing.add_metric([lane, step], 1 if st.get("failures") else 0)
+        yield beats
+        yield failing
 
         calls = CounterMetricFamily(PREFIX + "keycrm_calls", "KeyCRM HTTP requests by endpoint and status "
                                     "(status is the HTTP code, or timeout / connection_error / error).",

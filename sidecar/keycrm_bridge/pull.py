@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from .clock import Clock
 from .config import Settings
 from .ledger import Ledger
 from .pacing import sweep_interval_s
+from .quarantine import WEBHOOK, Quarantine
 from .store import Store
 from .sync import SyncEngine
 
@@ -51,36 +53,47 @@ class PullSources:
     # -- (a) webhook -----------------------------------------------------------------------------
 
     def absorb_webhooks(self, limit: int = 200) -> int:
+        """A KeyCRM stock webhook is a doorbell, not a delivery (it is unsigned).
+
+        Its values are believed only where they agree with what the mirror already holds of that
+        offer, and then there is nothing to do; every other named offer is read from KeyCRM (≤ 50 a
+        request, inside the budget) and the reading is what counts. So a forged, replayed or stale
+        webhook costs reads, never stock. A row no stage could process is set aside on its own.
+        """
         last_id, batches = self.store.peek_keycrm_inbox(limit)
         if not batches:
             return 0
-        now = self.clock.now()
-        sellable: dict[str, float] = {}
-        mirror_rows: list[tuple[str, int, int | None, float, float]] = []
-        stale: list[str] = []
-        single = self.settings.read_warehouse_ids == (self.settings.write_warehouse_id,)
-        for _, rows in batches:
-            for row in rows:
-                sku = str(row.get("sku") or "")
-                if not sku:
+        named: dict[str, tuple[int | None, float, float]] = {}
+        quarantine = Quarantine(self.store, self.clock)
+        for n, (_, rows) in enumerate(batches):
+            for i, row in enumerate(rows if isinstance(rows, list) else [rows]):
+                problem = webhook_row_problem(row)
+                if problem:
+                    quarantine.add(WEBHOOK, f"webhook:{last_id}:{n}:{i}", problem, row,
+                                   row.get("sku") if isinstance(row, dict) else None)
                     continue
-                in_stock, in_reserve = float(row.get("in_stock") or 0), float(row.get("in_reserve") or 0)
-                sellable[sku] = in_stock - in_reserve
-                if single:
-                    wh = self.settings.write_warehouse_id
-                    mirror_rows.append((sku, wh, row.get("offer_id"), in_stock, in_reserve))
-                else:
-                    stale.append(sku)  # sums over warehouses: the per-warehouse mirror must be read again
-        if mirror_rows:
-            self.store.save_keycrm_stock(mirror_rows, now)
-        if stale:
-            self.store.conn.execute(
-                f"UPDATE keycrm_stock SET fetched_at = 0 WHERE sku IN ({','.join('?' * len(stale))})",
-                stale)
-        self.ledger.observe_keycrm(sellable, now, "webhook")
+                named[row["sku"]] = (row.get("offer_id"), float(row["in_stock"]), float(row["in_reserve"]))
+        to_read = self._disagreeing(named)
+        if to_read:
+            self.sync.read_stock(to_read, source="webhook")
         self.store.drop_keycrm_inbox(last_id)
-        self.store.set_meta("last_webhook_at", now)
-        return len(sellable)
+        self.store.set_meta("last_webhook_at", self.clock.now())
+        return len(named)
+
+    def _disagreeing(self, named: dict[str, tuple[int | None, float, float]]) -> list[str]:
+        """The SKUs whose webhook values differ from the mirror (or that the mirror does not hold)."""
+        mirror = self.store.keycrm_stock(list(named))
+        wanted = set(self.settings.read_warehouse_ids)
+        out = []
+        for sku, (offer_id, in_stock, in_reserve) in named.items():
+            per = {w: v for w, v in mirror.get(sku, {}).items() if w in wanted}
+            agrees = (set(per) == wanted
+                      and sum(v["quantity"] for v in per.values()) == in_stock
+                      and sum(v["reserve"] for v in per.values()) == in_reserve
+                      and (offer_id is None or all(v["offer_id"] in (None, offer_id) for v in per.values())))
+            if not agrees:
+                out.append(sku)
+        return sorted(out)
 
     # -- (b) orders ------------------------------------------------------------------------------
 
@@ -217,4 +230,31 @@ class PullSources:
         return worked
 
 
-__all__ = ["PullSources", "parse_keycrm_time"]
+MAX_WEBHOOK_QUANTITY = 1e9
+MAX_ID = 2**53 - 1
+
+
+def webhook_row_problem(row: Any) -> str | None:
+    """Why a stored webhook row cannot be processed, or None (the door's bounds, checked per row again)."""
+    if not isinstance(row, dict):
+        return "webhook row is not an object"
+    sku = row.get("sku")
+    if not isinstance(sku, str) or not sku.strip() or len(sku) > 255:
+        return "webhook row has no usable sku"
+    try:
+        sku.encode("utf-8")
+    except UnicodeEncodeError:
+        return "webhook row's sku is not valid Unicode"
+    offer_id = row.get("offer_id")
+    if offer_id is not None and (isinstance(offer_id, bool) or not isinstance(offer_id, int)
+                                 or not 1 <= offer_id <= MAX_ID):
+        return "webhook row's offer_id is not an id"
+    for k in ("in_stock", "in_reserve"):
+        v = row.get(k)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) \
+                or abs(v) > MAX_WEBHOOK_QUANTITY:
+            return f"webhook row's {k} is not a finite quantity"
+    return None
+
+
+__all__ = ["PullSources", "parse_keycrm_time", "webhook_row_problem"]

@@ -18,9 +18,10 @@ from .budget import Priority
 from .clock import Clock
 from .config import Settings
 from .decide import json_number
-from .errors import BridgeError, PermanentError, RetryableError
+from .errors import RETRYABLE, BridgeError, PermanentError, RetryableError, backoff_s, describe, disposition
 from .ledger import Ledger
 from .pacing import product_slots
+from .quarantine import PUSH, Quarantine
 from .store import SUPERSEDED, Change, Store
 
 log = logging.getLogger("keycrm_bridge.push")
@@ -45,11 +46,6 @@ class PushResult:
     skipped: int = 0
     retry: int = 0
     errors: list[str] = field(default_factory=list)
-
-
-def backoff_s(attempts: int, rng: random.Random) -> float:
-    """Exponential backoff with jitter, capped at five minutes: a long outage costs few calls."""
-    return float(min(300.0, 2.0 ** min(attempts, 9)) * (0.5 + rng.random() / 2))
 
 
 def newest_per_sku(changes: Iterable[Change]) -> tuple[dict[str, Change], list[Change]]:
@@ -95,9 +91,6 @@ class PushEngine:
         result.claimed = len(changes)
         if not changes:
             return result
-        if self.skumap is not None:
-            # Plugin events keep the SKU ↔ product id map current between REST refreshes (S16).
-            self.skumap.apply_events(ch.payload for ch in sorted(changes, key=lambda c: (c.occurred_at, c.id)))
         by_kind: dict[str, list[Change]] = {}
         for ch in changes:
             by_kind.setdefault(ch.kind, []).append(ch)
@@ -105,24 +98,42 @@ class PushEngine:
         for kind, handler in (("rename", self._renames), ("stock", self._stock), ("product", self._products),
                               ("deleted", self._deleted)):
             group = by_kind.pop(kind, [])
-            if not group:
-                continue
-            try:
-                handler(token, group, result)
-            except RetryableError as exc:
-                self._retry(token, group, result, exc)
-            except PermanentError as exc:
-                if exc.status in (401, 403):
-                    # A bad key is an operator problem, not the change's: keep it and say so.
-                    self._retry(token, group, result, exc, delay=60.0)
-                else:
-                    self._skip(token, group, result, f"KeyCRM refused: {exc}")
-            except Exception as exc:  # noqa: BLE001 - one bad group must not stop the others
-                log.exception("push failed", extra={"kind": kind, "changes": len(group)})
-                self._retry(token, group, result, exc)
+            if group:
+                self._isolating(token, kind, handler, group, result)
         for kind, group in by_kind.items():
             self._skip(token, group, result, f"unknown change kind {kind!r}")
         return result
+
+    def _isolating(self, token: str, kind: str, handler: Any, group: list[Change], result: PushResult) -> None:
+        """Run one kind's handler; a failure that is not the peer's is narrowed down to its changes.
+
+        Retryable failures wait on the one retry policy as a group. Anything else is halved until the
+        change(s) that cause it stand alone: those are set aside (quarantine), every other goes on.
+        """
+        parts = [group]
+        while parts:
+            part = parts.pop(0)
+            try:
+                handler(token, part, result)
+            except Exception as exc:  # noqa: BLE001 - one bad change must not stop the others
+                how = disposition(exc)
+                if how == RETRYABLE:
+                    self._retry(token, part, result, exc,
+                                delay=60.0 if isinstance(exc, PermanentError) else None)
+                elif len(part) > 1:
+                    parts[:0] = [part[:len(part) // 2], part[len(part) // 2:]]
+                else:
+                    self._set_aside(token, part[0], result, exc)
+
+    def _set_aside(self, token: str, ch: Change, result: PushResult, exc: Exception) -> None:
+        reason = describe(exc)
+        if not isinstance(exc, BridgeError):
+            log.exception("push of one change failed; set aside", extra={"sku": ch.sku, "event_id": ch.event_id})
+        self.store.mark_skipped(token, [ch.id], self.clock.now(), f"set aside: {reason}")
+        Quarantine(self.store, self.clock).add(PUSH, f"change:{ch.id}", f"{ch.kind}: {reason}",
+                                               {"change_id": ch.id, "event_id": ch.event_id}, ch.sku)
+        self.store.set_meta("last_error", {"at": self.clock.now(), "stage": "push", "error": reason})
+        result.skipped += 1
 
     # -- bookkeeping -----------------------------------------------------------------------------
 

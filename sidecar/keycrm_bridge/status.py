@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from . import approval
+from .clock import FakeClock
 from .config import Settings
 from .erp.report import erp_status
+from .lanes import lane_states
 from .ledger import Ledger
+from .quarantine import Quarantine
 from .store import Store
 
 
@@ -48,7 +51,24 @@ def build_status(store: Store, settings: Settings, now: float) -> dict[str, Any]
         "sweep": store.get_meta("sweep_completed"),
         "last_plugin_request": store.get_meta("last_plugin_request"),
         "erp": erp_status(store, settings, now) if settings.erp is not None else None,
+        "quarantine": quarantine_summary(store, now),
+        "stages": stages(store),
+        "worker_heartbeat": store.get_meta("worker_heartbeat"),
     }
+
+
+def quarantine_summary(store: Store, now: float, limit: int = 50) -> dict[str, Any]:
+    q = Quarantine(store, FakeClock(now))  # (reads only: the clock is not used)
+    return {"count": q.count(), "by_stage": q.counts(), "items": q.items(limit)}
+
+
+def stages(store: Store) -> dict[str, dict[str, Any]]:
+    """Each worker step's state (``last_ok_at``, ``last_error``, ``failures``), named by the step."""
+    out: dict[str, dict[str, Any]] = {}
+    for lane, state in lane_states(store).items():
+        for step, st in (state.get("steps") or {}).items():
+            out[step] = {"lane": lane, "beat_at": state.get("beat_at"), **st}
+    return out
 
 
 def budget_used(store: Store, now: float) -> int:

@@ -13,7 +13,7 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,8 @@ import sqlite_utils
 SEEN_FOR_S = 900.0
 PENDING, CLAIMED, DONE, SKIPPED, SUPERSEDED = "pending", "claimed", "done", "skipped", "superseded"
 
+# Release 0.1.0's tables, as migration 0001 (migrations.py) creates them. Never edit: a change of
+# a table is a new migration there, so that a database of any earlier release is brought forward.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -144,6 +146,10 @@ def _init_counters(conn: sqlite3.Connection) -> None:
         raise
 
 
+# (key, reason, payload, sku): where an item that cannot be processed is set aside (quarantine.py).
+SetAside = Callable[[str, str, Any, Any], Any]
+
+
 @dataclass(frozen=True)
 class Change:
     id: int
@@ -213,7 +219,9 @@ class Store:
             self.conn.execute("PRAGMA synchronous=FULL")
         self.db = sqlite_utils.Database(self.conn)
         self._seen_pruned_at = 0.0
-        self.conn.executescript(SCHEMA)
+        from .migrations import migrate
+
+        migrate(self.conn, path)
         _init_counters(self.conn)
 
     def close(self) -> None:
@@ -251,25 +259,64 @@ class Store:
             cur = c.execute("INSERT INTO inbox (received_at, events, body) VALUES (?, ?, ?)", (now, events, body))
             return int(cur.lastrowid or 0)
 
-    def expand_inbox(self, changes_for: Any, limit: int = 200) -> tuple[int, int]:
+    def expand_inbox(self, changes_for: Any, limit: int = 200, set_aside: SetAside | None = None,
+                     fresh: list[dict[str, Any]] | None = None) -> tuple[int, int]:
         """Turn received batches into events and queued changes; returns (new events, duplicates).
 
         ``changes_for(event)`` yields (kind, sku) for the queue; it runs only for events not seen
         before, which is what makes a resend apply once. A change carries no copy of its event: the
-        worker reads the event when it claims the change.
+        worker reads the event when it claims the change. An event that cannot be stored or queued
+        (a poisoned value the door let through) is handed to ``set_aside`` in the same transaction,
+        and the rest of its batch goes on; ``fresh`` collects the events that were new.
         """
         new = dup = 0
         with self.transaction() as c:
             batches = c.execute("SELECT id, received_at, body FROM inbox ORDER BY id LIMIT ?", (limit,)).fetchall()
             for b in batches:
-                n, d = self._expand(c, json.loads(b["body"])["events"], b["received_at"], changes_for)
+                n, d = self._expand_batch(c, b, changes_for, set_aside, fresh)
                 new, dup = new + n, dup + d
             if batches:
                 c.execute("DELETE FROM inbox WHERE id <= ?", (batches[-1]["id"],))
         return new, dup
 
+    def _expand_batch(self, c: sqlite3.Connection, b: sqlite3.Row, changes_for: Any, set_aside: SetAside | None,
+                      fresh: list[dict[str, Any]] | None) -> tuple[int, int]:
+        from .errors import RETRYABLE, describe, disposition
+
+        try:
+            batch = json.loads(b["body"])["events"]
+            if not isinstance(batch, list) or not all(isinstance(ev, dict) for ev in batch):
+                raise ValueError("the batch holds no list of events")
+        except (ValueError, TypeError, KeyError) as exc:
+            if set_aside is None:
+                raise
+            set_aside(f"batch:{b['id']}", f"batch could not be read: {describe(exc)}", {"body": b["body"]}, None)
+            return 0, 0
+        parts = [batch]
+        new = dup = 0
+        while parts:
+            part = parts.pop(0)
+            c.execute("SAVEPOINT expand")
+            try:
+                n, d = self._expand(c, part, b["received_at"], changes_for, fresh)
+                c.execute("RELEASE expand")
+                new, dup = new + n, dup + d
+            except Exception as exc:
+                c.execute("ROLLBACK TO expand")
+                c.execute("RELEASE expand")
+                if set_aside is None or disposition(exc) == RETRYABLE:
+                    raise
+                if len(part) > 1:
+                    # Halve until the poisoned events are alone: every other event goes in.
+                    parts[:0] = [part[:len(part) // 2], part[len(part) // 2:]]
+                    continue
+                ev = part[0]
+                set_aside(f"event:{ev.get('id')!s}", describe(exc), ev, ev.get("sku"))
+        return new, dup
+
     @staticmethod
-    def _expand(c: sqlite3.Connection, batch: list[dict[str, Any]], now: float, changes_for: Any) -> tuple[int, int]:
+    def _expand(c: sqlite3.Connection, batch: list[dict[str, Any]], now: float, changes_for: Any,
+                fresh_out: list[dict[str, Any]] | None = None) -> tuple[int, int]:
         ids = [ev["id"] for ev in batch]
         seen: set[str] = set()
         for part in chunks(ids):
@@ -289,6 +336,8 @@ class Store:
             "INSERT INTO changes (event_id, kind, sku, occurred_at, created_at) VALUES (?, ?, ?, ?, ?)",
             [(ev["id"], kind, sku, ev["occurred_at"], now) for ev in fresh for kind, sku in changes_for(ev)],
         )
+        if fresh_out is not None:
+            fresh_out.extend(fresh)
         return len(fresh), len(batch) - len(fresh)
 
     def append_webhook(self, rows: list[dict[str, Any]], now: float) -> None:

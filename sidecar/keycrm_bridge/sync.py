@@ -20,9 +20,10 @@ from .budget import Priority
 from .clock import Clock
 from .config import Settings
 from .decide import Decision, decide, json_number
-from .errors import PermanentError, RetryableError
+from .errors import RETRYABLE, PermanentError, RetryableError, describe, disposition
 from .ledger import Ledger, Row
 from .pacing import write_gap_s
+from .quarantine import SYNC, Quarantine
 from .store import Store
 from .woo_conflicts import WooConflicts
 
@@ -153,7 +154,7 @@ class SyncEngine:
         if not skus or (not bypass and self._paced(started)):
             return result
         try:
-            self._round(skus, started, bypass, result)
+            self._round_isolating(skus, started, bypass, result)
             self.store.set_meta("sync_retry_at", 0)
             self._note_stall(result)
         except RetryableError as exc:
@@ -163,7 +164,7 @@ class SyncEngine:
                 wait = max(wait, exc.retry_after)
             self.store.set_meta("sync_failures", int(self.store.get_meta("sync_failures", 0)) + 1)
             self.store.set_meta("sync_retry_at", self.clock.now() + wait)
-            self.store.set_meta("last_error", {"at": self.clock.now(), "error": str(exc)[:500]})
+            self.store.set_meta("last_error", {"at": self.clock.now(), "stage": "sync", "error": str(exc)[:500]})
             result.errors.append(str(exc))
             log.warning("sync round will be retried", extra={"retry_in_s": round(wait, 1), "error": str(exc)[:300]})
             return result
@@ -183,6 +184,28 @@ class SyncEngine:
         touch = self.ledger.dirty_window()[2] or 0.0
         self.store.set_meta("sync_stalled", {"until": self.clock.now() + wait, "touch": touch, "wait_s": wait,
                                              "skus": result.decided})
+
+    def _round_isolating(self, skus: list[str], started: float, bypass: set[str], result: RoundResult) -> None:
+        """A round for these SKUs; one that fails for a reason that is not the peer's is halved until
+        the SKU(s) causing it stand alone, which are set aside (quarantine) while the rest are synced."""
+        parts = [skus]
+        while parts:
+            part = parts.pop(0)
+            try:
+                self._round(part, started, bypass, result)
+            except Exception as exc:
+                if disposition(exc) == RETRYABLE:
+                    raise
+                if len(part) > 1:
+                    parts[:0] = [part[:len(part) // 2], part[len(part) // 2:]]
+                    continue
+                reason = describe(exc)
+                log.exception("sync of one SKU failed; set aside", extra={"sku": part[0]})
+                Quarantine(self.store, self.clock).add(SYNC, f"sku:{part[0]}", reason, {"sku": part[0]}, part[0])
+                self.store.set_meta("last_error", {"at": self.clock.now(), "stage": "sync", "error": reason})
+                # Not decided again until it changes again (or the owner retries it).
+                self.ledger.clean(part, self.clock.now())
+                result.errors.append(reason)
 
     def _round(self, skus: list[str], started: float, bypass: set[str], result: RoundResult) -> None:
         mode = self.settings.sync_mode
@@ -228,7 +251,7 @@ class SyncEngine:
                        buffer=self.settings.safety_buffer if mode in ("keycrm", "erp") else 0.0,
                        base_woo=base_woo, base_kc=base_kc)
             decisions[sku] = d
-        result.decided = len(decisions)
+        result.decided += len(decisions)
         if hold_orders:
             self.store.set_meta("orders_check_requested", started)
             result.held_for_orders = len(hold_orders)

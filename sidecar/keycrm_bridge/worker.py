@@ -1,27 +1,37 @@
-"""The worker loop: claims due changes and pushes them; survives every exception (huey's lesson).
+"""The worker: lanes of work over the one store, each surviving every exception (huey's lesson).
 
 Exactly one worker runs per database: it holds an exclusive ``flock`` on ``<db>.worker.lock``,
 which the kernel drops when the process dies, even by SIGKILL. Holding it proves no other worker
 is alive, so on start the worker hands back claims its killed predecessor left, at once, instead
 of waiting for their lease to run out.
+
+The lanes (``LANES``, the one place a new stage is registered) are threads: plugin intake, the
+WooCommerce catalogue, push to KeyCRM, the stock sync (writes to both sides), KeyCRM reads and the
+full resync. The main thread writes the worker's heartbeat (``/readyz`` reads it) and restarts a
+lane that died.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
+import json
 import logging
 import os
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from . import approval
 from .clock import Clock
 from .config import Settings
 from .erp.lane import start_erp_lane
-from .errors import PermanentError, RetryableError
+from .errors import RETRYABLE, describe, disposition
 from .events import changes_for
+from .lanes import Lane, LaneThread, Step
+from .quarantine import INTAKE, PUSH, SKUMAP, SYNC, WEBHOOK, Quarantine
 from .wiring import Engines
 
 log = logging.getLogger("keycrm_bridge.worker")
@@ -51,129 +61,263 @@ class WorkerLock:
             self._fh = None
 
 
-class Worker:
-    """Each round: expand the inbox, push claimed changes, absorb KeyCRM sources, run a sync round."""
+@dataclass
+class Shared:
+    """What lanes of one worker tell each other without the store: wake-ups, not data."""
 
-    def __init__(self, settings: Settings, engines: Engines, clock: Clock, poll_s: float = 0.1) -> None:
-        self.settings = settings
-        self.engines = engines
-        self.store = engines.store
-        self.push = engines.push
-        self.clock = clock
-        self.poll_s = poll_s
-        self.stop_event = threading.Event()
-        self._skumap_at = -1e18
-        self._pruned_at = -1e18
-        self._waiting_logged = False
-        self._keycrm_ok_saved = -1e18
+    settings: Settings
+    clock: Clock
+    stop: threading.Event = field(default_factory=threading.Event)
+    stock_pushed: threading.Event = field(default_factory=threading.Event)
+    timers: dict[str, float] = field(default_factory=dict)
 
-    def push_due(self) -> bool:
-        """Debounce: wait for a quiet moment (or the max wait) so a burst goes out as one request."""
+    def every(self, name: str, period_s: float) -> bool:
+        """True once per ``period_s`` for ``name`` (hourly prune, SKU-map refresh)."""
         now = self.clock.now()
-        count, oldest, newest = self.store.due_window(now)
-        if not count or oldest is None or newest is None:
+        if period_s <= 0 or now - self.timers.get(name, -1e18) < period_s:
             return False
-        return (now - newest >= self.settings.push_debounce_s) or (now - oldest >= self.settings.push_max_wait_s)
+        self.timers[name] = now
+        return True
 
-    def tick(self) -> bool:
-        """One round; returns True when it did work (the loop then goes again without waiting)."""
-        worked = fresh_stock = False
-        new, dup = self.store.expand_inbox(lambda ev: changes_for(ev, self.settings))
+
+# -- the steps of each lane ------------------------------------------------------------------------
+
+
+def intake_steps(e: Engines, w: Shared) -> list[Step]:
+    """Plugin batches → events and queued changes; the SKU map follows the events; set-aside retries."""
+    quarantine = Quarantine(e.store, w.clock)
+
+    def expand() -> bool:
+        fresh: list[dict[str, Any]] = []
+        new, dup = e.store.expand_inbox(
+            lambda ev: changes_for(ev, w.settings), fresh=fresh,
+            set_aside=lambda key, reason, payload, sku: quarantine.add(INTAKE, key, reason, payload, sku))
         if new or dup:
             log.debug("inbox expanded", extra={"new": new, "duplicates": dup})
-        # Until the owner approved the first comparison, both sides are only read (approval.py):
-        # plugin events wait in the queue, KeyCRM's readings fill the ledger, nothing is written.
-        writing = self._approved()
-        if writing and self.push_due():
-            result = self.push.run_once()
-            worked = result.claimed > 0
-            # The queue already waited for the burst to end: decide these SKUs now, not a second
-            # debounce later.
-            fresh_stock = result.pushed_stock > 0
-            if result.claimed:
-                log.info("push round", extra={k: v for k, v in vars(result).items() if k != "errors"})
-        worked = self._guarded("pull", self.engines.pull.tick) or worked
-        if writing and (fresh_stock or self.engines.sync.due()):
-            r = self.engines.sync.run_round()
-            worked = worked or r.progressed
-            if r.progressed or r.errors:
-                log.info("sync round", extra={k: v for k, v in vars(r).items() if k != "errors"})
-        if self.engines.resync is not None:  # full resync: one request or batch per tick
-            worked = self._guarded("resync", self.engines.resync.step) or worked
-        self._refresh_skumap()
-        self._prune()
-        self._note_keycrm_answered()
-        return worked
+        if e.skumap is not None and fresh:
+            # Plugin events keep the SKU ↔ product id map current between REST refreshes (S16).
+            ordered = sorted(fresh, key=lambda ev: (ev["occurred_at"], ev["id"]))
+            try:
+                e.skumap.apply_events(ordered)  # one commit for the lot
+            except Exception as exc:  # noqa: BLE001 - then one by one: what the map cannot take is set aside
+                if disposition(exc) == RETRYABLE:
+                    raise
+                for ev in ordered:
+                    try:
+                        e.skumap.apply_event(ev)
+                    except Exception as one:  # noqa: BLE001
+                        if disposition(one) == RETRYABLE:
+                            raise
+                        quarantine.add(SKUMAP, f"event:{ev.get('id')}", describe(one), ev, ev.get("sku"))
+        return bool(new or dup)
 
-    def _note_keycrm_answered(self) -> None:
-        # Every answered call counts, reads too; one write per 10 s is enough for a status in seconds.
-        ok_at = getattr(self.engines.keycrm, "last_ok_at", None)
-        if ok_at is not None and ok_at - self._keycrm_ok_saved >= 10.0:
-            self._keycrm_ok_saved = ok_at
-            if ok_at > float(self.store.get_meta("last_keycrm_success_at", 0) or 0):
-                self.store.set_meta("last_keycrm_success_at", ok_at)
+    def retries() -> bool:
+        items = quarantine.due_retries((INTAKE, SKUMAP, PUSH, WEBHOOK, SYNC))
+        for item in items:
+            quarantine.resolved(item["id"])  # a retry that fails again sets the item aside anew
+            requeue(e, w, item, quarantine)
+        return bool(items)
 
-    def _approved(self) -> bool:
-        ok = approval.approved(self.store, self.settings)
-        if not ok and not self._waiting_logged:
-            log.warning("waiting for the first-sync review: nothing is written until a full resync is applied",
-                        extra={"reason": approval.state(self.store, self.settings)["waiting_reason"]})
-        self._waiting_logged = not ok
-        return ok
-
-    def _prune(self) -> None:
+    def prune() -> bool:
         # Hourly: the SQLite file keeps `explain`'s history for RETENTION_DAYS, not forever.
-        now = self.clock.now()
-        if now - self._pruned_at < 3600:
-            return
-        self._pruned_at = now
-        removed = self.store.prune(now - self.settings.retention_days * 86400)
+        if not w.every("prune", 3600):
+            return False
+        removed = e.store.prune(w.clock.now() - w.settings.retention_days * 86400)
         if any(removed.values()):
             log.info("old history pruned", extra=removed)
-
-    def _guarded(self, name: str, fn: Callable[[], Any]) -> bool:
-        """One source failing (KeyCRM down for the sweep) must not stop the others (webhooks, push)."""
-        try:
-            return bool(fn())
-        except RetryableError as exc:
-            log.warning("%s will be retried", name, extra={"error": str(exc)[:300]})
-        except PermanentError as exc:
-            log.error("%s failed", name, extra={"error": str(exc)[:300]})
-            self.store.set_meta("last_error", {"at": self.clock.now(), "error": f"{name}: {exc}"[:500]})
         return False
 
-    def _refresh_skumap(self) -> None:
-        e = self.engines
-        if e.skumap is None or e.woo is None or self.settings.skumap_refresh_s <= 0:
-            return
-        if self.clock.now() - self._skumap_at < self.settings.skumap_refresh_s:
-            return
-        self._skumap_at = self.clock.now()
-        self._guarded("skumap", lambda: e.skumap.refresh(e.woo) if e.skumap and e.woo else None)
+    return [Step("intake", expand), Step("quarantine", retries), Step("prune", prune)]
+
+
+def requeue(e: Engines, w: Shared, item: dict[str, Any], quarantine: Quarantine) -> None:
+    """Hand one set-aside item back to the stage it came from, as that stage takes new work."""
+    stage, payload, now = item["stage"], item["payload"], w.clock.now()
+    if stage == INTAKE:
+        body = payload["body"] if "body" in payload and len(payload) == 1 else json.dumps({"events": [payload]})
+        e.store.append_batch(body, 1, now)
+    elif stage == SKUMAP and e.skumap is not None:
+        try:
+            e.skumap.apply_event(payload)
+        except Exception as exc:  # noqa: BLE001
+            quarantine.add(SKUMAP, item["key"], describe(exc), payload, item["sku"])
+    elif stage == PUSH:
+        e.store.conn.execute("UPDATE changes SET status = 'pending', claim_token = NULL, claimed_until = NULL,"
+                             " next_attempt_at = 0 WHERE id = ?", (payload["change_id"],))
+    elif stage == WEBHOOK:
+        e.store.append_webhook([payload], now)
+    elif stage == SYNC:
+        e.ledger.mark_dirty([payload["sku"]], now)
+    log.info("set-aside item handed back", extra={"stage": stage, "sku": item["sku"], "key": item["key"]})
+
+
+def approved(e: Engines, w: Shared) -> bool:
+    """Until the owner approved the first comparison, both sides are only read (approval.py): plugin
+    events wait in the queue, KeyCRM's readings fill the ledger, nothing is written."""
+    ok = approval.approved(e.store, w.settings)
+    if not ok and not w.timers.get("waiting_logged"):
+        log.warning("waiting for the first-sync review: nothing is written until a full resync is applied",
+                    extra={"reason": approval.state(e.store, w.settings)["waiting_reason"]})
+    w.timers["waiting_logged"] = 0.0 if ok else 1.0
+    return ok
+
+
+def keycrm_answered_step(e: Engines) -> Step:
+    """Every answered KeyCRM call counts, reads too; one write per 10 s is enough for a status in seconds."""
+    saved = [-1e18]
+
+    def note() -> bool:
+        ok_at = getattr(e.keycrm, "last_ok_at", None)
+        if ok_at is not None and ok_at - saved[0] >= 10.0:
+            saved[0] = ok_at
+            if ok_at > float(e.store.get_meta("last_keycrm_success_at", 0) or 0):
+                e.store.set_meta("last_keycrm_success_at", ok_at)
+        return False
+
+    return Step("keycrm-answered", note)
+
+
+def catalogue_steps(e: Engines, w: Shared) -> list[Step]:
+    """The WooCommerce catalogue (SKU ↔ product id), refreshed from REST in its own lane: a 100k-product
+    first listing takes minutes and must not hold intake, push or the sync."""
+    def refresh() -> bool:
+        if e.skumap is None or e.woo is None or not w.every("skumap", w.settings.skumap_refresh_s):
+            return False
+        e.skumap.refresh(e.woo)
+        return False
+
+    return [Step("catalogue", refresh)]
+
+
+def push_steps(e: Engines, w: Shared) -> list[Step]:
+    def due() -> bool:
+        """Debounce: wait for a quiet moment (or the max wait) so a burst goes out as one request."""
+        now = w.clock.now()
+        count, oldest, newest = e.store.due_window(now)
+        if not count or oldest is None or newest is None:
+            return False
+        return (now - newest >= w.settings.push_debounce_s) or (now - oldest >= w.settings.push_max_wait_s)
+
+    def push() -> bool:
+        if not approved(e, w) or not due():
+            return False
+        result = e.push.run_once()
+        if result.pushed_stock:
+            # The queue already waited for the burst to end: decide these SKUs now, not a debounce later.
+            w.stock_pushed.set()
+        if result.claimed:
+            log.info("push round", extra={k: v for k, v in vars(result).items() if k != "errors"})
+        return result.claimed > 0
+
+    return [Step("push", push)]
+
+
+def sync_steps(e: Engines, w: Shared) -> list[Step]:
+    """Stock decisions and the writes they call for, to KeyCRM and to WooCommerce."""
+    def sync() -> bool:
+        fresh = w.stock_pushed.is_set()
+        if not approved(e, w) or not (fresh or e.sync.due()):
+            return False
+        w.stock_pushed.clear()
+        r = e.sync.run_round()
+        if r.progressed or r.errors:
+            log.info("sync round", extra={k: v for k, v in vars(r).items() if k != "errors"})
+        return r.progressed
+
+    return [Step("sync", sync)]
+
+
+def reads_steps(e: Engines, w: Shared) -> list[Step]:
+    """KeyCRM → the ledger, cheapest first: webhooks (a doorbell), the order poll, the sweep."""
+    p = e.pull
+
+    def orders() -> bool:
+        if not p.orders_due():
+            return False
+        p.poll_orders()
+        return True
+
+    def sweep() -> bool:
+        if not p.sweep_due():
+            return False
+        p.sweep_page()
+        return True
+
+    return [Step("webhook", lambda: p.absorb_webhooks() > 0), Step("orders", orders), Step("sweep", sweep)]
+
+
+def resync_steps(e: Engines, w: Shared) -> list[Step]:
+    return [Step("resync", lambda: bool(e.resync.step()) if e.resync is not None else False)]
+
+
+# The one place a lane is registered: (name, steps builder, idle poll in seconds).
+LANES: list[tuple[str, Callable[[Engines, Shared], list[Step]], float]] = [
+    ("intake", intake_steps, 0.05),
+    ("catalogue", catalogue_steps, 1.0),
+    ("push", push_steps, 0.05),
+    ("sync", sync_steps, 0.05),
+    ("reads", reads_steps, 0.1),
+    ("resync", resync_steps, 0.2),
+]
+
+HEARTBEAT_S = 2.0
+
+
+def _bind(build: Callable[[Engines, Shared], list[Step]], shared: Shared, engines: Engines) -> list[Step]:
+    return build(engines, shared)
+
+
+class Worker:
+    """Runs every lane in its own thread; the main thread keeps the heartbeat and the lanes alive."""
+
+    def __init__(self, settings: Settings, make_engines: Callable[[], Engines], clock: Clock) -> None:
+        self.settings = settings
+        self.make_engines = make_engines
+        self.clock = clock
+        self.shared = Shared(settings, clock)
+        self.stop_event = self.shared.stop
+        self.lanes = [Lane(name, functools.partial(_bind, build, self.shared), idle) for name, build, idle in LANES]
+
+    def _start(self, lane: Lane) -> LaneThread:
+        engines = self.make_engines()  # its own connections: lanes never share a transaction
+        steps = [*lane.build(engines), keycrm_answered_step(engines)]
+        t = LaneThread(lane, steps, engines.store, self.clock, self.stop_event)
+        t.start()
+        return t
 
     def run(self) -> None:
         lock = WorkerLock(self.settings.database_path)
         lock.acquire(self.clock)
-        released = self.store.release_all_claims()
-        if self.store.get_meta(approval.META_KEY) is None and self.engines.ledger.agreed_count():
+        main = self.make_engines()
+        released = main.store.release_all_claims()
+        if main.store.get_meta(approval.META_KEY) is None and main.ledger.agreed_count():
             # A database of a release before the review existed, already in sync: nothing to review.
-            approval.approve(self.store, self.settings, self.clock.now(), "upgrade")
+            approval.approve(main.store, self.settings, self.clock.now(), "upgrade")
         start_erp_lane(self.settings, self.clock, self.stop_event)  # SYNC_MODE=erp: its own thread
         log.info("worker started", extra={"pid": os.getpid(), "reclaimed": released,
-                                          "mode": self.settings.sync_mode})
+                                          "mode": self.settings.sync_mode, "lanes": [ln.name for ln in self.lanes]})
+        threads = {lane.name: self._start(lane) for lane in self.lanes}
         try:
             while not self.stop_event.is_set():
-                try:
-                    worked = self.tick()
-                except Exception:  # noqa: BLE001 - the loop must outlive any bug or outage
-                    log.exception("worker round failed; going on")
-                    worked = False
-                    self.clock.sleep(1.0)
-                if not worked:
-                    self.clock.sleep(self.poll_s)
+                for lane in self.lanes:
+                    if not threads[lane.name].is_alive():
+                        log.error("lane stopped; starting it again", extra={"lane": lane.name})
+                        threads[lane.name] = self._start(lane)
+                self._heartbeat(main, threads)
+                self.stop_event.wait(HEARTBEAT_S)
         finally:
+            self.stop_event.set()
+            for t in threads.values():
+                t.join(timeout=5)  # (daemon threads: a lane stuck in a request ends with the process)
             lock.release()
             log.info("worker stopped")
+
+    def _heartbeat(self, main: Engines, threads: dict[str, LaneThread]) -> None:
+        try:
+            main.store.set_meta("worker_heartbeat", {"at": self.clock.now(), "pid": os.getpid(),
+                                                     "lanes": {n: t.is_alive() for n, t in threads.items()}})
+        except Exception as exc:  # noqa: BLE001 - a full disk: keep running, /readyz says why
+            log.warning("could not write the worker heartbeat", extra={"error": describe(exc)})
 
     def install_signal_handlers(self) -> None:
         def _stop(signum: int, _frame: Any) -> None:
