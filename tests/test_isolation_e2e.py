@@ -38,6 +38,11 @@ def stack(tmp_path, request):
     s.stop()
 
 
+def batch_text(*raw_events: str) -> str:
+    """A batch body as stored, from events' raw JSON text (values json.dumps would not write)."""
+    return '{"site":"https://shop.test","events":[' + ",".join(raw_events) + "]}"
+
+
 def _store(stack: Stack) -> Store:
     return Store(str(stack.tmp / "db.sqlite3"))
 
@@ -52,8 +57,7 @@ def test_poisoned_events_in_a_batch_are_set_aside_and_the_rest_go_on(stack):
     stack.settle()
     good = event("OK-1", 11, product_id=stack.peer.control.product("OK-1")["id"])
     # One batch holding every poison class and a good event: the good one must not wait on them.
-    body = '{"site":"https://shop.test","events":[%s,%s]}' % (",".join(raw for _, raw in POISON_EVENTS),
-                                                             json.dumps(good))
+    body = batch_text(*(raw for _, raw in POISON_EVENTS), json.dumps(good))
     store = _store(stack)
     store.append_batch(body, len(POISON_EVENTS) + 1, 0.0)
     store.append_batch("not json at all", 1, 0.0)
@@ -74,7 +78,7 @@ def test_a_value_no_stage_can_write_is_set_aside_per_sku(stack):
     stack.settle()
     # 1e309 is +inf once parsed: the ledger takes it, but no KeyCRM row can carry it.
     bad = json.dumps(event("V-1", 3)).replace('"stock_quantity": 3', '"stock_quantity": 1e309')
-    _store(stack).append_batch('{"events":[%s]}' % bad, 1, 0.0)
+    _store(stack).append_batch(batch_text(bad), 1, 0.0)
     wait_until(lambda: _set_aside(stack, "sync"), timeout=15, what="the SKU set aside at the sync")
     stack.peer.control.set_stock(4, sku="V-2")
     wait_until(lambda: stack.kc_sellable("V-2") == 4, timeout=15, what="a later good change of another SKU")
@@ -107,7 +111,7 @@ def test_poisoned_webhook_rows_never_block_the_keycrm_inbox(stack):
 def test_quarantine_cli_lists_retries_and_drops(stack, tmp_path):
     stack.start([{"sku": "Q-1", "quantity": 10}], [simple("Q-1", 10)])
     stack.settle()
-    _store(stack).append_batch('{"events":[%s]}' % POISON_EVENTS[0][1], 1, 0.0)
+    _store(stack).append_batch(batch_text(POISON_EVENTS[0][1]), 1, 0.0)
     wait_until(lambda: _set_aside(stack, "intake"), timeout=15, what="set aside")
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
