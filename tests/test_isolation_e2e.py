@@ -142,3 +142,25 @@ def test_status_names_each_stage(stack):
                <= set(stack.status()["stages"]), timeout=15, what="every lane reported")
     assert wait_until(lambda: stack.status()["worker_heartbeat"], what="worker heartbeat")["at"] > 0
     assert all(not v["failures"] for v in stack.status()["stages"].values())
+
+
+def test_a_rename_keycrm_does_not_apply_is_reported_and_stock_flows_by_offer_id(stack):
+    stack.start([{"sku": "OLD-9", "quantity": 10}], [simple("OLD-9", 10)])
+    stack.settle()
+    offer_id = stack.sim.control.truth(["OLD-9"])["OLD-9"]["offer_id"]
+    stack.peer.control.rename("NEW-9", sku="OLD-9")           # the shop renames the SKU
+    note = wait_until(lambda: {u["sku"]: u for u in stack.status()["unmatched_skus"]}.get("NEW-9"), timeout=15,
+                      what="the unconfirmed rename reported")
+    assert note["reason"].startswith("rename `OLD-9` to `NEW-9` in KeyCRM") and note["side"] == "keycrm"
+    assert stack.sim.control.truth(["NEW-9"])["NEW-9"] is None, "the simulator renamed after all"
+    stack.peer.control.set_stock(6, sku="NEW-9")               # stock of the new SKU: to the offer, by id
+    wait_until(lambda: stack.sim.control.truth(["OLD-9"])["OLD-9"]["quantity"] == 6, timeout=15,
+               what="stock reached the offer by its id")
+    put = stack.keycrm_stock_writes()[-1]["body"]["stocks"]
+    assert put == [{"id": offer_id, "quantity": 6}]
+    # The owner renames it in KeyCRM: once read back, the open item goes.
+    stack.sim.control.edit_offers([{"id": offer_id, "sku": "NEW-9"}])
+    stack.peer.control.set_stock(5, sku="NEW-9")
+    wait_until(lambda: stack.kc_sellable("NEW-9") == 5, timeout=15, what="stock under the new SKU")
+    wait_until(lambda: "NEW-9" not in {u["sku"] for u in stack.status()["unmatched_skus"]}, timeout=20,
+               what="the rename confirmed")

@@ -8,6 +8,7 @@ a worker killed with SIGKILL in the middle resumes from its checkpoint without w
 import csv
 import io
 import sqlite3
+import time
 
 import pytest
 
@@ -97,13 +98,16 @@ def test_s12_worker_killed_half_way_resumes_without_writing_anything_twice(stack
     stack.worker.kill()
     stack.sim.control.clear_faults()
     # The first WooCommerce batch will be applied but answered only after a while (a lost answer).
-    stack.peer.control.set_faults(hang_next=1, hang_seconds=2.0, after_commit=True, status=500,
+    stack.peer.control.set_faults(hang_next=1, hang_seconds=5.0, after_commit=True, status=500,
                                   path_contains="keycrm-bridge/v1/stock")
     stack.start_worker()
     # On the wire: marked in flight, and the peer took it (its one armed hang is used up).
     wait_until(lambda: db.execute("SELECT count(*) FROM resync_batches WHERE status = 'inflight'").fetchone()[0]
                and stack.peer.control._call("GET", "faults")["hang_next"] == 0,
                timeout=30, interval=0.02, what="a WooCommerce batch on the wire")
+    # The batch is marked before it is sent: give the worker's resync lane the moment to send it (the
+    # peer holds it for 5 s before applying), so the kill lands while the answer is outstanding.
+    time.sleep(1.0)
     stack.worker.kill()                       # SIGKILL while the batch is in flight
     stack.start_worker()
     st = stack.wait_job(job, timeout=60)

@@ -319,10 +319,11 @@ def test_products_and_variations(sim: Sim) -> None:
     )
     assert resp.status_code == 202
     assert sim.control.truth(["SH-S"])["SH-S"]["price"] == 9.5
-    renamed = sim.put("/offers", {"offers": [{"id": offers[1]["id"], "sku": "SH-M2"}]})
+    # The spec: id or sku *identifies* the offer; PUT /offers promises no SKU rename, so none happens.
+    renamed = sim.put("/offers", {"offers": [{"id": offers[1]["id"], "sku": "SH-M2", "price": 7}]})
     assert renamed.status_code == 202
     truth = sim.control.truth(["SH-M", "SH-M2"])
-    assert truth["SH-M"] is None and truth["SH-M2"]["offer_id"] == offers[1]["id"]
+    assert truth["SH-M2"] is None and truth["SH-M"]["offer_id"] == offers[1]["id"] and truth["SH-M"]["price"] == 7
 
 
 def test_answers_match_the_spec_response_schemas(sim: Sim) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import logging
 import os
+import sqlite3
 import threading
 import uuid
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import __version__, door, events, signing
+from . import __version__, door, events, health, signing
 from .clock import Clock, clock_from_spec
 from .config import Settings
 from .explain import explain
@@ -37,6 +38,7 @@ def _error(status: int, error: str, detail: Any = None) -> tuple[Response, int]:
 def create_app(settings: Settings, clock: Clock | None = None) -> Flask:
     app = Flask("keycrm_bridge")
     app.config["MAX_CONTENT_LENGTH"] = events.MAX_BODY_BYTES
+    app.config["KCB_DISK_PROBE"] = health.free_bytes  # an input: tests may answer "full"
     clock = clock or clock_from_spec(settings.clock_spec)
     stores: dict[tuple[int, int], Store] = {}
 
@@ -49,7 +51,12 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Flask:
             s = stores[key] = Store(settings.database_path, durable=True)
         return s
 
-    store()  # fail fast on an unusable database path
+    started_integrity = health.integrity(settings.database_path)
+    try:
+        store()  # a damaged or full database keeps the process alive (liveness) but not ready
+    except sqlite3.DatabaseError as exc:
+        log.error("the database cannot be opened; /readyz says why", extra={"error": str(exc)[:300]})
+        started_integrity = started_integrity or str(exc)
     register_metrics(app, store, settings, clock)
     app.extensions["keycrm_bridge"] = {"settings": settings, "clock": clock, "store": store}
 
@@ -128,6 +135,12 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Flask:
         return _error(code, names.get(code, exc.name.lower()), exc.description if code != 413 else
                       f"the body may hold at most {events.MAX_BODY_BYTES} bytes")
 
+    @app.errorhandler(sqlite3.DatabaseError)
+    def _database(exc: sqlite3.DatabaseError) -> tuple[Response, int]:
+        # Not our bug and not the caller's: the file is damaged, the disk is full or it is locked too long.
+        log.error("database error", extra={"path": request.path, "error": str(exc)[:300]})
+        return _error(503, "database unavailable", "see GET /readyz and `keycrm-bridge doctor`")
+
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple[Response, int]:
         log.exception("unhandled error", extra={"path": _route(), "request_id": g.get("request_id")})
@@ -135,8 +148,13 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:
-        store().conn.execute("SELECT 1")
+        """Liveness: this process answers. Whether the bridge can do its work is /readyz."""
         return jsonify({"ok": True}), 200
+
+    @app.get("/readyz")
+    def readyz() -> tuple[Response, int]:
+        r = health.readiness(settings, store, started_integrity, clock.now(), app.config["KCB_DISK_PROBE"])
+        return jsonify({"ready": r.ready, "checks": r.checks}), 200 if r.ready else 503
 
     @app.post("/v1/events")
     def post_events() -> tuple[Response, int]:

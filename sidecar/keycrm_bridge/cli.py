@@ -165,7 +165,8 @@ def cmd_guard(args: argparse.Namespace) -> int:
         for h in held:
             print(f"#{h['id']}: {h['reason']}")
             for ex in h["examples"][:10]:
-                print(f"    {ex['sku']}: {ex['from']} → {ex['to']}")
+                side = f" (in {ex['side']})" if ex.get("side") else ""
+                print(f"    {ex['sku']}: {ex['from']} → {ex['to']}{side}")
         return 0
     if args.id is None:
         print("keycrm-bridge: guard confirm/dismiss needs the id shown by `keycrm-bridge guard list`", file=sys.stderr)

@@ -60,6 +60,7 @@ class Settings:
     skumap_refresh_s: float = 300.0
     retention_days: float = 14.0
     erp: ErpSettings | None = None  # SYNC_MODE=erp only
+    disk_free_min_mb: float = 100.0
 
     @property
     def pushes_stock(self) -> bool:
@@ -108,6 +109,7 @@ KEYS = (
     "ERP_ZERO_MISSING", "ERP_CREATE_MISSING", "PRODUCT_FIELDS_FROM_ERP", "ERP_PRICE_TYPE",
     "MOYSKLAD_TOKEN", "MOYSKLAD_BASE_URL", "MOYSKLAD_WEBHOOK_TOKEN", "MOYSKLAD_POLL_INTERVAL_S",
     "MOYSKLAD_RECONCILE_INTERVAL_S", "MOYSKLAD_UNITS_PER_REQUEST",
+    "DISK_FREE_MIN_MB",
 )
 
 
@@ -259,4 +261,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         skumap_refresh_s=_float(env, "WOO_SKUMAP_REFRESH_S", 300.0, 0.0, 86400.0),
         retention_days=_float(env, "RETENTION_DAYS", 14.0, 1.0, 3650.0),
         erp=erp,
+        disk_free_min_mb=_float(env, "DISK_FREE_MIN_MB", 100.0, 0.0, 1e9),
     )

@@ -35,6 +35,8 @@ from .worker import WorkerLock
 
 # Names of the checks, as the report prints them.
 DATA_FOLDER = "data folder"
+DATABASE = "database"
+DISK = "free disk"
 KEYCRM_CONNECTION = "KeyCRM connection"
 KEYCRM_KEY = "KeyCRM API key"
 KEYCRM_WAREHOUSES = "KeyCRM warehouses"
@@ -298,6 +300,26 @@ def _woo_failure(url: str, exc: BridgeError, what: str, keys: str) -> list[Findi
     return [Finding(WOO_URL, False, message, fix, "WOO_URL"), unchecked]
 
 
+def check_database(settings: Settings) -> list[Finding]:
+    """Corruption and a full disk, named, with what to do (both make the sidecar not ready)."""
+    from .health import CORRUPT_HINT, FULL_HINT, disk_problem, integrity
+
+    out = []
+    damaged = integrity(settings.database_path)
+    if damaged:
+        out.append(Finding(DATABASE, False, f"the database {settings.database_path} is corrupt ({damaged})",
+                           f"stop the bridge, {CORRUPT_HINT}", "DATABASE_PATH"))
+    else:
+        out.append(Finding(DATABASE, True, "the database passes its integrity check (PRAGMA quick_check)"))
+    full = disk_problem(settings)
+    if full:
+        out.append(Finding(DISK, False, f"the disk is full: {full}; the sidecar is not ready and the worker waits",
+                           FULL_HINT, "DISK_FREE_MIN_MB"))
+    else:
+        out.append(Finding(DISK, True, f"more than {settings.disk_free_min_mb:g} MB free for the database"))
+    return out
+
+
 # -- the plugin and the running sidecar -----------------------------------------------------------
 
 
@@ -414,6 +436,9 @@ def run_doctor(settings: Settings, env: Mapping[str, str] | None = None, *, cloc
     clock = clock or make_clock(settings)
     findings = _guarded(DATA_FOLDER, lambda: check_data_folder(settings))
     data_ok = findings[0].ok and not findings[0].warning
+    if data_ok:
+        findings += _guarded(DATABASE, lambda: check_database(settings))
+        data_ok = all(f.ok for f in findings)
     store: Store | None = None
     if data_ok:
         try:

@@ -50,6 +50,15 @@ def _quarantine(db: sqlite_utils.Database) -> None:
         UNIQUE (stage, key))""")
 
 
+@MIGRATIONS(name="0003_sku_aliases")
+def _sku_aliases(db: sqlite_utils.Database) -> None:
+    db.execute("""CREATE TABLE sku_aliases (
+        sku TEXT PRIMARY KEY,
+        keycrm_sku TEXT NOT NULL,
+        offer_id INTEGER NOT NULL,
+        since REAL NOT NULL)""")
+
+
 @contextmanager
 def _exclusive(path: str) -> Iterator[None]:
     if path in ("", ":memory:"):

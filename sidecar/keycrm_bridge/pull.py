@@ -14,6 +14,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+from .aliases import Aliases
 from .budget import Priority
 from .clock import Clock
 from .config import Settings
@@ -65,13 +66,17 @@ class PullSources:
             return 0
         named: dict[str, tuple[int | None, float, float]] = {}
         quarantine = Quarantine(self.store, self.clock)
+        aliases = Aliases(self.store)
         for n, (_, rows) in enumerate(batches):
+            good = []
             for i, row in enumerate(rows if isinstance(rows, list) else [rows]):
                 problem = webhook_row_problem(row)
                 if problem:
                     quarantine.add(WEBHOOK, f"webhook:{last_id}:{n}:{i}", problem, row,
                                    row.get("sku") if isinstance(row, dict) else None)
-                    continue
+                else:
+                    good.append(row)
+            for row in aliases.ours(good, confirm=False):  # (an offer KeyCRM did not rename speaks for our SKU)
                 named[row["sku"]] = (row.get("offer_id"), float(row["in_stock"]), float(row["in_reserve"]))
         to_read = self._disagreeing(named)
         if to_read:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .aliases import Aliases
 from .budget import Priority
 from .clock import Clock
 from .config import Settings
@@ -343,9 +344,24 @@ class PushEngine:
                         c.execute(f"UPDATE {table} SET sku = ? WHERE sku = ?", (ch.sku, old))
                     c.execute("UPDATE inflight SET sku = ? WHERE sku = ?", (ch.sku, old))
                     c.execute("DELETE FROM unmatched WHERE sku = ?", (old,))
+            self._check_renames({ch.sku: (ch.payload["old_sku"], offers[ch.payload["old_sku"]]["offer_id"])
+                                 for ch in done})
         self._done(token, done)
         if missing:
             self._skip(token, missing, result, "renamed SKU: the old SKU is not in KeyCRM")
+
+    def _check_renames(self, renamed: dict[str, tuple[str, int]]) -> None:
+        """Read the offers back: KeyCRM's spec does not promise that ``PUT /offers`` renames a SKU.
+
+        Where it kept the old SKU, the rename becomes an open item and stock goes by offer id.
+        """
+        seen = {int(o["id"]): o.get("sku") for o in self.keycrm.iter_offers(skus=list(renamed))}
+        aliases, now = Aliases(self.store), self.clock.now()
+        for new, (old, offer_id) in renamed.items():
+            if seen.get(int(offer_id)) == new:
+                aliases.confirmed([new])
+            else:
+                aliases.add(new, old, int(offer_id), now)
 
     def _deleted(self, token: str, group: list[Change], result: PushResult) -> None:
         # Deleting in KeyCRM would lose its history and other channels' stock: we only stop syncing.

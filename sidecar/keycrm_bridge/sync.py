@@ -16,11 +16,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .aliases import Aliases
 from .budget import Priority
 from .clock import Clock
 from .config import Settings
 from .decide import Decision, decide, json_number
 from .errors import RETRYABLE, PermanentError, RetryableError, describe, disposition
+from .guard import Guard, cuts_of
 from .ledger import Ledger, Row
 from .pacing import write_gap_s
 from .quarantine import SYNC, Quarantine
@@ -29,7 +31,6 @@ from .woo_conflicts import WooConflicts
 
 log = logging.getLogger("keycrm_bridge.sync")
 
-GUARD_WINDOW_S = 600.0
 STALL_BACKOFF_S = (15.0, 300.0)  # first and longest wait after a round that could settle nothing
 
 
@@ -94,7 +95,7 @@ class SyncEngine:
         rows: list[tuple[str, int, int | None, float, float]] = []
         sellable: dict[str, float] = {}
         all_wh = {self.settings.write_warehouse_id, *self.settings.read_warehouse_ids}
-        for item in items:
+        for item in Aliases(self.store).ours(items):
             sku = item.get("sku")
             if not sku or (wanted is not None and sku not in wanted):
                 continue
@@ -115,7 +116,13 @@ class SyncEngine:
         """Read these SKUs from KeyCRM (≤ 50 a request). Returns those KeyCRM has."""
         if not skus:
             return set()
-        return self.absorb_stock_rows(self.keycrm.iter_stocks(skus=skus, details=True), source, set(skus))
+        aliases = Aliases(self.store).all()
+        plain = [s for s in skus if s not in aliases]
+        items: Iterable[dict[str, Any]] = self.keycrm.iter_stocks(skus=plain, details=True) if plain else []
+        by_id = [aliases[s].offer_id for s in skus if s in aliases]
+        if by_id:  # KeyCRM kept the old SKU of these: read their offers by id
+            items = [*items, *self.keycrm.iter_stocks(offer_ids=by_id, details=True)]
+        return self.absorb_stock_rows(items, source, set(skus))
 
     # -- the round --------------------------------------------------------------------------------
 
@@ -260,7 +267,7 @@ class SyncEngine:
         if woo_writes and not self._can_write_woo():
             result.unwritable += len(woo_writes)
             woo_writes = {}
-        woo_writes = self._guard(woo_writes, woo_now, bypass, result)
+        woo_writes, kc_writes = self._guard(woo_writes, kc_writes, woo_now, rows, bypass, result)
         written_kc = self._write_keycrm(kc_writes, rows, result)
         if mode == "two-way":
             # KeyCRM moved while we decided: decide both sides again next round, not one now.
@@ -341,49 +348,21 @@ class SyncEngine:
             return False
         return True
 
-    # -- S13 guard -----------------------------------------------------------------------------
+    # -- the guard (guard.py) ---------------------------------------------------------------------
 
-    def _guard(self, writes: dict[str, Decision], woo_now: dict[str, float | None], bypass: set[str],
-               result: RoundResult) -> dict[str, Decision]:
-        """Hold the cuts of a cycle that would empty or halve a large share of the shop (S13).
-
-        Cuts applied in the last ``GUARD_WINDOW_S`` count too: a broken import reaches us as a
-        trickle of webhooks, and each round alone would look harmless.
-        """
-        self._guarded = set()
-        cuts = [s for s, d in writes.items() if s not in bypass and self._is_cut(woo_now.get(s), d.woo_target)]
-        if not cuts:
-            return writes
-        now = self.clock.now()
-        recent = {s: t for s, t in self.store.get_meta("guard_recent_cuts", {}).items() if t > now - GUARD_WINDOW_S}
-        catalogue = max(self.ledger.size(), self._woo_catalogue(), 1)
-        counted = len(set(recent) | set(cuts))
-        if counted < self.settings.guard_min_skus or counted <= self.settings.guard_share * catalogue:
-            recent.update({s: now for s in cuts})
-            self.store.set_meta("guard_recent_cuts", recent)
-            return writes
-        zeroed = sum(1 for s in cuts if writes[s].woo_target == 0)
-        summary = {"reason": f"{counted} of {catalogue} SKUs would drop to 0 or by half or more within "
-                             f"{GUARD_WINDOW_S / 60:g} minutes ({len(cuts)} held now, {zeroed} of them to 0)",
-                   "examples": [{"sku": s, "from": woo_now.get(s), "to": writes[s].woo_target} for s in cuts[:20]]}
-        hold_id = self.ledger.hold(cuts, summary, now)
-        self.store.set_meta("guard_held", len(self.ledger.holds("held")))
-        log.warning("guard held a cycle; confirm with `keycrm-bridge guard confirm ID`",
-                    extra={"hold_id": hold_id, "skus": len(cuts), "catalogue": catalogue})
-        self._guarded = set(cuts)
-        result.guarded = len(cuts)
-        return {s: d for s, d in writes.items() if s not in self._guarded}
-
-    def _woo_catalogue(self) -> int:
-        if self.skumap is None:
-            return 0
-        return int(self.skumap.count())
-
-    @staticmethod
-    def _is_cut(before: float | None, after: float | None) -> bool:
-        if before is None or after is None or before <= 0:
-            return False
-        return after == 0 or (before >= 2 and after <= before / 2)
+    def _guard(self, woo_writes: dict[str, Decision], kc_writes: dict[str, Decision],
+               woo_now: dict[str, float | None], rows: dict[str, Row], bypass: set[str],
+               result: RoundResult) -> tuple[dict[str, Decision], dict[str, Decision]]:
+        """Hold the cuts of a round that would empty or halve a large share of the matched SKUs, on
+        either side; what is held is written to neither side until the owner answers."""
+        kc_now = {s: rows[s].kc_sellable for s in kc_writes}
+        cuts = {"woocommerce": cuts_of(woo_writes, woo_now, "woo_target", bypass),
+                "keycrm": cuts_of(kc_writes, kc_now, "kc_target", bypass)}
+        self._guarded = Guard(self.store, self.ledger, self.settings, self.clock).check(cuts) \
+            if cuts["woocommerce"] or cuts["keycrm"] else set()
+        result.guarded += len(self._guarded)
+        return ({s: d for s, d in woo_writes.items() if s not in self._guarded},
+                {s: d for s, d in kc_writes.items() if s not in self._guarded})
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -408,6 +387,8 @@ class SyncEngine:
                 writes.pop(s, None)  # KeyCRM changed meanwhile: decide again next round
             mirror = self.store.keycrm_stock(list(writes))
         wh = self.settings.write_warehouse_id
+        aliases = Aliases(self.store).all()
+        ours = {a.offer_id: a.sku for a in aliases.values()}
         put_rows: list[dict[str, Any]] = []
         planned: dict[str, tuple[float, float]] = {}
         for sku, d in writes.items():
@@ -420,17 +401,20 @@ class SyncEngine:
             if new_q < 0:
                 log.warning("target below what other warehouses hold; clamping at 0", extra={"sku": sku})
                 new_q = 0.0
-            put_rows.append({"sku": sku, "quantity": json_number(new_q)})
+            alias = aliases.get(sku)
+            put_rows.append({"id": alias.offer_id, "quantity": json_number(new_q)} if alias
+                            else {"sku": sku, "quantity": json_number(new_q)})
             planned[sku] = (new_q, per.get(wh, {}).get("reserve", 0.0))
         if not put_rows:
             return set()
         self.store.set_meta("last_stock_write_at", self.clock.now())
         ok, bad = self._put_isolating(put_rows)
-        ok_skus = {r["sku"] for r in ok}
+        ok_skus = {r["sku"] if "sku" in r else ours[r["id"]] for r in ok}
         self.store.save_keycrm_stock([(s, wh, None, planned[s][0], planned[s][1]) for s in ok_skus], self.clock.now())
         self.store.clear_unmatched(ok_skus)
         for row, why in bad:
-            self._unmatched([row["sku"]], "woocommerce", f"KeyCRM rejected the stock row: {why}"[:300], result)
+            sku_of = row["sku"] if "sku" in row else ours[row["id"]]
+            self._unmatched([sku_of], "woocommerce", f"KeyCRM rejected the stock row: {why}"[:300], result)
         if ok_skus:
             self.store.set_meta("last_keycrm_success_at", self.clock.now())
         result.keycrm_rows += len(ok_skus)

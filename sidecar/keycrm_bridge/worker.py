@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from .config import Settings
 from .erp.lane import start_erp_lane
 from .errors import RETRYABLE, describe, disposition
 from .events import changes_for
+from .health import CORRUPT_HINT, disk_problem, integrity
 from .lanes import Lane, LaneThread, Step
 from .quarantine import INTAKE, PUSH, SKUMAP, SYNC, WEBHOOK, Quarantine
 from .wiring import Engines
@@ -285,7 +287,30 @@ class Worker:
         t.start()
         return t
 
+    def wait_until_usable(self, check_every_s: float = 5.0) -> bool:
+        """A worker started on a full disk or a damaged database does not exit: it waits and says why
+        (``/readyz`` and ``doctor`` say it too). Returns False when stopped meanwhile."""
+        said = ""
+        while not self.stop_event.is_set():
+            problem = disk_problem(self.settings)
+            damaged = integrity(self.settings.database_path) if problem is None else None
+            if damaged:
+                problem = f"the database is damaged ({damaged}): {CORRUPT_HINT}"
+            if problem is None:
+                try:
+                    self.make_engines().store.close()
+                    return True
+                except (sqlite3.Error, OSError) as exc:
+                    problem = f"the database cannot be opened: {exc}"
+            if problem != said:
+                log.error("worker waiting: %s", problem, extra={"database": self.settings.database_path})
+                said = problem
+            self.stop_event.wait(check_every_s)
+        return False
+
     def run(self) -> None:
+        if not self.wait_until_usable():
+            return
         lock = WorkerLock(self.settings.database_path)
         lock.acquire(self.clock)
         main = self.make_engines()

@@ -100,8 +100,9 @@ def control_blueprint(sim: Simulator) -> Blueprint:
     @bp.post("/offers")
     @endpoint
     def edit_offers() -> Any:
-        """Edit offers as a KeyCRM user would: ``{"offers": [{"sku"|"id", "price", ...}]}``."""
-        result = sim.state.update_offers(_body().get("offers") or [])
+        """Edit offers as a KeyCRM user would: ``{"offers": [{"sku"|"id", "price", ...}]}`` (by ``id``, a
+        ``sku`` renames the offer, as KeyCRM's own screens can)."""
+        result = sim.state.update_offers(_body().get("offers") or [], user_edit=True)
         return {"applied": result.applied, "ignored": result.ignored}
 
     @bp.post("/products/<int:product_id>")

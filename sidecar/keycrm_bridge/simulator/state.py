@@ -329,8 +329,13 @@ class SimState:
             return list(self.sku_index.get(str(sku), ()))
         return []
 
-    def update_offers(self, rows: Iterable[Mapping[str, Any]]) -> StockWriteResult:
-        """``PUT /offers``: rows by id (which may also rename the SKU) or by sku; unknown rows ignored."""
+    def update_offers(self, rows: Iterable[Mapping[str, Any]], *, user_edit: bool = False) -> StockWriteResult:
+        """``PUT /offers``: rows by id or by sku; unknown rows ignored.
+
+        ``id`` or ``sku`` only *identifies* the offer (the spec changes price, purchased price, weight
+        and dimensions and promises no SKU rename), so a row's ``sku`` is never applied as a new SKU —
+        but for ``user_edit``: a person editing an offer (found by ``id``) in KeyCRM may rename it.
+        """
         result = StockWriteResult()
         with self.lock:
             now = self.clock.now()
@@ -341,9 +346,8 @@ class SimState:
                         {"id": row.get("id"), "sku": row.get("sku"), "reason": "unknown offer"}
                     )
                     continue
-                fields = (
-                    dict(row) if row.get("id") is not None else {k: v for k, v in row.items() if k != "sku"}
-                )
+                renames = user_edit and row.get("id") is not None
+                fields = {k: v for k, v in row.items() if k != "id" and (k != "sku" or renames)}
                 for oid in ids:
                     self._apply_offer_fields(self.offers[oid], fields, now)
                 result.applied += 1

@@ -1,0 +1,67 @@
+"""Upgrades keep data: a database written by release 0.1.0 (tests/fixtures/db-0.1.0.sql, made by that
+release's own code) is opened by this one, migrated in order, and loses nothing."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from keycrm_bridge import migrations
+from keycrm_bridge.config import load_settings
+from keycrm_bridge.events import changes_for
+from keycrm_bridge.ledger import Ledger
+from keycrm_bridge.status import build_status
+from keycrm_bridge.store import Store
+from keycrm_bridge.woo_skumap import SkuMap
+
+FIXTURE = Path(__file__).parent / "fixtures" / "db-0.1.0.sql"
+
+
+def old_database(tmp_path: Path) -> Path:
+    db = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(db)
+    conn.executescript(FIXTURE.read_text())
+    conn.close()
+    return db
+
+
+def contents(db: Path) -> dict[str, list[tuple]]:
+    conn = sqlite3.connect(db)
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
+                                         " AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '\\_%' ESCAPE '\\'")]
+    out = {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
+    conn.close()
+    return out
+
+
+def test_a_0_1_0_database_is_migrated_with_nothing_lost(tmp_path):
+    db = old_database(tmp_path)
+    before = contents(db)
+    assert before["events"] and before["inbox"] and before["ledger"] and before["woo_skus"], "fixture is empty"
+    store = Store(str(db))
+    assert migrations.applied(store.conn) == ["0001_release_0_1_0", "0002_quarantine", "0003_sku_aliases"]
+    assert migrations.pending(store.conn) == []
+    after = contents(db)
+    for table, rows in before.items():
+        assert after[table] == rows, f"{table} changed in the upgrade"
+    assert after["quarantine"] == []
+    # The old data works with the new code: the batch 0.1.0 had not expanded yet, the hold, the map.
+    settings = load_settings({"BRIDGE_SHARED_SECRET": "s" * 20, "KEYCRM_API_KEY": "k",
+                              "KEYCRM_WRITE_WAREHOUSE_ID": "1", "SYNC_MODE": "two-way",
+                              "DATABASE_PATH": str(db)})
+    assert store.expand_inbox(lambda ev: changes_for(ev, settings)) == (2, 0)
+    status = build_status(store, settings, 1_790_000_000.0)
+    assert [h["skus"] for h in status["guard_holds"]] == [["OLD-2"]]
+    assert status["unmatched_skus"][0]["sku"] == "GHOST-1" and status["quarantine"]["count"] == 0
+    assert Ledger(store).rows(["OLD-0"])["OLD-0"].agreed == 10.0
+    assert SkuMap(str(db)).get("OLD-0").product_id == 100
+    store.close()
+
+
+def test_opening_again_applies_nothing(tmp_path):
+    db = tmp_path / "new.sqlite3"
+    Store(str(db)).close()
+    conn = sqlite3.connect(db)
+    assert migrations.migrate(conn, str(db)) == []
+    assert [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")] == \
+        ["0001_release_0_1_0", "0002_quarantine", "0003_sku_aliases"]
