@@ -473,3 +473,16 @@ def test_two_processes_take_turns(tmp_path: Path, fork_context: multiprocessing.
     # Each gets a fair share. (Not strict turns: at 120x a process that the OS pauses for a few real
     # milliseconds lets the other take several slots in a row.)
     assert min(owners.count(0), owners.count(1)) >= 0.3 * len(owners)
+
+
+def test_product_fields_never_queue_a_stock_write_behind_them(tmp_path) -> None:
+    """Stock first: a product-field write has a read's share and queue place, so the write reserve
+    stays free for stock and a stock write never waits behind product fields."""
+    clock = FakeClock()
+    budget = RateBudget(tmp_path / "b.sqlite3", clock, per_minute=6, write_reserve=2)
+    for _ in range(4):
+        assert budget.try_acquire(Priority.FIELDS, "PUT /products/{id}")
+    assert not budget.try_acquire(Priority.FIELDS, "PUT /products/{id}"), "fields took the stock reserve"
+    assert budget.try_acquire(Priority.WRITE, "PUT /offers/stocks")
+    assert budget.try_acquire(Priority.WRITE, "PUT /offers/stocks")
+    budget.close()

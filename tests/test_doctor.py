@@ -83,7 +83,7 @@ def test_a_good_setup_passes(stack, capsys):
     plugin_request(stack, ok=True)
     found, code, out = run(stack["env"], capsys)
     assert [f for f in found.values() if not f.ok or f.warning] == []
-    assert set(found) == {doctor.DATA_FOLDER, doctor.KEYCRM_CONNECTION, doctor.KEYCRM_KEY, doctor.KEYCRM_WAREHOUSES,
+    assert set(found) == {doctor.DATA_FOLDER, doctor.DATABASE, doctor.DISK, doctor.KEYCRM_CONNECTION, doctor.KEYCRM_KEY, doctor.KEYCRM_WAREHOUSES,
                           doctor.WOO_URL, doctor.WOO_KEYS, doctor.PLUGIN_SIGNATURE, doctor.EVENTS_API, doctor.WORKER,
                           doctor.DEMO_DEFAULTS}
     assert code == 0 and "everything checked is fine" in out

@@ -472,10 +472,11 @@ def test_offers_products_and_orders_routes(stub: StubKeyCRM, budget: RateBudget,
     assert [c.args["filter[source_uuid]"] for c in order_calls] == ["wc-77", "wc-78"]
     assert order_calls[0].args["filter[updated_between]"] == "2026-03-01 10:00:00, 2026-03-01 11:00:00"
     assert order_calls[0].args["include"] == "products.offer"
-    # Reads are READ, writes WRITE in the shared budget.
+    # Reads are READ, product fields (PUT /offers, PUT /products/{id}) FIELDS, other writes WRITE.
     by_priority = dict(budget._conn.execute("SELECT priority, count(*) FROM keycrm_calls GROUP BY priority").fetchall())
-    # The two GET /order count as writes: the order poll may use the write reserve.
-    assert by_priority == {"read": 2, "write": 7}
+    # The two GET /order count as writes (the order poll may use the write reserve); product fields
+    # (PUT /offers, PUT /products/{id}) as FIELDS.
+    assert by_priority == {"read": 2, "fields": 2, "write": 5}
 
 
 def test_one_page_readers_for_stocks_and_offers(stub: StubKeyCRM, budget: RateBudget, clock: FakeClock) -> None:

@@ -65,3 +65,27 @@ def test_opening_again_applies_nothing(tmp_path):
     assert migrations.migrate(conn, str(db)) == []
     assert [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")] == \
         ["0001_release_0_1_0", "0002_quarantine", "0003_sku_aliases"]
+
+
+def test_the_bridge_runs_over_an_upgraded_0_1_0_database(tmp_path):
+    """Real processes started over the old file: what 0.1.0 left is handled, a new change arrives."""
+    from bridge import wait_until
+    from stack import Stack, simple
+
+    db = tmp_path / "db.sqlite3"
+    conn = sqlite3.connect(db)
+    conn.executescript(FIXTURE.read_text())
+    conn.close()
+    stack = Stack(tmp_path, "woocommerce")
+    try:
+        stack.start([{"sku": "OLD-3", "quantity": 1}, {"sku": "NEW-A", "quantity": 10}],
+                    [simple("NEW-A", 10)])
+        # The batch 0.1.0 had received but not expanded: OLD-3 at 13 reaches KeyCRM.
+        wait_until(lambda: stack.kc_sellable("OLD-3") == 13, timeout=20, what="0.1.0's pending batch")
+        stack.peer.control.set_stock(4, sku="NEW-A")
+        wait_until(lambda: stack.kc_sellable("NEW-A") == 4, timeout=15, what="a new change after the upgrade")
+        st = stack.status()
+        assert [h["skus"] for h in st["guard_holds"]] == [["OLD-2"]]
+        assert "GHOST-1" in {u["sku"] for u in st["unmatched_skus"]}
+    finally:
+        stack.stop()

@@ -9,8 +9,9 @@ Semantics — a sliding 60-second window, not a token bucket: a call may start a
 fewer than the limit started in ``(now - 60, now]``. Then no 60-second window ever holds more calls
 than the budget (a bucket with burst allows up to twice the rate across a window edge).
 
-Priorities: writes (pushes) may use the whole budget, reads only ``per_minute - write_reserve``,
-so a full-catalogue read never locks out a push.
+Priorities: stock writes may use the whole budget, reads and product-field writes only
+``per_minute - write_reserve``, so neither a full-catalogue read nor a hundred product renames
+ever lock out a stock push.
 
 Waiting is fair and shared too: a caller that has to wait takes a ticket in ``keycrm_waiters``.
 A write may start only when no older write waits; a read only when no write and no older read
@@ -63,7 +64,9 @@ _BLOCKED_UNTIL = "blocked_until"
 
 
 class Priority(enum.StrEnum):
-    WRITE = "write"
+    WRITE = "write"    # stock writes: the whole budget, queued only behind older stock writes
+    FIELDS = "fields"  # product fields (PUT /offers, PUT /products/{id}): a read's share and place in the
+    #                    queue, so that stock is never queued behind product fields
     READ = "read"
 
 

@@ -174,7 +174,7 @@ class KeyCRMClient:
     def put_offers(self, offers: Sequence[JSON]) -> list[JSON]:
         """Update offers' price, purchased_price, weight, dimensions, image (each by ``id`` or ``sku``)."""
         return [
-            self._request("PUT", "/offers", "PUT /offers", json_body={"offers": chunk})
+            self._request("PUT", "/offers", "PUT /offers", json_body={"offers": chunk}, priority=Priority.FIELDS)
             for chunk in _chunks(offers, OFFERS_PUT_MAX_ROWS)
         ]
 
@@ -184,7 +184,8 @@ class KeyCRMClient:
         return self._request("GET", f"/products/{int(product_id)}", "GET /products/{id}", params=params)
 
     def update_product(self, product_id: int, fields: JSON) -> JSON:
-        return self._request("PUT", f"/products/{int(product_id)}", "PUT /products/{id}", json_body=dict(fields))
+        return self._request("PUT", f"/products/{int(product_id)}", "PUT /products/{id}", json_body=dict(fields),
+                             priority=Priority.FIELDS)
 
     def create_product(self, payload: JSON) -> JSON:
         """``POST /products``: a product without variants (``name`` is required; ``sku`` names its offer)."""
@@ -256,10 +257,12 @@ class KeyCRMClient:
         *,
         params: dict[str, Any] | None = None,
         json_body: JSON | None = None,
+        priority: Priority | None = None,
     ) -> Any:
-        # The order poll is what keeps a site order from being sold twice: like a write it may use the
-        # write reserve, so a sweep or a resync filling the reads never delays it.
-        priority = Priority.READ if method == "GET" and endpoint != "GET /order" else Priority.WRITE
+        if priority is None:
+            # The order poll is what keeps a site order from being sold twice: like a write it may use the
+            # write reserve, so a sweep or a resync filling the reads never delays it.
+            priority = Priority.READ if method == "GET" and endpoint != "GET /order" else Priority.WRITE
         headers = {
             "Authorization": f"Bearer {self._api_key}",
             "Accept": "application/json",

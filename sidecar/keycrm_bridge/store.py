@@ -269,76 +269,17 @@ class Store:
         (a poisoned value the door let through) is handed to ``set_aside`` in the same transaction,
         and the rest of its batch goes on; ``fresh`` collects the events that were new.
         """
+        from .inbox import expand_batch
+
         new = dup = 0
         with self.transaction() as c:
             batches = c.execute("SELECT id, received_at, body FROM inbox ORDER BY id LIMIT ?", (limit,)).fetchall()
             for b in batches:
-                n, d = self._expand_batch(c, b, changes_for, set_aside, fresh)
+                n, d = expand_batch(c, b, changes_for, set_aside, fresh)
                 new, dup = new + n, dup + d
             if batches:
                 c.execute("DELETE FROM inbox WHERE id <= ?", (batches[-1]["id"],))
         return new, dup
-
-    def _expand_batch(self, c: sqlite3.Connection, b: sqlite3.Row, changes_for: Any, set_aside: SetAside | None,
-                      fresh: list[dict[str, Any]] | None) -> tuple[int, int]:
-        from .errors import RETRYABLE, describe, disposition
-
-        try:
-            batch = json.loads(b["body"])["events"]
-            if not isinstance(batch, list) or not all(isinstance(ev, dict) for ev in batch):
-                raise ValueError("the batch holds no list of events")
-        except (ValueError, TypeError, KeyError) as exc:
-            if set_aside is None:
-                raise
-            set_aside(f"batch:{b['id']}", f"batch could not be read: {describe(exc)}", {"body": b["body"]}, None)
-            return 0, 0
-        parts = [batch]
-        new = dup = 0
-        while parts:
-            part = parts.pop(0)
-            c.execute("SAVEPOINT expand")
-            try:
-                n, d = self._expand(c, part, b["received_at"], changes_for, fresh)
-                c.execute("RELEASE expand")
-                new, dup = new + n, dup + d
-            except Exception as exc:
-                c.execute("ROLLBACK TO expand")
-                c.execute("RELEASE expand")
-                if set_aside is None or disposition(exc) == RETRYABLE:
-                    raise
-                if len(part) > 1:
-                    # Halve until the poisoned events are alone: every other event goes in.
-                    parts[:0] = [part[:len(part) // 2], part[len(part) // 2:]]
-                    continue
-                ev = part[0]
-                set_aside(f"event:{ev.get('id')!s}", describe(exc), ev, ev.get("sku"))
-        return new, dup
-
-    @staticmethod
-    def _expand(c: sqlite3.Connection, batch: list[dict[str, Any]], now: float, changes_for: Any,
-                fresh_out: list[dict[str, Any]] | None = None) -> tuple[int, int]:
-        ids = [ev["id"] for ev in batch]
-        seen: set[str] = set()
-        for part in chunks(ids):
-            seen.update(r[0] for r in c.execute(f"SELECT id FROM events WHERE id IN ({marks(part)})", part))
-        fresh = []
-        for ev in batch:
-            if ev["id"] not in seen:
-                seen.add(ev["id"])
-                fresh.append(ev)
-        c.executemany(
-            "INSERT INTO events (id, received_at, occurred_at, type, cause, sku, product_id, payload)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(ev["id"], now, ev["occurred_at"], ev["type"], ev["cause"], ev["sku"], ev["product_id"],
-              json.dumps(ev, separators=(",", ":"))) for ev in fresh],
-        )
-        c.executemany(
-            "INSERT INTO changes (event_id, kind, sku, occurred_at, created_at) VALUES (?, ?, ?, ?, ?)",
-            [(ev["id"], kind, sku, ev["occurred_at"], now) for ev in fresh for kind, sku in changes_for(ev)],
-        )
-        if fresh_out is not None:
-            fresh_out.extend(fresh)
-        return len(fresh), len(batch) - len(fresh)
 
     def append_webhook(self, rows: list[dict[str, Any]], now: float) -> None:
         self.conn.execute("INSERT INTO keycrm_inbox (received_at, body) VALUES (?, ?)",

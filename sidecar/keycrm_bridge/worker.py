@@ -21,6 +21,7 @@ import os
 import signal
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -332,8 +333,9 @@ class Worker:
                 self.stop_event.wait(HEARTBEAT_S)
         finally:
             self.stop_event.set()
+            deadline = time.monotonic() + 5.0  # (daemon threads: a lane stuck in a request ends with us)
             for t in threads.values():
-                t.join(timeout=5)  # (daemon threads: a lane stuck in a request ends with the process)
+                t.join(timeout=max(0.0, deadline - time.monotonic()))
             lock.release()
             log.info("worker stopped")
 
