@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import random
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ RETRY_AFTER_CAP_S = 600.0
 KEYCRM_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # UTC, as in the spec's filter examples
 
 _IDEMPOTENT = frozenset({"GET", "PUT", "DELETE", "HEAD"})
+_ON_THE_WIRE = threading.Lock()  # per process: see KeyCRMClient._request
 _CONFIG_ERRORS = (
     requests.exceptions.InvalidURL,
     requests.exceptions.MissingSchema,
@@ -277,14 +279,21 @@ class KeyCRMClient:
             started = time.perf_counter()  # measures duration for the log only
             status: int | None = None
             try:
-                response = self.session.request(
-                    method,
-                    url,
-                    params=params,
-                    data=None if json_body is None else json.dumps(json_body, ensure_ascii=False).encode(),
-                    headers=headers,
-                    timeout=self.timeout,
-                )
+                with _ON_THE_WIRE:
+                    # The worker's lanes share this process: one KeyCRM request on the wire at a time,
+                    # so a 429 one lane meets is honoured by the next one's request, never raced by it.
+                    self._wait_out_block()
+                    response = self.session.request(
+                        method,
+                        url,
+                        params=params,
+                        data=None if json_body is None else json.dumps(json_body, ensure_ascii=False).encode(),
+                        headers=headers,
+                        timeout=self.timeout,
+                    )
+                    if response.status_code == 429:
+                        # Blocks every process (and lane) before the next request may go out.
+                        self.budget.penalize(self._retry_after(response, attempt))
                 status = response.status_code
             except _CONFIG_ERRORS as exc:
                 # A malformed base URL is a setting to fix, not an outage to wait out.
@@ -310,9 +319,7 @@ class KeyCRMClient:
                             raise last_error from None
                         delay = self._backoff(attempt)
                 elif status == 429:
-                    retry_after = self._retry_after(response, attempt)
-                    # Blocks every process; the next acquire() waits it out on the clock.
-                    self.budget.penalize(retry_after)
+                    retry_after = self._retry_after(response, attempt)  # (penalized above, on the wire)
                     last_error = RetryableError(
                         f"{endpoint}: rate limited (429)", status=429, endpoint=endpoint, retry_after=retry_after
                     )
@@ -337,6 +344,11 @@ class KeyCRMClient:
             # A hint for the worker: the next backoff step without jitter.
             last_error.retry_after = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**self.max_attempts)
         raise last_error
+
+    def _wait_out_block(self) -> None:
+        until = self.budget.blocked_until()
+        if until is not None:
+            self.clock.sleep(max(0.0, until - self.clock.now()))
 
     def _backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2^(attempt-1))]."""
