@@ -53,7 +53,7 @@ def test_corrupt_database_is_not_ready_and_doctor_says_restore(tmp_path):
         fh.write(os.urandom(8192))
     env = bridge_env(db)
     web = Web(env, tmp_path / "web.log").start()            # alive: /healthz answers
-    worker = Worker(web.env, tmp_path / "worker.log").start()
+    worker = Worker(web.env, tmp_path / "worker.log", reviewed=False).start()  # (nothing to approve in it)
     try:
         code, body = readyz(web)
         assert code == 503 and not body["checks"]["integrity"]["ok"]
