@@ -132,7 +132,7 @@ def test_s12_woocommerce_mode_writes_keycrm_in_one_put_through_a_429_storm(stack
     # (the resync reads 41 pages: 40 of stock, the first of /offers).
     stack.sim.control.rate(limit=8, window=1.0, reset=True)
     mark = stack.sim.control.last_seq()
-    st = stack.wait_job(stack.start_resync(dry_run=False), timeout=90)
+    st = stack.wait_job(stack.start_resync(dry_run=False), timeout=180)
     log = stack.sim.control.requests(mark, bodies=False)
     assert sum(1 for r in log if r["status"] == 429) >= 3, "no 429 storm happened"
     assert st["errors"] == 0 and st["counts"]["writes"] == {"keycrm_done": 300}

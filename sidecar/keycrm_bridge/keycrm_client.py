@@ -54,6 +54,7 @@ KEYCRM_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # UTC, as in the spec's filter example
 
 _IDEMPOTENT = frozenset({"GET", "PUT", "DELETE", "HEAD"})
 _ON_THE_WIRE = threading.Lock()  # per process: see KeyCRMClient._request
+_blocked: dict[str, float] = {}  # budget database -> until when this process's last 429 blocks calls
 _CONFIG_ERRORS = (
     requests.exceptions.InvalidURL,
     requests.exceptions.MissingSchema,
@@ -293,7 +294,8 @@ class KeyCRMClient:
                     )
                     if response.status_code == 429:
                         # Blocks every process (and lane) before the next request may go out.
-                        self.budget.penalize(self._retry_after(response, attempt))
+                        until = self.budget.penalize(self._retry_after(response, attempt))
+                        _blocked[self.budget.db_path] = max(_blocked.get(self.budget.db_path, 0.0), until)
                 status = response.status_code
             except _CONFIG_ERRORS as exc:
                 # A malformed base URL is a setting to fix, not an outage to wait out.
@@ -346,9 +348,11 @@ class KeyCRMClient:
         raise last_error
 
     def _wait_out_block(self) -> None:
-        until = self.budget.blocked_until()
-        if until is not None:
-            self.clock.sleep(max(0.0, until - self.clock.now()))
+        # Another lane's 429 after this one's acquire(): acquire() saw no block then (other
+        # processes' blocks are seen by acquire(); this process's are known here without a read).
+        wait = _blocked.get(self.budget.db_path, 0.0) - self.clock.now()
+        if wait > 0:
+            self.clock.sleep(wait)
 
     def _backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2^(attempt-1))]."""
