@@ -109,7 +109,7 @@ class PushStack:
     def __init__(self, tmp: Path, skus: list[str], lat: Latency, **env: str) -> None:
         self.sim = SimulatorProcess(latency=lat.keycrm).start()
         self.sim.control.seed(offers=[{"sku": s, "quantity": 5, "reserve": 1} for s in skus])
-        self.peer = WooPeerProcess(extra_args=lat.peer_args()).start()
+        self.peer = WooPeerProcess(secret=SECRET, extra_args=lat.peer_args()).start()
         self.peer.control.seed(products=[{"name": f"Product {s}", "sku": s, "regular_price": "10.00",
                                           "manage_stock": True, "stock_quantity": 4} for s in skus])
         # The sweep is the pull direction's idle cost (bench/pull.py): off, so the counts are pushing's.

@@ -54,7 +54,7 @@ class Bench(Processes):
         self.sim.start()
         self.sim.control.seed(self.n, quantity=10)
         clock_args = ["--clock", self.spec] if self.spec else []
-        self.peer = WooPeerProcess(extra_args=[*clock_args, "--log-cap", "50000", *self.lat.peer_args()]).start()
+        self.peer = WooPeerProcess(secret=SECRET, extra_args=[*clock_args, "--log-cap", "50000", *self.lat.peer_args()]).start()
         self.peer.control.seed(simple=self.n, stock=10)
         # The drift: KeyCRM received 3 more of every (N/D)-th SKU, which the bridge has not seen.
         step = self.n // self.drift if self.drift else 1
