@@ -21,8 +21,8 @@ system-deps:
 run: venv
 	keycrm-bridge run
 
-## Every check and test: lint (ruff, mypy, php -l, phpcs), the Python suite, the plugin suite.
-test: system-deps venv lint pytest plugin-test
+## Every check and test: lint (ruff, mypy, php -l, phpcs), the Python suite, the plugin suite, the real-shop suite.
+test: system-deps venv lint pytest plugin-test real-shop-test
 
 lint: venv
 	ruff check sidecar tests bench
