@@ -15,141 +15,30 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from keycrm_bridge.clock import Clock
-
-Number = int | float
-
-# KeyCRM status ids/groups for the three states the simulator models (group ids are KeyCRM's:
-# 1 new, 5 completed, 6 canceled).
-ORDER_STATUSES: dict[str, tuple[int, int, str]] = {
-    "new": (1, 1, "Новий"),
-    "completed": (12, 5, "Виконано"),
-    "canceled": (19, 6, "Скасовано"),
-}
-
-
-def generated_sku(index: int, prefix: str = "SKU-") -> str:
-    """The SKU the seeder gives the ``index``-th generated offer (1-based): ``SKU-000001``."""
-    return f"{prefix}{index:06d}"
-
-
-def _num(value: Any) -> Number:
-    """Keep whole numbers as ints so answers read ``5``, not ``5.0``."""
-    if isinstance(value, bool):
-        raise ValueError("boolean is not a number")
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, int | float):
-        return value
-    raise ValueError(f"not a number: {value!r}")
-
-
-class SimError(Exception):
-    """A control or API request the state cannot carry out; ``status`` is the HTTP answer."""
-
-    def __init__(self, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass
-class Warehouse:
-    id: int
-    name: str
-
-
-@dataclass
-class Product:
-    id: int
-    name: str
-    created_at: float
-    updated_at: float
-    description: str = ""
-    currency_code: str = "UAH"
-    unit_type: str | None = None
-    category_id: Number | None = None
-    pictures: list[str] = field(default_factory=list)
-    custom_fields: list[dict[str, Any]] = field(default_factory=list)
-    weight: Number | None = None
-    length: Number | None = None
-    width: Number | None = None
-    height: Number | None = None
-    is_archived: bool = False
-    has_offers: bool = False  # True once variations exist (KeyCRM's has_offers)
-
-
-@dataclass
-class Offer:
-    id: int
-    product_id: int
-    sku: str
-    created_at: float
-    updated_at: float
-    barcode: str | None = None
-    price: Number = 0
-    purchased_price: Number = 0
-    weight: Number | None = None
-    length: Number | None = None
-    width: Number | None = None
-    height: Number | None = None
-    thumbnail_url: str | None = None
-    properties: list[dict[str, Any]] = field(default_factory=list)
-    is_archived: bool = False
-
-
-@dataclass
-class StockCell:
-    quantity: Number = 0
-    reserve: Number = 0
-
-
-@dataclass
-class OrderLine:
-    offer_id: int
-    sku: str
-    quantity: Number
-    price: Number
-    name: str
-
-
-@dataclass
-class Order:
-    id: int
-    source_uuid: str | None
-    source_id: int
-    status: str
-    warehouse_id: int
-    lines: list[OrderLine]
-    created_at: float
-    updated_at: float
-    closed_at: float | None = None
-
-
-@dataclass
-class StockWriteResult:
-    applied: int = 0
-    ignored: list[dict[str, Any]] = field(default_factory=list)
-    changed_offer_ids: list[int] = field(default_factory=list)
-
-
-OFFER_FIELDS = ("price", "purchased_price", "weight", "length", "width", "height")
-PRODUCT_FIELDS = (
-    "name",
-    "description",
-    "currency_code",
-    "unit_type",
-    "category_id",
-    "weight",
-    "length",
-    "width",
-    "height",
+from keycrm_bridge.simulator import seeding
+from keycrm_bridge.simulator.records import (
+    OFFER_FIELDS,
+    ORDER_STATUSES,
+    PRODUCT_FIELDS,
+    Number,
+    Offer,
+    Order,
+    OrderLine,
+    Product,
+    SimError,
+    StockCell,
+    StockListener,
+    StockWriteResult,
+    Warehouse,
+    generated_sku,
+    num,
 )
 
-StockListener = Callable[[list[int]], None]
+__all__ = ["ORDER_STATUSES", "Offer", "Order", "Product", "SimError", "SimState", "generated_sku"]
 
 
 class SimState:
@@ -209,16 +98,12 @@ class SimState:
             return min(self.warehouses)
 
     # ------------------------------------------------------------ catalogue
-    def create_product(
-        self, fields: Mapping[str, Any], *, offers: Iterable[Mapping[str, Any]] = ()
-    ) -> Product:
+    def create_product(self, fields: Mapping[str, Any], *, offers: Iterable[Mapping[str, Any]] = ()) -> Product:
         """Create a product. A ``sku`` in ``fields`` makes its default offer (a product without
         variations); ``offers`` makes variations (``has_offers``)."""
         with self.lock:
             now = self.clock.now()
-            product = Product(
-                id=self._next_product, name=str(fields.get("name") or ""), created_at=now, updated_at=now
-            )
+            product = Product(id=self._next_product, name=str(fields.get("name") or ""), created_at=now, updated_at=now)
             self._next_product += 1
             self._apply_product_fields(product, fields)
             self.products[product.id] = product
@@ -226,9 +111,7 @@ class SimState:
             self.product_offers[product.id] = []
             if fields.get("sku") is not None:
                 default = {
-                    k: fields[k]
-                    for k in ("sku", "barcode", "price", "purchased_price", *OFFER_FIELDS)
-                    if k in fields
+                    k: fields[k] for k in ("sku", "barcode", "price", "purchased_price", *OFFER_FIELDS) if k in fields
                 }
                 self._create_offer(product, default, now)
             variations = list(offers)
@@ -240,9 +123,7 @@ class SimState:
         for name in PRODUCT_FIELDS:
             if name in fields and fields[name] is not None:
                 value = fields[name]
-                setattr(
-                    product, name, _num(value) if name in OFFER_FIELDS or name == "category_id" else value
-                )
+                setattr(product, name, num(value) if name in OFFER_FIELDS or name == "category_id" else value)
         if "pictures" in fields and isinstance(fields["pictures"], list):
             product.pictures = [str(p) for p in fields["pictures"]][:6]
         if "custom_fields" in fields and isinstance(fields["custom_fields"], list):
@@ -297,12 +178,10 @@ class SimState:
         self.stock[offer.id] = {}
         return offer
 
-    def _apply_offer_fields(
-        self, offer: Offer, row: Mapping[str, Any], now: float, *, reindex: bool = True
-    ) -> None:
+    def _apply_offer_fields(self, offer: Offer, row: Mapping[str, Any], now: float, *, reindex: bool = True) -> None:
         for name in OFFER_FIELDS:
             if row.get(name) is not None:
-                setattr(offer, name, _num(row[name]))
+                setattr(offer, name, num(row[name]))
         if row.get("barcode") is not None:
             offer.barcode = str(row["barcode"])
         if row.get("image_url") is not None:
@@ -342,9 +221,7 @@ class SimState:
             for row in rows:
                 ids = self.find_offer_ids(offer_id=row.get("id"), sku=row.get("sku"))
                 if not ids:
-                    result.ignored.append(
-                        {"id": row.get("id"), "sku": row.get("sku"), "reason": "unknown offer"}
-                    )
+                    result.ignored.append({"id": row.get("id"), "sku": row.get("sku"), "reason": "unknown offer"})
                     continue
                 renames = user_edit and row.get("id") is not None
                 fields = {k: v for k, v in row.items() if k != "id" and (k != "sku" or renames)}
@@ -379,11 +256,9 @@ class SimState:
             for row in rows:
                 ids = self.find_offer_ids(offer_id=row.get("id"), sku=row.get("sku"))
                 if not ids:
-                    result.ignored.append(
-                        {"id": row.get("id"), "sku": row.get("sku"), "reason": "unknown offer"}
-                    )
+                    result.ignored.append({"id": row.get("id"), "sku": row.get("sku"), "reason": "unknown offer"})
                     continue
-                quantity = _num(row["quantity"])
+                quantity = num(row["quantity"])
                 for oid in ids:
                     cell = self.cell(oid, warehouse_id)
                     if cell.quantity != quantity:
@@ -412,11 +287,11 @@ class SimState:
                     cell = self.cell(oid, wh)
                     before = (cell.quantity, cell.reserve)
                     if item.get("delta") is not None:
-                        cell.quantity = _num(cell.quantity + _num(item["delta"]))
+                        cell.quantity = num(cell.quantity + num(item["delta"]))
                     if item.get("quantity") is not None:
-                        cell.quantity = _num(item["quantity"])
+                        cell.quantity = num(item["quantity"])
                     if item.get("reserve") is not None:
-                        cell.reserve = _num(item["reserve"])
+                        cell.reserve = num(item["reserve"])
                     if (cell.quantity, cell.reserve) != before:
                         self.offers[oid].updated_at = now
                         changed[oid] = None
@@ -450,8 +325,8 @@ class SimState:
                     OrderLine(
                         offer.id,
                         offer.sku,
-                        _num(item.get("quantity", 1)),
-                        _num(item.get("price", offer.price)),
+                        num(item.get("quantity", 1)),
+                        num(item.get("price", offer.price)),
                         product.name,
                     )
                 )
@@ -497,109 +372,22 @@ class SimState:
         changed: dict[int, None] = {}
         for line in order.lines:
             cell = self.cell(line.offer_id, order.warehouse_id)
-            cell.reserve = _num(cell.reserve + reserve_sign * line.quantity)
-            cell.quantity = _num(cell.quantity + quantity_sign * line.quantity)
+            cell.reserve = num(cell.reserve + reserve_sign * line.quantity)
+            cell.quantity = num(cell.quantity + quantity_sign * line.quantity)
             self.offers[line.offer_id].updated_at = now
             changed[line.offer_id] = None
         self._notify(list(changed))
 
-    # ---------------------------------------------------------------- seeding
+    # ---------------------------------------------------- seeding and truth
     def seed(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        """Fill the catalogue for a test (no webhooks, like KeyCRM adding a webhook sends nothing).
+        """Fill the catalogue for a test; see :func:`seeding.seed`."""
+        return seeding.seed(self, spec)
 
-        ``warehouses``: ids or ``{"id", "name"}``; ``count``/``prefix``/``start``: generated simple
-        products ``SKU-000001``…; ``quantity``/``reserve``: a number (first warehouse) or
-        ``{warehouse_id: n}``; ``offers``: explicit simple products ``{sku, quantity, reserve, price,
-        name, …}``; ``products``: ``{name, description, …, offers: [{sku, properties, quantity, …}]}``
-        with variations.
-        """
-        with self.lock:
-            for wh in spec.get("warehouses") or ([] if self.warehouses else [1]):
-                if isinstance(wh, Mapping):
-                    self.add_warehouse(int(wh["id"]), wh.get("name") or wh.get("title"))
-                else:
-                    self.add_warehouse(int(wh))
-            first_offer = self._next_offer
-            count = int(spec.get("count") or 0)
-            prefix = str(spec.get("prefix", "SKU-"))
-            start = int(spec.get("start", 1))
-            defaults = {k: spec[k] for k in ("quantity", "reserve", "price", "purchased_price") if k in spec}
-            for i in range(start, start + count):
-                sku = generated_sku(i, prefix)
-                self._seed_simple({"sku": sku, "name": f"Product {sku}", **defaults})
-            for row in spec.get("offers") or ():
-                self._seed_simple({**defaults, **row})
-            for prod in spec.get("products") or ():
-                fields = {k: v for k, v in prod.items() if k != "offers"}
-                product = self.create_product(fields)
-                for row in prod.get("offers") or ():
-                    (offer,) = self.add_offers(product.id, [row])
-                    self._seed_stock(offer.id, row)
-            return {
-                "warehouses": sorted(self.warehouses),
-                "offers_created": self._next_offer - first_offer,
-                "first_offer_id": first_offer if self._next_offer > first_offer else None,
-                "last_offer_id": self._next_offer - 1 if self._next_offer > first_offer else None,
-                "offers_total": len(self.offers),
-            }
+    def truth(self, skus: Iterable[str] | None = None, warehouses: Iterable[int] | None = None) -> dict[str, Any]:
+        """What KeyCRM really holds, for assertions; see :func:`seeding.truth`."""
+        return seeding.truth(self, skus, warehouses)
 
-    def _seed_simple(self, row: Mapping[str, Any]) -> None:
-        fields = {k: v for k, v in row.items() if k not in ("quantity", "reserve")}
-        fields.setdefault("name", f"Product {row['sku']}")
-        product = self.create_product(fields)
-        self._seed_stock(self.product_offers[product.id][0], row)
-
-    def _seed_stock(self, offer_id: int, row: Mapping[str, Any]) -> None:
-        first = min(self.warehouses)
-        for key in ("quantity", "reserve"):
-            value = row.get(key)
-            if value is None:
-                continue
-            per_wh = value if isinstance(value, Mapping) else {first: value}
-            for wh, amount in per_wh.items():
-                self.add_warehouse(int(wh))
-                setattr(self.cell(offer_id, int(wh)), key, _num(amount))
-
-    # ------------------------------------------------------------------ truth
-    def truth(
-        self, skus: Iterable[str] | None = None, warehouses: Iterable[int] | None = None
-    ) -> dict[str, Any]:
-        """What KeyCRM really holds, for assertions: per SKU the offer, per-warehouse cells, totals and
-        sellable (Σ quantity − reserve over ``warehouses``, default all). Unknown SKUs map to None."""
-        with self.lock:
-            whs = list(warehouses) if warehouses is not None else None
-            wanted = list(skus) if skus is not None else list(self.sku_index)
-            out: dict[str, Any] = {}
-            for sku in wanted:
-                ids = self.sku_index.get(sku)
-                out[sku] = self._truth_row(ids, whs) if ids else None
-            return out
-
-    def _truth_row(self, ids: list[int], whs: list[int] | None) -> dict[str, Any]:
-        offer = self.offers[ids[0]]
-        product = self.products[offer.product_id]
-        quantity, reserve = self.totals(offer.id, whs)
-        return {
-            "offer_id": offer.id,
-            "offer_ids": list(ids),
-            "product_id": offer.product_id,
-            "product_name": product.name,
-            "product_description": product.description,
-            "quantity": quantity,
-            "reserve": reserve,
-            "sellable": _num(quantity - reserve),
-            "warehouses": {
-                str(w): {"quantity": c.quantity, "reserve": c.reserve}
-                for w, c in sorted(self.stock[offer.id].items())
-            },
-            **{name: getattr(offer, name) for name in (*OFFER_FIELDS, "barcode", "thumbnail_url")},
-            "properties": offer.properties,
-            "updated_at": offer.updated_at,
-        }
-
-    def webhook_rows(
-        self, offer_ids: Iterable[int], warehouses: Iterable[int] | None
-    ) -> list[dict[str, Any]]:
+    def webhook_rows(self, offer_ids: Iterable[int], warehouses: Iterable[int] | None) -> list[dict[str, Any]]:
         """KeyCRM's stock webhook rows: ``in_stock``/``in_reserve`` summed over ``warehouses``."""
         with self.lock:
             whs = list(warehouses) if warehouses is not None else None
