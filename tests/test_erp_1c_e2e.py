@@ -55,6 +55,10 @@ def test_full_exchange_of_10k_offers_on_two_warehouses_then_the_same_again(stack
                what="WooCommerce follows the ERP")
     st = stack.status()["erp"]
     assert st["last_package"]["package"] == "full" and st["last_package"]["rows_applied"] > 0
+    # The ERP runs as a worker lane like the others: its steps report under the same heartbeat.
+    stages = stack.status()["stages"]
+    assert stages["erp-jobs"]["lane"] == "erp" and stages["erp-jobs"]["last_ok_at"], stages.get("erp-jobs")
+    assert stages["erp-jobs"]["failures"] == 0 and stages["erp-follow-ups"]["lane"] == "erp"
 
     again = stack.sim.control.last_seq()
     imports = exchange(stack, tmp_path / "b", offers, version="2.05", comma=True)

@@ -6,9 +6,9 @@ is alive, so on start the worker hands back claims its killed predecessor left, 
 of waiting for their lease to run out.
 
 The lanes (``LANES``, the one place a new stage is registered) are threads: plugin intake, the
-WooCommerce catalogue, push to KeyCRM, the stock sync (writes to both sides), KeyCRM reads and the
-full resync. The main thread writes the worker's heartbeat (``/readyz`` reads it) and restarts a
-lane that died.
+WooCommerce catalogue, push to KeyCRM, the stock sync (writes to both sides), KeyCRM reads, the
+full resync and, with ``SYNC_MODE=erp``, the ERP intake. The main thread writes the worker's
+heartbeat (``/readyz`` reads it) and restarts a lane that died.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import IO, Any
 from . import approval
 from .clock import Clock
 from .config import Settings
-from .erp.lane import start_erp_lane
+from .erp.lane import erp_steps, erp_wanted
 from .errors import RETRYABLE, describe, disposition
 from .events import changes_for
 from .health import CORRUPT_HINT, disk_problem, integrity
@@ -253,6 +253,11 @@ def resync_steps(e: Engines, w: Shared) -> list[Step]:
     return [Step("resync", lambda: bool(e.resync.step()) if e.resync is not None else False)]
 
 
+def erp_lane_steps(e: Engines, w: Shared) -> list[Step]:
+    """SYNC_MODE=erp: 1C packages and MoySklad reads into KeyCRM (erp/lane.py)."""
+    return erp_steps(e, w.settings, w.clock)
+
+
 # The one place a lane is registered: (name, steps builder, idle poll in seconds). An idle lane's poll
 # is a few SQLite reads; at 0.05 s across the lanes an idle worker used over 2 % of a core, while a
 # change crosses at most three lanes, so 0.2 s keeps the shop-to-KeyCRM path well under a second.
@@ -263,7 +268,10 @@ LANES: list[tuple[str, Callable[[Engines, Shared], list[Step]], float]] = [
     ("sync", sync_steps, 0.2),
     ("reads", reads_steps, 0.25),
     ("resync", resync_steps, 0.5),
+    ("erp", erp_lane_steps, 0.2),
 ]
+# A lane that only some setups run (the others never start its thread).
+LANE_WANTED: dict[str, Callable[[Settings], bool]] = {"erp": erp_wanted}
 
 HEARTBEAT_S = 2.0
 
@@ -281,7 +289,8 @@ class Worker:
         self.clock = clock
         self.shared = Shared(settings, clock)
         self.stop_event = self.shared.stop
-        self.lanes = [Lane(name, functools.partial(_bind, build, self.shared), idle) for name, build, idle in LANES]
+        self.lanes = [Lane(name, functools.partial(_bind, build, self.shared), idle) for name, build, idle in LANES
+                      if LANE_WANTED.get(name, lambda _s: True)(settings)]
 
     def _start(self, lane: Lane) -> LaneThread:
         engines = self.make_engines()  # its own connections: lanes never share a transaction
@@ -321,7 +330,6 @@ class Worker:
         if main.store.get_meta(approval.META_KEY) is None and main.ledger.agreed_count():
             # A database of a release before the review existed, already in sync: nothing to review.
             approval.approve(main.store, self.settings, self.clock.now(), "upgrade")
-        start_erp_lane(self.settings, self.clock, self.stop_event)  # SYNC_MODE=erp: its own thread
         log.info("worker started", extra={"pid": os.getpid(), "reclaimed": released,
                                           "mode": self.settings.sync_mode, "lanes": [ln.name for ln in self.lanes]})
         threads = {lane.name: self._start(lane) for lane in self.lanes}

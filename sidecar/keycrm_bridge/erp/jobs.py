@@ -62,20 +62,28 @@ class ErpStage:
         # Jobs whose filename starts with a prefix here are run by that handler (MoySklad's reads).
         self.handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
-    def tick(self) -> bool:
-        worked = False
+    def run_next_job(self) -> bool:
         job = self.conn.execute("SELECT * FROM erp_jobs WHERE status IN ('queued', 'running') ORDER BY id LIMIT 1"
                                 ).fetchone()
-        if job is not None:
-            self.run_job(dict(job))
-            worked = True
-        worked = self._zero_confirmed() or worked
+        if job is None:
+            return False
+        self.run_job(dict(job))
+        return True
+
+    def follow_ups(self) -> bool:
+        """What applied packages leave to do: confirmed zeroing, reads after the review, drift, fields."""
+        worked = self._zero_confirmed()
         worked = self.applier.after_review() > 0 or worked
         worked = self.applier.read_unknown() > 0 or worked
         if self.clock.now() - self._drift_at >= DRIFT_CHECK_S:
             self._drift_at = self.clock.now()
             worked = self.applier.restore_drift(self.source) > 0 or worked
-        worked = self.applier.send_fields() > 0 or worked
+        return self.applier.send_fields() > 0 or worked
+
+    def tick(self) -> bool:
+        """One round of everything (tests and the benchmark drive the stage without a worker)."""
+        worked = self.run_next_job()
+        worked = self.follow_ups() or worked
         for extra in self.extra:
             worked = bool(extra.tick()) or worked
         return worked

@@ -1,53 +1,32 @@
-"""The ERP's own lane in the worker process: a thread with its own connections and clients.
+"""The ERP's steps, run as the ``erp`` lane of the worker (``worker.LANES``).
 
-Reading a 100,000-offer package takes seconds; in its own thread that never delays the plugin's
-pushes or the KeyCRM sync. A failing round is logged and retried; it stops nothing else.
+Reading a 100,000-offer package takes seconds; in its own lane that never delays the plugin's
+pushes or the KeyCRM sync. Each step is guarded by the lane like every other stage: a failure is
+recorded as that step's ``last_error`` and retried under the one retry policy.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-
 from ..clock import Clock
 from ..config import Settings
-from ..errors import PermanentError, RetryableError
+from ..lanes import Step
+from ..wiring import Engines
 
-log = logging.getLogger("keycrm_bridge.erp")
+
+def erp_wanted(settings: Settings) -> bool:
+    return settings.sync_mode == "erp" and settings.erp is not None
 
 
-def start_erp_lane(settings: Settings, clock: Clock, stop: threading.Event,
-                   poll_s: float = 0.2) -> threading.Thread | None:
-    if settings.sync_mode != "erp" or settings.erp is None:
-        return None
+def erp_steps(e: Engines, settings: Settings, clock: Clock) -> list[Step]:
+    """Jobs (1C files, MoySklad reads), the follow-ups of applied packages, MoySklad's due reads."""
+    if not erp_wanted(settings):
+        return []
+    from .jobs import ErpStage
+    from .moysklad_poll import attach_moysklad
 
-    def run() -> None:
-        from ..wiring import make_engines
-        from .jobs import ErpStage
-        from .moysklad_poll import attach_moysklad
-
-        stage = ErpStage(settings, make_engines(settings, clock), clock)
-        attach_moysklad(stage, settings, clock)
-        backoff = 1.0
-        while not stop.is_set():
-            try:
-                worked = stage.tick()
-                backoff = 1.0
-            except RetryableError as exc:
-                log.warning("ERP round will be retried", extra={"error": str(exc)[:300]})
-                worked, backoff = False, min(backoff * 2, 60.0)
-                clock.sleep(backoff)
-            except PermanentError as exc:
-                log.error("ERP round failed", extra={"error": str(exc)[:300]})
-                worked = False
-                clock.sleep(backoff)
-            except Exception:  # noqa: BLE001 - the lane must outlive any bug or outage
-                log.exception("ERP round failed; going on")
-                worked = False
-                clock.sleep(1.0)
-            if not worked:
-                clock.sleep(poll_s)
-
-    t = threading.Thread(target=run, name="erp-lane", daemon=True)
-    t.start()
-    return t
+    stage = ErpStage(settings, e, clock)
+    moysklad = attach_moysklad(stage, settings, clock)
+    steps = [Step("erp-jobs", stage.run_next_job), Step("erp-follow-ups", stage.follow_ups)]
+    if moysklad is not None:
+        steps.append(Step("moysklad", moysklad.tick))
+    return steps
