@@ -11,6 +11,7 @@ namespace KeycrmBridge;
 use KeycrmBridge\Admin\AdminPage;
 use KeycrmBridge\Admin\OutboxNotice;
 use KeycrmBridge\Admin\ProductPanel;
+use KeycrmBridge\Admin\ResyncView;
 use KeycrmBridge\Admin\ReviewView;
 use KeycrmBridge\Admin\SyncNotice;
 use KeycrmBridge\Cli\Commands;
@@ -18,7 +19,7 @@ use KeycrmBridge\Cli\Commands;
 defined('ABSPATH') || exit;
 
 /**
- * Wires handlers to WordPress and WooCommerce hooks. Handlers live in ProductHooks, Dispatcher, AdminPage.
+ * Wires handlers to WordPress and WooCommerce hooks. Handlers live in ProductHooks, Dispatcher, AdminPage and its views.
  */
 final class Plugin
 {
@@ -104,13 +105,13 @@ final class Plugin
         // Admin page, its actions and AJAX endpoints.
         add_action('admin_menu', [$this->admin, 'registerMenu'], 99);
         add_action('admin_enqueue_scripts', [$this->admin, 'enqueueAssets']);
-        add_action('admin_post_kcb_save_settings', [$this->admin, 'handleSaveSettings']);
-        add_action('admin_post_kcb_regenerate_secret', [$this->admin, 'handleRegenerateSecret']);
-        add_action('admin_post_kcb_flush_outbox', [$this->admin, 'handleFlushOutbox']);
-        add_action('admin_post_' . AdminPage::REPORT_ACTION, [$this->admin, 'handleResyncReport']);
-        add_action('wp_ajax_kcb_test_connection', [$this->admin, 'ajaxTestConnection']);
-        add_action('wp_ajax_kcb_resync_start', [$this->admin, 'ajaxResyncStart']);
-        add_action('wp_ajax_kcb_resync_progress', [$this->admin, 'ajaxResyncProgress']);
+        add_action('admin_post_kcb_save_settings', [$this->admin->settings, 'handleSaveSettings']);
+        add_action('admin_post_kcb_regenerate_secret', [$this->admin->settings, 'handleRegenerateSecret']);
+        add_action('admin_post_kcb_flush_outbox', [$this->admin->outbox, 'handleFlushOutbox']);
+        add_action('admin_post_' . ResyncView::REPORT_ACTION, [ResyncView::class, 'handleResyncReport']);
+        add_action('wp_ajax_kcb_test_connection', [$this->admin->settings, 'ajaxTestConnection']);
+        add_action('wp_ajax_kcb_resync_start', [ResyncView::class, 'ajaxResyncStart']);
+        add_action('wp_ajax_kcb_resync_progress', [ResyncView::class, 'ajaxResyncProgress']);
         add_action('wp_ajax_kcb_resync_rows', [ReviewView::class, 'ajaxRows']);
         add_action('wp_ajax_kcb_resync_cancel', [ReviewView::class, 'ajaxCancel']);
         add_filter('plugin_action_links_' . plugin_basename($this->file), [$this->admin, 'actionLinks']);

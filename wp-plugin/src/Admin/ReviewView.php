@@ -148,7 +148,7 @@ final class ReviewView
 
     private static function jobId(): string
     {
-        check_ajax_referer('kcb_admin', 'nonce');
+        check_ajax_referer(AdminPage::AJAX_NONCE, 'nonce');
         if (!current_user_can(AdminPage::CAPABILITY)) {
             wp_send_json_error(['message' => __('You do not have permission to manage KeyCRM Bridge.', 'keycrm-bridge')], 403);
         }
