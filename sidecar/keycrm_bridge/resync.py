@@ -5,9 +5,10 @@ one step per tick (``ResyncRunner.step``): one KeyCRM request, one WooCommerce r
 batch at a time, so pushes and pulls keep running between steps and a restart loses at most the step
 in progress. Everything a step learns is committed with the job's cursor in one transaction.
 
-This module reads the catalogues and builds the plan; applying it is ``resync_apply.py`` (write-ahead
-batches: no item is written twice, and a 429 storm or a SIGKILL only delays the job); status, ETA and
-the HTTP routes are ``resync_api.py``.
+This module reads the catalogues and drives the job; the tables and staging rows are
+``resync_jobs.py``, the plan ``resync_plan.py``, its report ``resync_report.py``; applying it is
+``resync_apply.py`` over the write-ahead batches of ``resync_batches.py`` (no item is written twice,
+and a 429 storm or a SIGKILL only delays the job); status, ETA and the HTTP routes are ``resync_api.py``.
 
 The job has its own clients with a single attempt per request: retries happen here, where the
 write-ahead state is, not inside the client where a retried PUT could land twice.
@@ -28,7 +29,8 @@ from .errors import PermanentError, RetryableError
 from .keycrm_client import KeyCRMClient
 from .ledger import Ledger
 from .resync_api import eta_s, register_resync_routes, status_of
-from .resync_apply import WOO_BATCH, ResyncApply, _flat
+from .resync_apply import ResyncApply
+from .resync_batches import WOO_BATCH, _flat
 from .resync_plan import FINISHED, ResyncJobs
 from .store import Store
 

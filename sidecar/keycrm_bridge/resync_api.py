@@ -14,7 +14,7 @@ from . import door
 from .clock import Clock
 from .config import Settings
 from .keycrm_client import PAGE_LIMIT, STOCKS_PUT_MAX_ROWS
-from .resync_apply import WOO_BATCH
+from .resync_batches import WOO_BATCH
 from .resync_plan import FINISHED, AlreadyRunning, ResyncJobs
 from .status import budget_used
 from .store import Store
@@ -93,6 +93,12 @@ def _requests_left(job: dict[str, Any], store: Store) -> tuple[int, int]:
     return kc_left, pending.get("woocommerce", 0) + math.ceil(unassigned_woo / WOO_BATCH)
 
 
+def job_named(store: Store, job_id: str) -> dict[str, Any] | None:
+    """The job a route names: its id, or ``latest``."""
+    jobs = ResyncJobs(store)
+    return jobs.latest() if job_id == "latest" else jobs.get(job_id)
+
+
 # -- HTTP ----------------------------------------------------------------------------------------------------
 
 def register_resync_routes(app: Flask, settings: Settings, clock: Clock, store: Callable[[], Store],
@@ -107,10 +113,6 @@ def register_resync_routes(app: Flask, settings: Settings, clock: Clock, store: 
         if detail is not None:
             body["detail"] = detail
         return jsonify(body), status
-
-    def _job(job_id: str) -> dict[str, Any] | None:
-        jobs = ResyncJobs(store())
-        return jobs.latest() if job_id == "latest" else jobs.get(job_id)
 
     @app.post("/v1/resync")
     def resync_start() -> tuple[Response, int]:
@@ -140,7 +142,7 @@ def register_resync_routes(app: Flask, settings: Settings, clock: Clock, store: 
         denied = unsigned(b"")
         if denied:
             return denied
-        job = _job(job_id)
+        job = job_named(store(), job_id)
         if job is None:
             return _err(404, "no such resync", job_id)
         return jsonify(status_of(job, settings, store(), clock.now())), 200
@@ -152,7 +154,7 @@ def register_resync_routes(app: Flask, settings: Settings, clock: Clock, store: 
             return denied
         if fmt not in ("json", "csv"):
             return _err(404, "not found", "use plan.json or plan.csv")
-        job = _job(job_id)
+        job = job_named(store(), job_id)
         if job is None:
             return _err(404, "no such resync", job_id)
         if not job["counts"]:
