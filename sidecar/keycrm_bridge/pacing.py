@@ -7,9 +7,11 @@ Nothing here waits or calls anything: these are the rules, as functions of what 
   per product for names) only take a write slot while ``STOCK_HEADROOM`` more stay free, so a shop
   importing a hundred renamed products still gets its stock into KeyCRM within seconds.
 * Writes coalesce under pressure. The first few stock writes of a minute go out after the push
-  debounce; past half of ``KEYCRM_WRITES_PER_MINUTE`` every further write round waits a gap that
-  widens to ``60 / KEYCRM_WRITES_PER_MINUTE`` s, so a continuous stream of edits costs at most that
-  many requests a minute and each edit still lands within the gap plus the debounce.
+  debounce; once half of ``KEYCRM_WRITES_PER_MINUTE`` went out in the last minute every further
+  write round waits ``60 / KEYCRM_WRITES_PER_MINUTE`` s after the previous one, so a continuous
+  stream of edits costs at most that many requests a minute *over any stretch of it*, and each edit
+  still lands within the gap plus the debounce. (A gap growing with the minute's count let a stream
+  that had just started write at twice that rate until its first minute filled.)
 * The order poll counts as a write (``keycrm_client``): it may use the write reserve, so a sweep or a
   resync that fills the reads never delays it.
 * The sweep takes what is left. Its page rate is the bridge's share of the budget (all of it but
@@ -42,12 +44,11 @@ def sweep_interval_s(per_minute: int, write_reserve: int, others_share: float, o
 
 
 def write_gap_s(writes_last_min: int, writes_per_minute: int) -> float:
-    """Seconds a stock write round waits after the previous one: 0 while writes are few, widening to
-    ``60 / writes_per_minute`` as they approach that rate."""
-    half = max(1, writes_per_minute // 2)
-    if writes_last_min < half:
+    """Seconds a stock write round waits after the previous one: 0 while writes are few (a burst of
+    up to half the rate goes out at once), then ``60 / writes_per_minute``."""
+    if writes_last_min < max(1, writes_per_minute // 2):
         return 0.0
-    return 60.0 / writes_per_minute * min(1.0, writes_last_min / (2 * half))
+    return 60.0 / writes_per_minute
 
 
 def product_slots(left_write: int) -> int:
