@@ -29,9 +29,9 @@ from .errors import PermanentError, RetryableError
 from .keycrm_client import KeyCRMClient
 from .ledger import Ledger
 from .resync_api import eta_s, register_resync_routes, status_of
-from .resync_apply import ResyncApply
 from .resync_batches import WOO_BATCH, _flat
-from .resync_plan import FINISHED, ResyncJobs
+from .resync_early import ResyncEarly
+from .resync_plan import EARLY_N, FINISHED, ResyncJobs
 from .store import Store
 
 log = logging.getLogger("keycrm_bridge.resync")
@@ -58,7 +58,7 @@ class ResyncBudget(RateBudget):
         return super().limit_for(priority)
 
 
-class ResyncRunner(ResyncApply):
+class ResyncRunner(ResyncEarly):
     def __init__(self, settings: Settings, clock: Clock, store: Store, ledger: Ledger, *, skumap: Any = None,
                  keycrm: KeyCRMClient | None = None, woo: Any = None, budget: ResyncBudget | None = None) -> None:
         self.settings = settings
@@ -189,6 +189,8 @@ class ResyncRunner(ResyncApply):
         if woo_fits:
             self._woo_read(job, cur)
             return True
+        if kc_left and self._early_step(job, cur, wait):
+            return True
         if kc_left:
             if job["phase"] != "planning_keycrm":
                 self.jobs.update(job["id"], phase="planning_keycrm")
@@ -266,6 +268,10 @@ class ResyncRunner(ResyncApply):
     # -- the plan -----------------------------------------------------------------------------------
 
     def _build(self, job: dict[str, Any], now: float) -> bool:
+        # Early rows still to write were counted in the total when they were decided.
+        counted = int(self.store.conn.execute(
+            "SELECT count(*) FROM resync_plan WHERE job = ? AND (n > ? OR n < 0) AND woo_status = 'planned'",
+            (job["id"], EARLY_N)).fetchone()[0])
         counts = self.jobs.build_plan(job, self.settings, self.ledger.rows, self.ledger.inflight)
         self._note_unmatched(job["id"], now)
         cur = dict(job["cursor"])
@@ -280,7 +286,7 @@ class ResyncRunner(ResyncApply):
         cur["stage"] = "create" if job["create_missing"] else "keycrm"
         cur["apply_started"] = now
         with self.store.transaction() as c:
-            self.jobs.add_progress(c, job["id"], total=writes)
+            self.jobs.add_progress(c, job["id"], total=max(0, writes - counted))
             self._save_cursor(c, job["id"], cur, phase="applying", counts=json.dumps(counts))
         log.info("resync plan built; applying", extra={"job": job["id"], **_flat(counts)})
         return True

@@ -13,6 +13,7 @@ from . import approval
 from .decide import json_number
 from .errors import PermanentError
 from .resync_batches import CHANGED, ResyncBatches, _flat
+from .resync_plan import WRITTEN_BACK
 
 log = logging.getLogger("keycrm_bridge.resync")
 
@@ -73,7 +74,6 @@ class ResyncApply(ResyncBatches):
         self.jobs.update(job_id, cursor={**cur, "stage": stage})
         return True
 
-
     # KeyCRM stock ------------------------------------------------------------------------------------
 
     def _send_keycrm(self, job: dict[str, Any], batch: dict[str, Any]) -> None:
@@ -125,9 +125,12 @@ class ResyncApply(ResyncBatches):
 
         job_id, b = job["id"], batch["batch"]
         rows = [dict(r) for r in self.store.conn.execute(
-            "SELECT n, sku, woo_id, woo_parent, woo_stock, woo_target, agreed FROM resync_plan"
+            "SELECT n, sku, woo_id, woo_parent, woo_stock, woo_target, agreed, reason FROM resync_plan"
             " WHERE job = ? AND woo_batch = ? AND woo_status = 'planned' ORDER BY n", (job_id, b))]
-        changed = self._changed_since_plan(job, [r["sku"] for r in rows], "woocommerce")
+        # A write-back follows the resync's own early write (which the ledger shows as a change): it is
+        # conditional on the value that write left, so a sale since then still wins.
+        changed = self._changed_since_plan(job, [r["sku"] for r in rows if r["reason"] != WRITTEN_BACK],
+                                           "woocommerce")
         self._skip_rows(job_id, [r["n"] for r in rows if r["sku"] in changed], "woocommerce", CHANGED)
         rows = [r for r in rows if r["sku"] not in changed]
         if not rows:

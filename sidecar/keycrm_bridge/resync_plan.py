@@ -15,6 +15,9 @@ from .config import Settings
 from .decide import decide
 from .resync_jobs import ACTIONS, FINISHED, PHASES, AlreadyRunning, JobRows
 from .resync_report import ReportRows
+from .store import chunks, marks
+
+EARLY_N = 1 << 40  # plan rows past this ``n`` were decided early (``resync_early.py``)
 
 
 class ResyncJobs(JobRows, ReportRows):
@@ -28,11 +31,16 @@ class ResyncJobs(JobRows, ReportRows):
 
         ``ledger_rows(skus)`` and ``inflight(skus)`` are the ledger's lookups (agreed values and site
         orders KeyCRM does not show yet), called per chunk.
+
+        Rows decided early (``resync_early.py``, numbered past ``EARLY_N``) are set aside under
+        negative numbers, so that a restart in the middle still finds them: a SKU the final grouping
+        finds clean keeps that decision and its write; one it finds duplicated is written back.
         """
         job_id = job["id"]
         c = self.conn
         with self.store.transaction():
-            c.execute("DELETE FROM resync_plan WHERE job = ?", (job_id,))
+            c.execute("UPDATE resync_plan SET n = -n WHERE job = ? AND n > ?", (job_id, EARLY_N))
+            c.execute("DELETE FROM resync_plan WHERE job = ? AND n > 0", (job_id,))
             c.execute(_GROUP_SQL, {"job": job_id})
             c.execute(_EMPTY_WOO_SQL, {"job": job_id})
             c.execute(_EMPTY_KC_SQL, {"job": job_id})
@@ -49,16 +57,20 @@ class ResyncJobs(JobRows, ReportRows):
             matched = [r["sku"] for r in rows if r["woo_items"] == 1 and r["kc_offers"] == 1 and r["sku"].strip()]
             known = ledger_rows(matched)
             held = inflight(matched)
+            early = self._early_rows(job_id, matched)
             updates = []
             for r in rows:
-                updates.append((*self._decide_row(r, mode, settings, known.get(r["sku"]), held.get(r["sku"], 0.0)),
-                                job_id, r["n"]))
+                updates.append((*self._decide_row(r, mode, settings, known.get(r["sku"]), held.get(r["sku"], 0.0),
+                                                  early.get(r["sku"])), job_id, r["n"]))
             with self.store.transaction() as t:
                 t.executemany(
                     "UPDATE resync_plan SET key = ?, problems = ?, action = ?, woo_target = ?, kc_target = ?,"
                     " kc_new_q = ?, agreed = ?, reason = ?, woo_status = ?, kc_status = ? WHERE job = ? AND n = ?",
                     updates)
         with self.store.transaction() as t:
+            t.execute(_EARLY_KEPT_SQL, {"job": job_id})
+            t.execute(_EARLY_UNDONE_SQL, {"job": job_id, "why": WRITTEN_BACK})
+            t.execute("DELETE FROM resync_plan WHERE job = ? AND n < 0", (job_id,))
             t.execute(_LOOKALIKE_SQL, {"job": job_id})
             if job["create_missing"]:
                 # Only a clean "exists in WooCommerce only": a lookalike is probably a typo of an
@@ -68,15 +80,26 @@ class ResyncJobs(JobRows, ReportRows):
                           (job_id, skuhealth.ONLY_IN_WOOCOMMERCE))
         return self.counts(job_id)
 
+    def _early_rows(self, job_id: str, skus: list[str]) -> dict[str, sqlite3.Row]:
+        out: dict[str, sqlite3.Row] = {}
+        for part in chunks(skus):
+            out.update((r["sku"], r) for r in self.conn.execute(
+                f"SELECT * FROM resync_plan WHERE job = ? AND n < 0 AND sku IN ({marks(part)})", (job_id, *part)))
+        return out
+
     @staticmethod
     def _decide_row(r: sqlite3.Row, mode: str, settings: Settings, known: Any,
-                    held: float) -> tuple[Any, ...]:
+                    held: float, early: sqlite3.Row | None = None) -> tuple[Any, ...]:
         sku = r["sku"]
         group = skuhealth.Group(sku=sku, woo_items=r["woo_items"], woo_parents=r["woo_parents"],
                                 woo_variations=r["woo_variations"], woo_managed=bool(r["woo_managed"]),
                                 kc_offers=r["kc_offers"])
         problems = skuhealth.problems_of(group)
         key = skuhealth.sku_key(sku) if sku.strip() else ""
+        if early is not None and not problems:
+            # Decided (and maybe written) while KeyCRM was still being read: that decision stands.
+            return (key, "", early["action"], early["woo_target"], early["kc_target"], early["kc_new_q"],
+                    early["agreed"], early["reason"], early["woo_status"], early["kc_status"])
         if not problems and held:
             problems = [skuhealth.ORDER_IN_FLIGHT]
         if problems:
@@ -119,6 +142,25 @@ class ResyncJobs(JobRows, ReportRows):
                 "writes": status}
 
     # -- report ------------------------------------------------------------------------------------
+
+WRITTEN_BACK = "written back: KeyCRM lists this SKU again on a later page than the one the resync wrote it from"
+
+# Early rows the final plan kept: their batch and result go with them.
+_EARLY_KEPT_SQL = """
+UPDATE resync_plan AS p SET woo_batch = e.woo_batch, error = e.error
+FROM resync_plan AS e
+WHERE p.job = :job AND p.n > 0 AND p.problems = '' AND e.job = :job AND e.n < 0 AND e.sku = p.sku
+"""
+
+# Early rows written before a later page showed the SKU twice in KeyCRM: write back what WooCommerce
+# had, conditional on the value the resync wrote.
+_EARLY_UNDONE_SQL = """
+UPDATE resync_plan AS p SET woo_stock = e.woo_target, woo_target = e.woo_stock, woo_status = 'planned',
+                            reason = :why
+FROM resync_plan AS e
+WHERE p.job = :job AND p.n > 0 AND p.problems != '' AND e.job = :job AND e.n < 0 AND e.sku = p.sku
+  AND e.woo_status = 'done' AND p.woo_id = e.woo_id
+"""
 
 # One row per distinct non-empty SKU from either side: emulates a full outer join on the SKU.
 _GROUP_SQL = """
