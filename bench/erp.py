@@ -163,6 +163,10 @@ def moysklad_latency(tmp: Path, changes: int) -> float:
         ms.stop()
 
 
+def phase(what: str, started: float) -> None:
+    print(f"[{time.monotonic() - started:6.1f} s] {what} done", file=sys.stderr, flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="finish in under a minute")
@@ -173,9 +177,13 @@ def main() -> None:
         (tmp / "rss").mkdir()
         child = rss_child(100_000, tmp / "rss")  # runs beside the rest: its own process, its own peak
         speed = in_process(10_000, tmp)
+        phase("in-process", started)
         onec = onec_exchange(tmp)
+        phase("1c exchange", started)
         p95 = moysklad_latency(tmp, 10 if args.quick else 40)
+        phase("moysklad", started)
         peak = peak_mb(child)
+        phase("100k child", started)
     out = {"offers_per_s": round(speed["offers_per_s"]), "baseline_iterparse_offers_per_s": round(speed["baseline"]),
            "peak_rss_mb_100k": round(peak, 1), "keycrm_puts_full_10k": onec["full"],
            "keycrm_puts_repeat": onec["repeat"], "moysklad_webhook_to_woo_p95_s": round(p95, 3),

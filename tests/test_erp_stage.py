@@ -12,9 +12,12 @@ import pytest
 
 from keycrm_bridge.clock import FakeClock
 from keycrm_bridge.config import load_settings
+from keycrm_bridge.erp.aside import aside_rows
 from keycrm_bridge.erp.doubles.cml import Offer, write_offers
 from keycrm_bridge.erp.jobs import ErpStage
 from keycrm_bridge.ledger import Ledger
+from keycrm_bridge.quarantine import Quarantine
+from keycrm_bridge.status import quarantine_summary
 from keycrm_bridge.store import Store
 from keycrm_bridge.sync import SyncEngine
 
@@ -91,9 +94,13 @@ def test_duplicate_and_empty_skus_are_set_aside_never_applied(tmp_path):
     assert job["status"] == "done"
     written = {r["sku"] for _, rows in kc.puts for r in rows}
     assert written == {"S2", "S3"}                      # S1 carried by two items: neither applied
-    reasons = {r[0]: r[1] for r in stage.conn.execute("SELECT guid, reason FROM erp_set_aside")}
+    reasons = {r["guid"]: r["reason"] for r in aside_rows(stage.conn)}
     assert "duplicate SKU" in reasons["g-dup"] and "duplicate SKU" in reasons["g1"]
     assert reasons["g-empty"].startswith("no SKU")
+    # They are the shared quarantine's items: status, /metrics and `keycrm-bridge quarantine` list them.
+    q = quarantine_summary(stage.store, stage.clock.now())
+    keys = {i["key"] for i in q["items"] if i["stage"] == "erp"}
+    assert {"1c|g-dup", "1c|g1", "1c|g-empty"} <= keys and q["by_stage"]["erp"] == len(keys)
 
 
 def test_rename_follows_the_item_and_a_rests_file_finds_the_sku_by_id(tmp_path):
@@ -166,7 +173,7 @@ def test_an_unreadable_quantity_sets_the_item_aside_and_the_rest_goes_on(tmp_pat
     queue_job(stage.conn, "1c", 1, "offers.xml", stage.clock.now())
     stage.tick()
     assert {r["sku"] for _, rows in kc.puts for r in rows} == {"S2"}
-    assert "unreadable" in stage.conn.execute("SELECT reason FROM erp_set_aside WHERE guid = 'g1'").fetchone()[0]
+    assert "unreadable" in {r["guid"]: r["reason"] for r in aside_rows(stage.conn)}["g1"]
 
 
 def test_explain_and_status_show_the_erp_side(tmp_path):
@@ -194,7 +201,7 @@ def test_create_missing_makes_the_offer_kcrm_lacks(tmp_path):
     for _ in range(3):
         stage.tick()
     assert made == [{"name": "Новий", "sku": "S2"}]     # once, however often it is still not found
-    reasons = [r[0] for r in stage.conn.execute("SELECT reason FROM erp_set_aside WHERE sku = 'S2'")]
+    reasons = [r["reason"] for r in aside_rows(stage.conn, "S2")]
     assert any("created in KeyCRM" in r for r in reasons)
 
 
@@ -269,3 +276,34 @@ def test_a_fault_of_ours_refuses_the_package_after_a_few_tries_and_the_next_one_
     stage.intake.read_file = real
     job, _ = run(stage, tmp_path, offers(2), 1)
     assert job["status"] == "done" and kc.puts
+
+
+def test_a_sku_keycrm_lacked_is_looked_up_again_on_the_owners_retry(tmp_path):
+    stage, kc = make(tmp_path)
+    kc.have = {"S1"}
+    run(stage, tmp_path, offers(2), 1)
+    stage.tick()
+    [item] = [r for r in aside_rows(stage.conn) if r["sku"] == "S2"]
+    assert "KeyCRM has no offer" in item["reason"]
+    kc.have.add("S2")                       # the owner added the offer in KeyCRM, then: quarantine retry ID
+    assert Quarantine(stage.store, stage.clock).request_retry(item["id"])
+    before = len(kc.puts)
+    for _ in range(3):
+        stage.tick()
+    assert aside_rows(stage.conn, "S2") == []
+    assert {r["sku"] for _, rows in kc.puts[before:] for r in rows} == {"S2"}   # its stock written now
+
+
+def test_a_refused_package_lists_nothing(tmp_path):
+    stage, kc = make(tmp_path)
+    from keycrm_bridge.erp.jobs import exchange_dir, queue_job
+    base = exchange_dir(stage.settings, 1) / "files"
+    base.mkdir(parents=True)
+    buf = io.BytesIO()
+    write_offers(buf, offers(3) + [Offer("g-empty", "", stock={"wh-main": 7})], WH)
+    (base / "offers.xml").write_bytes(buf.getvalue()[:-40])          # cut short: not well-formed
+    job = queue_job(stage.conn, "1c", 1, "offers.xml", stage.clock.now())
+    stage.tick()
+    row = stage.conn.execute("SELECT status, message FROM erp_jobs WHERE id = ?", (job,)).fetchone()
+    assert row[0] == "failed" and "not well-formed" in row[1]
+    assert kc.puts == [] and aside_rows(stage.conn) == []

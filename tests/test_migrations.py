@@ -15,6 +15,7 @@ from keycrm_bridge.store import Store
 from keycrm_bridge.woo_skumap import SkuMap
 
 FIXTURE = Path(__file__).parent / "fixtures" / "db-0.1.0.sql"
+ALL = ["0001_release_0_1_0", "0002_quarantine", "0003_sku_aliases", "0004_erp"]
 
 
 def old_database(tmp_path: Path) -> Path:
@@ -39,7 +40,7 @@ def test_a_0_1_0_database_is_migrated_with_nothing_lost(tmp_path):
     before = contents(db)
     assert before["events"] and before["inbox"] and before["ledger"] and before["woo_skus"], "fixture is empty"
     store = Store(str(db))
-    assert migrations.applied(store.conn) == ["0001_release_0_1_0", "0002_quarantine", "0003_sku_aliases"]
+    assert migrations.applied(store.conn) == ALL
     assert migrations.pending(store.conn) == []
     after = contents(db)
     for table, rows in before.items():
@@ -58,13 +59,51 @@ def test_a_0_1_0_database_is_migrated_with_nothing_lost(tmp_path):
     store.close()
 
 
+def test_an_upgraded_0_1_0_database_takes_erp_packages(tmp_path):
+    """SYNC_MODE=erp switched on over an upgraded old file: the ERP's tables came with the migration."""
+    from keycrm_bridge.erp.guidmap import GuidMap
+    from keycrm_bridge.erp.intake import Intake
+
+    db = old_database(tmp_path)
+    store = Store(str(db))
+    tables = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"erp_guid_map", "erp_stock", "erp_jobs", "erp_stage", "erp_exchanges", "moysklad_webhooks"} <= tables
+    intake = Intake(store, "1c")
+    from keycrm_bridge.erp.commerceml import Item
+    report = intake.stage(1, [Item("g1", "OLD-0", stock={"wh": 1}), Item("g2", None, stock={"wh": 2})], 1.0)
+    assert report.staged == 1 and report.set_aside == {"no SKU": 1}
+    intake.commit(1, 1.0)
+    assert GuidMap(store.conn, "1c").lookup(["g1"]) == {"g1": "OLD-0"}
+    assert [tuple(r) for r in store.conn.execute("SELECT stage, sku FROM quarantine")] == [("erp", None)]
+    store.close()
+
+
+def test_a_development_database_with_erp_tables_made_on_first_use_keeps_them(tmp_path):
+    """Builds before the ERP migration made its tables on first use (and kept set-aside items apart):
+    the migration keeps what they hold and leaves one list of set-aside items, the quarantine."""
+    db = old_database(tmp_path)
+    conn = sqlite3.connect(db)
+    conn.executescript("""
+        CREATE TABLE erp_guid_map (guid TEXT PRIMARY KEY, sku TEXT NOT NULL, name TEXT, source TEXT NOT NULL,
+                                   seen_at REAL NOT NULL);
+        INSERT INTO erp_guid_map VALUES ('g-old', 'OLD-0', 'Old item', '1c', 1.0);
+        CREATE TABLE erp_set_aside (key TEXT PRIMARY KEY, sku TEXT, guid TEXT, reason TEXT NOT NULL,
+                                    job_id INTEGER, at REAL NOT NULL);
+        INSERT INTO erp_set_aside VALUES ('1c|g-x', NULL, 'g-x', 'no SKU', 1, 1.0);""")
+    conn.close()
+    store = Store(str(db))
+    assert migrations.applied(store.conn) == ALL
+    assert [tuple(r) for r in store.conn.execute("SELECT guid, sku FROM erp_guid_map")] == [("g-old", "OLD-0")]
+    assert not store.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'erp_set_aside'").fetchone()
+    store.close()
+
+
 def test_opening_again_applies_nothing(tmp_path):
     db = tmp_path / "new.sqlite3"
     Store(str(db)).close()
     conn = sqlite3.connect(db)
     assert migrations.migrate(conn, str(db)) == []
-    assert [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")] == \
-        ["0001_release_0_1_0", "0002_quarantine", "0003_sku_aliases"]
+    assert [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")] == ALL
 
 
 def test_the_bridge_runs_over_an_upgraded_0_1_0_database(tmp_path):

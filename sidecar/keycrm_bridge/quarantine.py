@@ -19,8 +19,8 @@ from .store import Store
 log = logging.getLogger("keycrm_bridge.quarantine")
 
 # The stages an item can be set aside at (one per worker step that handles items).
-INTAKE, SKUMAP, PUSH, WEBHOOK, SYNC = "intake", "skumap", "push", "webhook", "sync"
-STAGES = (INTAKE, SKUMAP, PUSH, WEBHOOK, SYNC)
+INTAKE, SKUMAP, PUSH, WEBHOOK, SYNC, ERP = "intake", "skumap", "push", "webhook", "sync", "erp"
+STAGES = (INTAKE, SKUMAP, PUSH, WEBHOOK, SYNC, ERP)
 HELD, RETRY = "held", "retry"
 
 
@@ -56,6 +56,24 @@ class Quarantine:
         row = self.conn.execute("SELECT id FROM quarantine WHERE stage = ? AND key = ?", (stage, key)).fetchone()
         log.warning("item set aside", extra={"stage": stage, "sku": sku_text, "key": key, "reason": reason})
         return int(row[0])
+
+    def add_many(self, stage: str, rows: list[tuple[str, str, Any, Any]]) -> int:
+        """Set many items aside at once, as (key, reason, payload, sku): an ERP package may bring
+        thousands, so one statement and one log line, not one of each per item."""
+        if not rows:
+            return 0
+        now = self.clock.now()
+        self.conn.executemany(
+            "INSERT INTO quarantine (stage, key, sku, reason, payload, first_at, last_at, attempts, status)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, 1, 'held') ON CONFLICT (stage, key) DO UPDATE SET"
+            " reason = excluded.reason, payload = excluded.payload, sku = excluded.sku,"
+            " last_at = excluded.last_at, attempts = quarantine.attempts + 1, status = 'held'",
+            [(stage, safe_text(k, 200), None if sku is None else safe_text(sku, 200), safe_text(r, 500),
+              safe_json(p), now, now) for k, r, p, sku in rows])
+        log.warning("items set aside", extra={"stage": stage, "items": len(rows),
+                                              "skus": [safe_text(r[3], 200) for r in rows[:20] if r[3] is not None],
+                                              "reason": safe_text(rows[0][1], 300)})
+        return len(rows)
 
     def items(self, limit: int = 200) -> list[dict[str, Any]]:
         rows = self.conn.execute(

@@ -21,7 +21,7 @@ from ..config import Settings
 from ..decide import json_number
 from ..ledger import Ledger
 from ..store import Store, chunks, marks
-from .intake import set_aside
+from .aside import ErpAside
 from .settings import ErpSettings
 
 log = logging.getLogger("keycrm_bridge.erp")
@@ -39,6 +39,7 @@ class Applier:
         assert settings.erp is not None
         self.store, self.conn, self.ledger, self.keycrm, self.sync = store, store.conn, ledger, keycrm, sync
         self.settings, self.erp, self.clock, self.source = settings, settings.erp, clock, source
+        self.aside = ErpAside(store, source, clock)
 
     # -- the ERP's truth ---------------------------------------------------------------------------
 
@@ -247,17 +248,14 @@ class Applier:
         lacking = [s for s in skus if s not in found]
         now = self.clock.now()
         if lacking:
-            set_aside(self.conn, self.source, [(f"keycrm:{s}", s, "KeyCRM has no offer with this SKU"
-                                                + ("" if self.erp.create_missing else
-                                                   " (ERP_CREATE_MISSING=true creates it)")) for s in lacking],
-                      None, now)
+            reason = "KeyCRM has no offer with this SKU" + ("" if self.erp.create_missing else
+                                                            " (ERP_CREATE_MISSING=true creates it)")
+            self.aside.add([(f"keycrm:{s}", s, reason, None) for s in lacking], None)
             for s in lacking:
                 self.store.note_unmatched(s, "erp", "in the ERP, not in KeyCRM", None, now)
         for part in chunks(skus):
             self.conn.execute(f"DELETE FROM erp_to_read WHERE sku IN ({marks(part)})", part)
-        for part in chunks(sorted(found)):
-            keys = [f"{self.source}|{kind}:{s}" for s in part for kind in ("keycrm", "created")]
-            self.conn.execute(f"DELETE FROM erp_set_aside WHERE key IN ({marks(keys)})", keys)
+        self.aside.clear([f"{kind}:{s}" for s in sorted(found) for kind in ("keycrm", "created")])
         if found:
             self.store.clear_unmatched(found)
             # Read after our write: what KeyCRM holds may still differ (it was not known before).
@@ -270,12 +268,10 @@ class Applier:
         made = 0
         for sku in skus:
             # Never twice: a created offer that still cannot be found by SKU is listed, not re-created.
-            marker = f"{self.source}|created:{sku}"
-            if self.conn.execute("SELECT 1 FROM erp_set_aside WHERE key = ?", (marker,)).fetchone():
+            if self.aside.has(f"created:{sku}"):
                 continue
-            self.conn.execute("INSERT INTO erp_set_aside (key, sku, guid, reason, at) VALUES (?, ?, ?, ?, ?)",
-                              (marker, sku, None, "created in KeyCRM from the ERP; not found by its SKU since",
-                               self.clock.now()))
+            self.aside.add([(f"created:{sku}", sku, "created in KeyCRM from the ERP; not found by its SKU since",
+                             None)], None)
             row = self.conn.execute("SELECT name, guid FROM erp_guid_map WHERE sku = ? ORDER BY seen_at DESC LIMIT 1",
                                     (sku,)).fetchone()
             name = (row[0] if row else None) or sku

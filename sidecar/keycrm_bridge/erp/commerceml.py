@@ -1,8 +1,8 @@
 """A streaming CommerceML 2 reader (2.03-2.10): catalogue items and the offers' stock and price.
 
-Reads with ``iterparse`` over defusedxml with DTDs forbidden (no entity may be declared, so no
-external entity is fetched and none expands), through a byte counter, and drops each offer once
-read, so memory stays flat whatever the package size. Stock comes in any of its published forms:
+Reads with the stdlib's C ``iterparse`` behind a guard that refuses any DTD (so no entity may be
+declared: none is fetched, none expands; see ``safety.PrologGuard``), through a byte counter, and
+drops each offer once read, so memory stays flat whatever the package size. Stock comes in any of its published forms:
 
 * ``<Количество>`` of the offer (2.03-2.07: the total, no warehouse);
 * ``<Склад ИдСклада=… КоличествоНаСкладе=…/>`` per warehouse (2.04-2.07);
@@ -15,16 +15,13 @@ When both a total and per-warehouse figures are present, the per-warehouse ones 
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET  # noqa: S405 - only for the element type; parsing is defusedxml's
+import xml.etree.ElementTree as ET  # noqa: S405 - fed only through PrologGuard, which refuses DTDs
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import IO
 
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import iterparse
-
-from .safety import CountingReader, HostilePackage, Limits
+from .safety import CountingReader, DtdRefused, HostilePackage, Limits, PrologGuard
 
 ANY_WAREHOUSE = ""  # stock given without a warehouse (the total of the offer)
 MAX_QUANTITY = Decimal(10) ** 12
@@ -88,6 +85,17 @@ def _truthy(text: str | None) -> bool:
     return (text or "").strip().lower() in ("true", "1", "да", "yes")
 
 
+def _kids(elem: ET.Element) -> dict[str, ET.Element]:
+    """An element's children by local name (the first of each): one pass instead of one per lookup."""
+    out: dict[str, ET.Element] = {}
+    names = _LOCAL
+    for c in elem:
+        n = names.get(c.tag) or local(c.tag)
+        if n not in out:
+            out[n] = c
+    return out
+
+
 def _child(elem: ET.Element, name: str) -> ET.Element | None:
     for c in elem:
         if local(c.tag) == name:
@@ -117,27 +125,32 @@ class Reader:
         self.info = PackageInfo()
 
     def __iter__(self) -> Iterator[Item]:
-        stack: list[ET.Element] = []
+        elems: list[ET.Element] = []   # the open elements (an offer read is removed from its parent)
+        names: list[str] = []          # and their local names
+        seen, max_depth = _LOCAL, self.limits.max_depth
+        source = PrologGuard(self.source, self.what)
         try:
-            for event, elem in iterparse(self.source, events=("start", "end"), forbid_dtd=True):
-                name = local(elem.tag)
+            for event, elem in ET.iterparse(source, events=("start", "end")):  # noqa: S314 - see PrologGuard
+                name = seen.get(elem.tag) or local(elem.tag)
                 if event == "start":
-                    stack.append(elem)
-                    if len(stack) > self.limits.max_depth:
-                        raise HostilePackage(f"{self.what} nests deeper than {self.limits.max_depth} levels")
-                    self._start(name, elem, len(stack))
+                    elems.append(elem)
+                    names.append(name)
+                    if len(names) <= 2:
+                        self._start(name, elem, len(names))
+                    elif len(names) > max_depth:
+                        raise HostilePackage(f"{self.what} nests deeper than {max_depth} levels")
                     continue
-                stack.pop()
+                elems.pop()
+                names.pop()
                 if name not in INTERESTING:
                     continue  # read as part of its offer or header element
-                item = self._end(name, elem, local(stack[-1].tag) if stack else "")
+                item = self._end(name, elem, names[-1] if names else "")
                 if item is not None:
                     yield item
-                if stack and (name in OFFER_TAGS or name in PRODUCT_TAGS):
-                    stack[-1].remove(elem)  # what is read is dropped: memory stays flat
-        except DefusedXmlException as exc:
-            raise HostilePackage(f"{self.what} declares a DTD or entities ({type(exc).__name__}); "
-                                 "CommerceML needs none, so it is refused") from None
+                if elems and (name in OFFER_TAGS or name in PRODUCT_TAGS):
+                    elems[-1].remove(elem)  # what is read is dropped: memory stays flat
+        except DtdRefused:
+            raise
         except ET.ParseError as exc:
             raise HostilePackage(f"{self.what} is not well-formed XML ({exc})") from None
         if not self.info.kind:
@@ -172,25 +185,28 @@ class Reader:
         elif name in OFFER_TAGS and parent == "Предложения":
             return self._offer(elem)
         elif name in PRODUCT_TAGS and parent == "Товары":
-            guid = _text(_child(elem, "Ид")) or ""
-            return Item(guid=guid, sku=_text(_child(elem, "Артикул")), name=_text(_child(elem, "Наименование")),
+            kids = _kids(elem)
+            guid = _text(kids.get("Ид")) or ""
+            return Item(guid=guid, sku=_text(kids.get("Артикул")), name=_text(kids.get("Наименование")),
                         is_offer=False, problem=None if guid else "the product has no <Ид>")
         return None
 
     def _offer(self, elem: ET.Element) -> Item:
-        item = Item(guid=_text(_child(elem, "Ид")) or "", sku=_text(_child(elem, "Артикул")),
-                    name=_text(_child(elem, "Наименование")))
+        kids = _kids(elem)
+        item = Item(guid=_text(kids.get("Ид")) or "", sku=_text(kids.get("Артикул")),
+                    name=_text(kids.get("Наименование")))
         if not item.guid:
             item.problem = "the offer has no <Ид>"
             return item
         try:
-            item.stock = self._stock(elem)
-            item.price = self._price(elem)
+            item.stock = self._stock(elem, kids)
+            prices = kids.get("Цены")
+            item.price = self._price(prices) if prices is not None else None
         except ValueError as exc:
             item.problem = f"unreadable figure: {exc}"
         return item
 
-    def _stock(self, elem: ET.Element) -> dict[str, Decimal] | None:
+    def _stock(self, elem: ET.Element, kids: dict[str, ET.Element]) -> dict[str, Decimal] | None:
         per: dict[str, Decimal] = {}
         total: Decimal | None = None
 
@@ -198,10 +214,11 @@ class Reader:
             key = (wid or "").strip()
             per[key] = per.get(key, Decimal(0)) + parse_quantity(qty)
 
-        for s in _children(elem, "Склад"):  # 2.04-2.07: attributes
-            if s.get("ИдСклада") is not None:
-                add(s.get("ИдСклада"), s.get("КоличествоНаСкладе"))
-        rests = _child(elem, "Остатки")
+        if "Склад" in kids:  # 2.04-2.07: attributes
+            for s in _children(elem, "Склад"):
+                if s.get("ИдСклада") is not None:
+                    add(s.get("ИдСклада"), s.get("КоличествоНаСкладе"))
+        rests = kids.get("Остатки")
         for rest in _children(rests, "Остаток") if rests is not None else ():
             wh_elems = list(_children(rest, "Склад"))
             if not wh_elems:
@@ -211,17 +228,14 @@ class Reader:
             for s in wh_elems:
                 q = _text(_child(s, "Количество")) or _text(_child(rest, "Количество"))
                 add(_text(_child(s, "Ид")), q)
-        q = _text(_child(elem, "Количество"))
+        q = _text(kids.get("Количество"))
         if q is not None and total is None:
             total = parse_quantity(q)
         if per:
             return per
         return None if total is None else {ANY_WAREHOUSE: total}
 
-    def _price(self, elem: ET.Element) -> Decimal | None:
-        prices = _child(elem, "Цены")
-        if prices is None:
-            return None
+    def _price(self, prices: ET.Element) -> Decimal | None:
         first: Decimal | None = None
         for p in _children(prices, "Цена"):
             raw = _text(_child(p, "ЦенаЗаЕдиницу"))

@@ -9,14 +9,15 @@ another item of the same package is set aside with its reason: listed, never app
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..store import Store, marks
+from ..clock import Clock, SystemClock
+from ..store import Store
+from .aside import ErpAside
 from .commerceml import Item, PackageInfo, Reader
 from .guidmap import GuidMap
 from .safety import Limits
@@ -43,16 +44,6 @@ class FileReport:
                 "renamed": len(self.renames), "warehouses": self.warehouses}
 
 
-def set_aside(conn: sqlite3.Connection, source: str, rows: Iterable[tuple[str, str | None, str]],
-              job_id: int | None, now: float) -> None:
-    """Remember items that were not applied: (guid, sku, reason)."""
-    conn.executemany(
-        "INSERT INTO erp_set_aside (key, sku, guid, reason, job_id, at) VALUES (?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (key) DO UPDATE SET sku = excluded.sku, reason = excluded.reason, job_id = excluded.job_id,"
-        " at = excluded.at",
-        [(f"{source}|{g or s}", s, g, r, job_id, now) for g, s, r in rows])
-
-
 def _slices(items: Iterable[Item]) -> Iterator[list[Item]]:
     batch: list[Item] = []
     for it in items:
@@ -66,8 +57,9 @@ def _slices(items: Iterable[Item]) -> Iterator[list[Item]]:
 
 class Intake:
     def __init__(self, store: Store, source: str, limits: Limits | None = None,
-                 price_type: str = "") -> None:
+                 price_type: str = "", clock: Clock | None = None) -> None:
         self.store = store
+        self.aside = ErpAside(store, source, clock or SystemClock())
         self.conn = store.conn
         self.source = source
         self.limits = limits or Limits()
@@ -95,7 +87,7 @@ class Intake:
         return report
 
     def _slice(self, job_id: int, batch: list[Item], now: float, report: FileReport) -> None:
-        aside: list[tuple[str, str | None, str]] = []
+        aside: list[tuple[str, str | None, str, str | None]] = []
         # Ids are learned into the map only when the whole file was read (``commit``): a file
         # refused half-way teaches nothing. Within the file, its own <Артикул> values count at once.
         cache = self.map.lookup([g for it in batch for g in (it.guid, it.guid.split("#", 1)[0])])
@@ -103,7 +95,7 @@ class Intake:
         stage: list[tuple[Any, ...]] = []
         for it in batch:
             if it.problem:
-                aside.append((it.guid, it.sku, it.problem))
+                aside.append((it.guid or it.sku or "", it.sku, it.problem, it.guid))
                 continue
             sku = self.map.resolve(it.guid, it.sku, cache)
             if not it.is_offer:
@@ -111,7 +103,7 @@ class Intake:
                     stage.append((job_id, it.guid, sku, None, None, it.name, None))
                 continue
             if not sku:
-                aside.append((it.guid, None, NO_SKU))
+                aside.append((it.guid, None, NO_SKU, it.guid))
                 continue
             price = float(it.price) if it.price is not None else None
             if it.stock is None:
@@ -121,9 +113,8 @@ class Intake:
         with self.store.transaction():
             self.conn.executemany("INSERT INTO erp_stage (job_id, guid, sku, erp_warehouse, quantity, name, price)"
                                   " VALUES (?, ?, ?, ?, ?, ?, ?)", stage)
-            if aside:
-                set_aside(self.conn, self.source, aside, job_id, now)
-        report.set_aside.update(r.split(":")[0] for _, _, r in aside)
+            self.aside.add(aside, job_id)
+        report.set_aside.update(r.split(":")[0] for _, _, r, _ in aside)
 
     def commit(self, job_id: int, now: float) -> list[tuple[str, str, str]]:
         """The file was read whole: learn its ids, clear what it fixed; returns renames (guid, old, new)."""
@@ -137,9 +128,7 @@ class Intake:
             last = part[-1][0]
             with self.store.transaction():  # one commit a slice, not one per row
                 renames += self.map.learn(part, now)
-                keys = [f"{self.source}|{g}" for g, _, _ in part]
-                self.conn.execute(f"DELETE FROM erp_set_aside WHERE key IN ({marks(keys)}) AND (job_id IS NULL OR"
-                                  f" job_id != ?)", (*keys, job_id))
+                self.aside.clear([g for g, _, _ in part], keep_job=job_id)
         for _guid, old, _new in renames:
             # The old SKU is no longer the ERP's: it must not count as "missing" in the next full package.
             self.conn.execute("DELETE FROM erp_stock WHERE sku = ? AND source = ?", (old, self.source))
@@ -148,7 +137,7 @@ class Intake:
     def discard(self, job_id: int) -> None:
         """A refused file leaves nothing behind: no staged rows, no items listed from it."""
         self.conn.execute("DELETE FROM erp_stage WHERE job_id = ?", (job_id,))
-        self.conn.execute("DELETE FROM erp_set_aside WHERE job_id = ?", (job_id,))
+        self.aside.discard_job(job_id)
 
     def _drop_duplicates(self, job_id: int, now: float, report: FileReport) -> None:
         dups = self.conn.execute(
@@ -158,10 +147,10 @@ class Intake:
         for sku, guids in dups:
             ids = sorted(set(guids.split(",")))
             reason = f"duplicate SKU: ERP items {', '.join(ids[:5])} all carry it; none is applied until one changes"
-            aside += [(g, sku, reason) for g in ids]
+            aside += [(g, sku, reason, g) for g in ids]
             self.conn.execute("DELETE FROM erp_stage WHERE job_id = ? AND sku = ?", (job_id, sku))
         if aside:
-            set_aside(self.conn, self.source, aside, job_id, now)
+            self.aside.add(aside, job_id)
             report.set_aside["duplicate SKU"] += len(aside)
 
 

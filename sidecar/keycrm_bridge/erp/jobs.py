@@ -20,9 +20,8 @@ from ..clock import Clock
 from ..config import Settings
 from ..errors import PermanentError, RetryableError
 from ..wiring import Engines
-from . import tables
 from .apply import Applier
-from .intake import Intake, report_json, set_aside
+from .intake import Intake, report_json
 from .safety import HostilePackage, Limits, remove_tree, safe_relative, unpack_zip
 
 log = logging.getLogger("keycrm_bridge.erp")
@@ -53,9 +52,8 @@ class ErpStage:
         self.settings, self.erp, self.clock = settings, settings.erp, clock
         self.store = engines.store
         self.conn = engines.store.conn
-        tables.ensure(self.conn)
         self.source = self.erp.erp
-        self.intake = Intake(self.store, self.source, limits_of(settings), self.erp.price_type)
+        self.intake = Intake(self.store, self.source, limits_of(settings), self.erp.price_type, clock)
         self.applier = Applier(self.store, engines.ledger, engines.keycrm, engines.sync, settings, clock, self.source)
         self._drift_at = -1e18
         self.extra: list[Any] = []  # other ERP work of the round (MoySklad's polls), each with .tick()
@@ -71,8 +69,10 @@ class ErpStage:
         return True
 
     def follow_ups(self) -> bool:
-        """What applied packages leave to do: confirmed zeroing, reads after the review, drift, fields."""
+        """What applied packages leave to do: confirmed zeroing, reads after the review, the owner's
+        retries of set-aside items, drift, product fields."""
         worked = self._zero_confirmed()
+        worked = self.intake.aside.retry_due() > 0 or worked
         worked = self.applier.after_review() > 0 or worked
         worked = self.applier.read_unknown() > 0 or worked
         if self.clock.now() - self._drift_at >= DRIFT_CHECK_S:
@@ -233,7 +233,7 @@ class ErpStage:
             return out
         reason = "not in the ERP's last full package" + ("" if self.erp.zero_missing else
                                                            " (kept; ERP_ZERO_MISSING=true sets it to 0)")
-        set_aside(self.conn, self.source, [(f"missing:{s}", s, reason) for s in missing], None, now)
+        self.intake.aside.add([(f"missing:{s}", s, reason, None) for s in missing], None)
         if not self.erp.zero_missing:
             out["zeroed"] = 0
             return out

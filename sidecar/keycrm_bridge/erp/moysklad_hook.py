@@ -16,7 +16,6 @@ from flask import Blueprint, Response, jsonify, request
 from ..clock import Clock
 from ..config import Settings
 from ..store import Store
-from . import tables
 
 MAX_BODY = 64 * 1024
 
@@ -25,7 +24,6 @@ def make_moysklad_blueprint(settings: Settings, clock: Clock, store: Callable[[]
     assert settings.erp is not None
     secret = settings.erp.moysklad_webhook_token
     bp = Blueprint("erp_moysklad", __name__)
-    ready: set[int] = set()
 
     def err(status: int, text: str) -> tuple[Response, int]:
         return jsonify({"error": text}), status
@@ -47,9 +45,6 @@ def make_moysklad_blueprint(settings: Settings, clock: Clock, store: Callable[[]
         if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) > 2000:
             return err(422, "not a MoySklad stock webhook (reportUrl expected)")
         c = store().conn
-        if id(c) not in ready:
-            tables.ensure(c)
-            ready.add(id(c))
         cur = c.execute("INSERT OR IGNORE INTO moysklad_webhooks (request_id, received_at, report_url)"
                         " VALUES (?, ?, ?)", (request_id, clock.now(), url))
         return jsonify({"accepted": True, "duplicate": cur.rowcount == 0}), 200

@@ -25,7 +25,6 @@ from flask import Blueprint, Response, request
 from ..clock import Clock
 from ..config import Settings
 from ..store import Store
-from . import tables
 from .jobs import FINALIZE, exchange_dir, queue_job
 from .safety import HostilePackage, fsync_file, safe_relative
 
@@ -53,14 +52,8 @@ def make_onec_blueprint(settings: Settings, clock: Clock, store: Callable[[], St
     assert settings.erp is not None
     erp = settings.erp
     bp = Blueprint("erp_1c", __name__)
-    ready: dict[int, bool] = {}
-
     def conn() -> Any:
-        c = store().conn
-        if not ready.get(id(c)):
-            tables.ensure(c)
-            ready[id(c)] = True
-        return c
+        return store().conn
 
     def basic_ok() -> bool:
         auth = request.authorization

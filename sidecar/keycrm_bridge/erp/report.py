@@ -10,13 +10,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from ..config import Settings
 from ..store import Store
-from . import tables
+from .aside import aside_count, aside_reasons, aside_rows
 
 
 def erp_status(store: Store, settings: Settings, now: float) -> dict[str, Any]:
     assert settings.erp is not None
     c = store.conn
-    tables.ensure(c)
     last = c.execute("SELECT id, filename, status, kind, changes_only, report, message, finished_at FROM erp_jobs"
                      " WHERE status IN ('done', 'failed') AND filename != '*finalize*' ORDER BY id DESC LIMIT 1"
                      ).fetchone()
@@ -29,8 +28,6 @@ def erp_status(store: Store, settings: Settings, now: float) -> dict[str, Any]:
                     "at": last["finished_at"], "message": last["message"],
                     "rows_applied": rep.get("rows_written", 0), "rows_unchanged": rep.get("rows_unchanged", 0),
                     "set_aside": rep.get("set_aside", {}), "missing": rep.get("missing"), "read": rep.get("read")}
-    reasons = [{"reason": r[0], "count": r[1]} for r in c.execute(
-        "SELECT reason, count(*) FROM erp_set_aside GROUP BY reason ORDER BY count(*) DESC LIMIT 20")]
     return {
         "source": settings.erp.erp,
         "last_package": last_job,
@@ -38,10 +35,10 @@ def erp_status(store: Store, settings: Settings, now: float) -> dict[str, Any]:
         "jobs_waiting": int(c.execute("SELECT count(*) FROM erp_jobs WHERE status IN ('queued', 'running')"
                                       ).fetchone()[0]),
         "keycrm_lookups_waiting": int(c.execute("SELECT count(*) FROM erp_to_read").fetchone()[0]),
-        "set_aside_count": int(c.execute("SELECT count(*) FROM erp_set_aside").fetchone()[0]),
-        "set_aside": reasons,
-        "set_aside_examples": [dict(r) for r in c.execute(
-            "SELECT sku, guid, reason, at FROM erp_set_aside ORDER BY at DESC LIMIT 20")],
+        # (the shared quarantine's stage "erp": `keycrm-bridge quarantine list|retry|drop` acts on them)
+        "set_aside_count": aside_count(c),
+        "set_aside": aside_reasons(c),
+        "set_aside_examples": aside_rows(c),
         "skus_known": int(c.execute("SELECT count(DISTINCT sku) FROM erp_stock").fetchone()[0]),
         "warehouse_map": [{"erp": k, "keycrm": v} for k, v in settings.erp.warehouse_map],
         "moysklad": store.get_meta("moysklad_state") if settings.erp.erp == "moysklad" else None,
@@ -60,7 +57,7 @@ def erp_explain(store: Store, sku: str) -> dict[str, Any] | None:
                                              " WHERE sku = ?", (sku,))],
         "written_to_keycrm": [dict(r) for r in c.execute("SELECT warehouse_id, quantity, at FROM erp_applied"
                                                          " WHERE sku = ?", (sku,))],
-        "set_aside": [dict(r) for r in c.execute("SELECT guid, reason, at FROM erp_set_aside WHERE sku = ?", (sku,))],
+        "set_aside": aside_rows(c, sku),
     }
 
 
@@ -87,7 +84,7 @@ def format_erp_explain(info: dict[str, Any] | None) -> list[str]:
     for w in info["written_to_keycrm"]:
         lines.append(f"  written to KeyCRM warehouse {w['warehouse_id']}: {w['quantity']:g}")
     for a in info["set_aside"]:
-        lines.append(f"  ERP item set aside: {a['reason']}")
+        lines.append(f"  ERP item {a['guid'] or ''} set aside (quarantine id {a['id']}): {a['reason']}")
     return lines
 
 
@@ -111,7 +108,7 @@ def erp_metrics(store: Store, prefix: str) -> Iterator[Metric]:
     yield jobs
     yield rows
     aside = GaugeMetricFamily(prefix + "erp_set_aside_items", "ERP items not applied, by reason.", labels=["reason"])
-    for reason, n in c.execute("SELECT substr(reason, 1, 60), count(*) FROM erp_set_aside GROUP BY 1"):
+    for reason, n in c.execute("SELECT substr(reason, 1, 60), count(*) FROM quarantine WHERE stage = 'erp' GROUP BY 1"):
         aside.add_metric([reason], n)
     yield aside
     last = c.execute("SELECT max(finished_at) FROM erp_jobs WHERE status = 'done'").fetchone()[0]
