@@ -41,6 +41,7 @@ require_once __DIR__ . '/src/AsyncFlush.php';
 require_once __DIR__ . '/src/Dispatcher.php';
 require_once __DIR__ . '/src/Installer.php';
 require_once __DIR__ . '/src/ProductHooks.php';
+require_once __DIR__ . '/src/ProductExclusion.php';
 require_once __DIR__ . '/src/StockRoute.php';
 require_once __DIR__ . '/src/Admin/AdminFormat.php';
 require_once __DIR__ . '/src/Admin/AdminPage.php';

@@ -84,6 +84,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         if st.get("last_error") and st.get("failures"):
             print(f"  {step}: failing ({st['failures']}x): {st['last_error']['error']}")
     _print_quarantine(status["quarantine"])
+    excluded = status["excluded_skus"]
+    print(f"excluded from sync in WooCommerce: {status['excluded_count']}")
+    for row in excluded[:50]:
+        print(f"  {row['sku']!s:30} product #{row['product_id']}, since {_ago(row['since'])}")
     if not status["compared"] and not status["unmatched_count"]:
         print("unmatched SKUs: not known yet (no comparison of the two catalogues has finished)")
         return 0

@@ -96,6 +96,7 @@ def changes_for(event: dict[str, Any], settings: Settings) -> Iterator[tuple[str
             yield "product", sku
     elif event["type"] == "product.deleted":
         yield "deleted", sku
+    # product.exclude queues nothing: the switch is recorded as the batch is expanded (exclusions.py).
 
 
 # A shortcut for the batches the plugin sends most (stock and deletion events, no product body): plain

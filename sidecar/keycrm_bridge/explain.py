@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from . import exclusions
 from .erp.report import erp_explain, format_erp_explain
 from .ledger import Ledger
 from .store import Store
@@ -101,6 +102,7 @@ def explain(store: Store, sku: str, limit: int = 30) -> dict[str, Any]:
     return {
         "sku": sku,
         "known": row is not None,
+        "excluded": bool(exclusions.excluded_among(store.conn, [sku])),
         "woocommerce_stock": row.woo_stock if row else None,
         "keycrm_sellable": sellable,
         "keycrm_on_hand": on_hand,
@@ -121,6 +123,8 @@ def explain(store: Store, sku: str, limit: int = 30) -> dict[str, Any]:
 
 def format_explain(info: dict[str, Any]) -> str:
     lines = [f"SKU {info['sku']}"]
+    if info.get("excluded"):
+        lines.append("  excluded from sync in WooCommerce: read on both sides, written on neither")
     if not info["known"]:
         lines.append("  not seen yet on either side")
         return "\n".join(lines + format_erp_explain(info.get("erp")))

@@ -10,6 +10,7 @@ import json
 import sqlite3
 from typing import Any
 
+from . import exclusions
 from .errors import RETRYABLE, describe, disposition
 from .store import SetAside, chunks, marks
 
@@ -68,6 +69,7 @@ def expand_events(c: sqlite3.Connection, batch: list[dict[str, Any]], now: float
         "INSERT INTO changes (event_id, kind, sku, occurred_at, created_at) VALUES (?, ?, ?, ?, ?)",
         [(ev["id"], kind, sku, ev["occurred_at"], now) for ev in fresh for kind, sku in changes_for(ev)],
     )
+    exclusions.apply_events(c, fresh, now)
     if fresh_out is not None:
         fresh_out.extend(fresh)
     return len(fresh), len(batch) - len(fresh)

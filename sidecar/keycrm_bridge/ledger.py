@@ -150,9 +150,19 @@ class Ledger:
 
     def mark_dirty(self, skus: Iterable[str], now: float) -> None:
         with self.store.transaction() as c:
-            for sku in skus:
-                c.execute("INSERT OR IGNORE INTO ledger (sku) VALUES (?)", (sku,))
-                self._dirty(c, sku, now)
+            self.dirty_in(c, skus, now)
+
+    @classmethod
+    def dirty_in(cls, c: Any, skus: Iterable[str], now: float) -> None:
+        """Mark SKUs for a decision inside a transaction the caller holds."""
+        for sku in skus:
+            c.execute("INSERT OR IGNORE INTO ledger (sku) VALUES (?)", (sku,))
+            cls._dirty(c, sku, now)
+
+    @classmethod
+    def note_in(cls, c: Any, sku: str, now: float, kind: str, detail: dict[str, Any]) -> None:
+        """A timeline entry inside a transaction the caller holds."""
+        cls._history(c, sku, now, kind, detail)
 
     @staticmethod
     def _dirty(c: Any, sku: str, now: float) -> None:

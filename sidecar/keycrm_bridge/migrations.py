@@ -173,6 +173,15 @@ CREATE TABLE IF NOT EXISTS erp_chunks (
     PRIMARY KEY (exchange_id, filename, seq)
 );
 """
+@MIGRATIONS(name="0005_sync_exclusions")
+def _sync_exclusions(db: sqlite_utils.Database) -> None:
+    # One row per SKU the plugin ever switched; ``excluded`` is the newest switch (by occurred_at).
+    db.execute("""CREATE TABLE sync_exclusions (
+        sku TEXT PRIMARY KEY,
+        product_id INTEGER NOT NULL,
+        excluded INTEGER NOT NULL,
+        occurred_at REAL NOT NULL,
+        changed_at REAL NOT NULL)""")
 
 
 @contextmanager

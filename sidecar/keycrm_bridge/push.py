@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from . import exclusions
 from .aliases import Aliases
 from .budget import Priority
 from .clock import Clock
@@ -95,6 +96,7 @@ class PushEngine:
         by_kind: dict[str, list[Change]] = {}
         for ch in changes:
             by_kind.setdefault(ch.kind, []).append(ch)
+        self._drop_excluded(token, by_kind)
         # Renames first, so that later changes in the batch already find the offer under its new SKU.
         for kind, handler in (("rename", self._renames), ("stock", self._stock), ("product", self._products),
                               ("deleted", self._deleted)):
@@ -104,6 +106,21 @@ class PushEngine:
         for kind, group in by_kind.items():
             self._skip(token, group, result, f"unknown change kind {kind!r}")
         return result
+
+    def _drop_excluded(self, token: str, by_kind: dict[str, list[Change]]) -> None:
+        """Product fields and renames of a product the owner excluded are not written to KeyCRM. Stock
+        changes still reach the ledger (which is only read for such a SKU): the sync writes nothing."""
+        fields = [ch for kind in ("product", "rename") for ch in by_kind.get(kind, [])]
+        off = exclusions.excluded_among(self.store.conn, {ch.sku for ch in fields})
+        if not off:
+            return
+        for kind in ("product", "rename"):
+            dropped = [ch for ch in by_kind.get(kind, []) if ch.sku in off]
+            if dropped:
+                by_kind[kind] = [ch for ch in by_kind[kind] if ch.sku not in off]
+                self._done(token, dropped)
+                for ch in dropped:
+                    log.info("change not written: product excluded from sync", extra={"sku": ch.sku, "kind": kind})
 
     def _isolating(self, token: str, kind: str, handler: Any, group: list[Change], result: PushResult) -> None:
         """Run one kind's handler; a failure that is not the peer's is narrowed down to its changes.

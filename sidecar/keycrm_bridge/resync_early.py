@@ -22,6 +22,7 @@ import logging
 import time
 from typing import Any
 
+from . import exclusions
 from .resync_apply import ResyncApply
 from .resync_batches import WOO_BATCH, _assign_batches
 from .resync_plan import EARLY_N
@@ -120,12 +121,13 @@ class ResyncEarly(ResyncApply):
             (job_id, EARLY_N + since, EARLY_N + top)).fetchall()
         matched = [r["sku"] for r in rows]
         known, held = self.ledger.rows(matched), self.ledger.inflight(matched)
+        off = exclusions.excluded_among(c, matched)  # left to the final plan, which writes them nowhere
         keep: list[tuple[tuple[Any, ...], int]] = []
         drop: list[tuple[tuple[Any, ...], int]] = []
         for r in rows:
             d = self.jobs._decide_row(r, job["mode"], self.settings, known.get(r["sku"]), held.get(r["sku"], 0.0))
             # (key, problems, action, woo_target, kc_target, kc_new_q, agreed, reason, woo_status, kc_status)
-            (keep if not d[1] and d[3] is not None else drop).append((d, r["n"]))
+            (keep if not d[1] and d[3] is not None and r["sku"] not in off else drop).append((d, r["n"]))
         with self.store.transaction() as t:
             # Only rows with a WooCommerce write stay: everything else is decided by the final plan.
             t.executemany("DELETE FROM resync_plan WHERE job = ? AND n = ?", [(job_id, n) for _, n in drop])

@@ -17,7 +17,7 @@ from .store import Store
 
 PHASES = ("planning_keycrm", "planning_woo", "planned", "applying", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
-ACTIONS = ("none", "update_woocommerce", "update_keycrm", "update_both", "create_keycrm")
+ACTIONS = ("none", "update_woocommerce", "update_keycrm", "update_both", "create_keycrm", "excluded")
 KEEP_JOBS = 5  # plans of older jobs are deleted when a new one starts
 
 SCHEMA = """

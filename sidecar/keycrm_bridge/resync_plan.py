@@ -10,7 +10,7 @@ import math
 import sqlite3
 from typing import Any
 
-from . import skuhealth
+from . import exclusions, skuhealth
 from .config import Settings
 from .decide import decide
 from .resync_jobs import ACTIONS, FINISHED, PHASES, AlreadyRunning, JobRows
@@ -78,6 +78,12 @@ class ResyncJobs(JobRows, ReportRows):
                 t.execute("UPDATE resync_plan SET action = 'create_keycrm', kc_status = 'planned'"
                           " WHERE job = ? AND problems = ? AND woo_items = 1",
                           (job_id, skuhealth.ONLY_IN_WOOCOMMERCE))
+            # Shown beside the rest, written on neither side (unless written before the switch came).
+            t.execute("UPDATE resync_plan SET action = 'excluded', woo_target = NULL, kc_target = NULL,"
+                      " kc_new_q = NULL, woo_status = NULL, kc_status = NULL, reason = ? WHERE job = ?"
+                      " AND coalesce(woo_status, 'planned') = 'planned' AND coalesce(kc_status, 'planned') = 'planned'"
+                      " AND sku IN (SELECT sku FROM sync_exclusions WHERE excluded = 1)",
+                      (exclusions.REASON, job_id))
         return self.counts(job_id)
 
     def _early_rows(self, job_id: str, skus: list[str]) -> dict[str, sqlite3.Row]:

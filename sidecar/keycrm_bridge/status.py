@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import approval
+from . import approval, exclusions
 from .clock import FakeClock
 from .config import Settings
 from .erp.report import erp_status
@@ -35,6 +35,8 @@ def build_status(store: Store, settings: Settings, now: float) -> dict[str, Any]
                          or _resync_finished(store)),
         "unmatched_skus": unmatched,
         "unmatched_count": len(unmatched),
+        "excluded_skus": exclusions.listing(store.conn),
+        "excluded_count": exclusions.count(store.conn),
         "budget": {
             "per_minute": settings.rate_per_minute,
             "used_last_minute": used,

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from . import exclusions
 from .aliases import Aliases
 from .budget import Priority
 from .clock import Clock
@@ -50,6 +51,7 @@ class RoundResult:
     unmatched: int = 0
     settled: int = 0  # SKUs that left the dirty set this round (written, in agreement, or set aside)
     unwritable: int = 0  # writes dropped because that side cannot be written at all (no WooCommerce)
+    excluded: int = 0  # SKUs the owner excluded from sync: read, not written
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -216,6 +218,13 @@ class SyncEngine:
 
     def _round(self, skus: list[str], started: float, bypass: set[str], result: RoundResult) -> None:
         mode = self.settings.sync_mode
+        off = exclusions.excluded_among(self.store.conn, skus)
+        if off:
+            # Read, never written: leaves the dirty set now and is decided again when switched back on.
+            self.ledger.clean(off, started)
+            result.settled += len(off)
+            result.excluded += len(off)
+            skus = [s for s in skus if s not in off]
         rows = self.ledger.rows(skus)
         unknown = [s for s in skus if rows[s].kc_sellable is None and s.strip()]
         if unknown:

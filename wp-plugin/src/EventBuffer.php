@@ -18,7 +18,7 @@ final class EventBuffer
     /** @var array<int, array<string, mixed>> */
     private array $events = [];
 
-    /** @var array<string, int> product upsert/delete key => index in $events */
+    /** @var array<string, int> product upsert/delete key => index in $events (not stock or exclude events) */
     private array $productIndex = [];
 
     /** @param array<string, mixed> $event */
@@ -96,7 +96,7 @@ final class EventBuffer
     {
         $this->productIndex = [];
         foreach ($this->events as $index => $event) {
-            if ($event['type'] !== 'stock.set') {
+            if ($event['type'] === 'product.upsert' || $event['type'] === 'product.deleted') {
                 $this->productIndex[(string) $event['product_id']] = $index;
             }
         }

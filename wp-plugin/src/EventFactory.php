@@ -78,6 +78,26 @@ final class EventFactory
     }
 
     /**
+     * The owner's "Don't sync this product" switch, set from wp-admin.
+     *
+     * @param object $product A WC_Product (or variation).
+     * @return array<string, mixed>
+     */
+    public static function productExclude($product, bool $excluded): array
+    {
+        return [
+            'id' => self::newId(),
+            'type' => 'product.exclude',
+            'occurred_at' => microtime(true),
+            'product_id' => (int) $product->get_id(),
+            'parent_id' => (int) $product->get_parent_id(),
+            'sku' => self::sku($product->get_sku()),
+            'cause' => 'manual',
+            'excluded' => $excluded,
+        ];
+    }
+
+    /**
      * @param object $product A WC_Product.
      * @return array<string, mixed>
      */

@@ -28,6 +28,7 @@ final class Plugin
     public readonly EventBuffer $buffer;
     public readonly RequestContext $context;
     public readonly ProductHooks $products;
+    public readonly ProductExclusion $exclusion;
     public readonly Dispatcher $dispatcher;
     public readonly AdminPage $admin;
     public readonly StockRoute $stockRoute;
@@ -37,6 +38,7 @@ final class Plugin
         $this->buffer = new EventBuffer();
         $this->context = new RequestContext();
         $this->products = new ProductHooks($this->buffer, $this->context);
+        $this->exclusion = new ProductExclusion($this->buffer);
         $this->dispatcher = new Dispatcher($this->buffer);
         $this->admin = new AdminPage($this->dispatcher);
         $this->stockRoute = new StockRoute($this->context);
@@ -120,6 +122,8 @@ final class Plugin
         $panel = new ProductPanel();
         add_action('add_meta_boxes_product', [$panel, 'addMetaBox']);
         add_action('woocommerce_product_after_variable_attributes', [$panel, 'renderVariation'], 10, 3);
+        add_action('woocommerce_process_product_meta', [$this->exclusion, 'onSaveProduct'], 10, 1);
+        add_action('woocommerce_save_product_variation', [$this->exclusion, 'onSaveVariation'], 10, 2);
 
         if (defined('WP_CLI') && WP_CLI && class_exists('\WP_CLI')) {
             \WP_CLI::add_command('keycrm-bridge', new Commands($this->dispatcher));

@@ -9,8 +9,8 @@ It also answers the signed GET /v1/status and, when enabled, the resync API: POS
 GET /v1/resync/{id}/plan.csv|plan.json (409 until finished; "mode" 401/500/hang applies to these).
 
 Control (unsigned, test-only): POST /_control {"mode": "ok|401|500|garbage|hang", "hang_s": 30,
-"resync": bool, "unmatched": [...], "report_rows": n, "finished_resync": "id"}, GET /_batches (also
-lists the signed GETs it answered, as "gets"), POST /_reset.
+"resync": bool, "unmatched": [...], "status": {more status fields}, "report_rows": n, "finished_resync": "id"},
+GET /_batches (also lists the signed GETs it answered, as "gets"), POST /_reset.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class State:
         self.resyncs: dict[str, dict[str, Any]] = {}
         self.unmatched: list[dict[str, Any]] = []
         self.erp: dict[str, Any] | None = None
+        self.status_extra: dict[str, Any] = {}  # more fields of GET /v1/status (excluded_skus, quarantine)
         self.report_rows = 3
         self.gets: list[dict[str, Any]] = []
         self.batches: list[dict[str, Any]] = []
@@ -184,6 +185,8 @@ class Handler(BaseHTTPRequestHandler):
             st.unmatched = list(cmd["unmatched"])
         if "erp" in cmd:
             st.erp = cmd["erp"]
+        if "status" in cmd:
+            st.status_extra = dict(cmd["status"] or {})
         if "report_rows" in cmd:
             st.report_rows = int(cmd["report_rows"])
         if "finished_resync" in cmd:
@@ -225,6 +228,7 @@ class Handler(BaseHTTPRequestHandler):
             "unmatched_skus": self.state.unmatched,
             "budget_used_last_minute": 7,
             "erp": self.state.erp,
+            **self.state.status_extra,
         })
 
     def _resync_start(self, body: bytes) -> None:

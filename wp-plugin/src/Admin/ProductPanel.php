@@ -8,6 +8,7 @@
 
 namespace KeycrmBridge\Admin;
 
+use KeycrmBridge\ProductExclusion;
 use KeycrmBridge\Settings;
 use KeycrmBridge\SidecarClient;
 
@@ -16,7 +17,8 @@ defined('ABSPATH') || exit;
 /**
  * One signed GET /v1/skus/{sku} (3-second limit) when an edit screen is drawn, shown as: KeyCRM's on
  * hand − reserve = sellable, WooCommerce's stock, site orders in flight, the last sync each way and
- * the SKU's timeline in the site's time zone. Only on admin screens; nothing on the shop's pages.
+ * the SKU's timeline in the site's time zone, and the "Don't sync this product" switch
+ * (ProductExclusion). Only on admin screens; nothing on the shop's pages.
  */
 final class ProductPanel
 {
@@ -34,7 +36,7 @@ final class ProductPanel
     public function renderProduct($post): void
     {
         $product = function_exists('wc_get_product') ? wc_get_product((int) $post->ID) : false;
-        $this->render($product ? (string) $product->get_sku() : '');
+        $this->render((int) $post->ID, $product ? (string) $product->get_sku() : '', null);
     }
 
     /** woocommerce_product_after_variable_attributes( $loop, $variation_data, $variation ) */
@@ -45,13 +47,14 @@ final class ProductPanel
         }
         $product = function_exists('wc_get_product') ? wc_get_product((int) $variation->ID) : false;
         echo '<div class="kcb-variation-panel"><strong>' . esc_html__('KeyCRM Bridge: why this stock', 'keycrm-bridge') . '</strong>';
-        $this->render($product ? (string) $product->get_sku() : '');
+        $this->render((int) $variation->ID, $product ? (string) $product->get_sku() : '', (int) $loop);
         echo '</div>';
     }
 
-    private function render(string $sku): void
+    private function render(int $productId, string $sku, ?int $loop): void
     {
         echo '<div class="kcb-product-panel">';
+        ProductExclusion::renderField($productId, $loop);
         if ($sku === '') {
             echo '<p>' . esc_html__('This product has no SKU, so it is not synced: products are matched by SKU.', 'keycrm-bridge') . '</p></div>';
             return;
@@ -70,6 +73,17 @@ final class ProductPanel
             return;
         }
         $info = $response->data;
+        if (!empty($info['excluded'])) {
+            echo '<p class="kcb-excluded"><strong>' . esc_html__(
+                'Excluded from sync: the bridge writes this SKU on neither side.',
+                'keycrm-bridge'
+            ) . '</strong></p>';
+        } elseif (ProductExclusion::isExcluded($productId)) {
+            echo '<p class="kcb-excluded">' . esc_html__(
+                'Switched off here; the sidecar has not taken the switch yet (it is on its way).',
+                'keycrm-bridge'
+            ) . '</p>';
+        }
         if (empty($info['known'])) {
             echo '<p>' . esc_html__('The bridge has not seen this SKU on either side yet.', 'keycrm-bridge') . '</p></div>';
             return;

@@ -60,8 +60,30 @@ final class StatusView
         }
         echo '</tbody></table>';
         ErpStatusView::render($status);
+        self::renderExcluded($status);
         self::renderUnmatched($status);
         return $status;
+    }
+
+    /** @param array<string, mixed> $status */
+    private static function renderExcluded(array $status): void
+    {
+        $rows = is_array($status['excluded_skus'] ?? null) ? $status['excluded_skus'] : [];
+        echo '<h3>' . esc_html__('Excluded from sync', 'keycrm-bridge') . '</h3>';
+        if ($rows === []) {
+            echo '<p>' . esc_html__('None: every product with an SKU is synced. Switch one off on its edit screen ("Don\'t sync this product").', 'keycrm-bridge') . '</p>';
+            return;
+        }
+        self::skuTable('kcb-excluded-skus', $rows, __('Since', 'keycrm-bridge'), static fn(array $row): string => AdminFormat::time($row['since'] ?? null));
+    }
+
+    /** "#12 Name" linked to the product's edit screen, escaped; "not in this shop" without one. */
+    public static function productLink(int $productId): string
+    {
+        $link = $productId > 0 ? get_edit_post_link($productId, 'raw') : '';
+        return $link
+            ? sprintf('<a href="%s">#%d %s</a>', esc_url($link), $productId, esc_html(get_the_title($productId)))
+            : esc_html__('not in this shop', 'keycrm-bridge');
     }
 
     /** @param array<string, mixed> $status */
@@ -77,28 +99,33 @@ final class StatusView
             echo '<p>' . esc_html__('None: every SKU has its pair in KeyCRM.', 'keycrm-bridge') . '</p>';
             return;
         }
-        echo '<table class="widefat striped kcb-unmatched"><thead><tr>';
+        self::skuTable('kcb-unmatched', array_slice($unmatched, 0, 200), __('Reason', 'keycrm-bridge'), static fn(array $row): string => (string) ($row['reason'] ?? ''));
+    }
+
+    /**
+     * SKU, product (linked), and one more column, every value escaped.
+     *
+     * @param array<int, mixed> $rows
+     * @param callable(array<string, mixed>): string $third the third column's text
+     */
+    private static function skuTable(string $class, array $rows, string $heading, callable $third): void
+    {
         printf(
-            '<th>%s</th><th>%s</th><th>%s</th>',
+            '<table class="widefat striped %s"><thead><tr><th>%s</th><th>%s</th><th>%s</th></tr></thead><tbody>',
+            esc_attr($class),
             esc_html__('SKU', 'keycrm-bridge'),
             esc_html__('Product', 'keycrm-bridge'),
-            esc_html__('Reason', 'keycrm-bridge')
+            esc_html($heading)
         );
-        echo '</tr></thead><tbody>';
-        foreach (array_slice($unmatched, 0, 200) as $row) {
+        foreach ($rows as $row) {
             if (!is_array($row)) {
                 continue;
             }
-            $productId = (int) ($row['product_id'] ?? 0);
-            $link = $productId > 0 ? get_edit_post_link($productId, 'raw') : '';
-            $product = $link
-                ? sprintf('<a href="%s">#%d %s</a>', esc_url($link), $productId, esc_html(get_the_title($productId)))
-                : esc_html__('not in this shop', 'keycrm-bridge');
             printf(
                 '<tr><td><code>%s</code></td><td>%s</td><td>%s</td></tr>',
                 esc_html((string) ($row['sku'] ?? '')),
-                $product, // Built from escaped parts above.
-                esc_html((string) ($row['reason'] ?? ''))
+                self::productLink((int) ($row['product_id'] ?? 0)), // Built from escaped parts.
+                esc_html($third($row))
             );
         }
         echo '</tbody></table>';

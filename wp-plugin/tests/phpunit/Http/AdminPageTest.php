@@ -65,6 +65,28 @@ final class AdminPageTest extends BridgeTestCase
         $this->assertSame(1, (int) $wpdb->get_var('SELECT COUNT(*) FROM ' . \KeycrmBridge\Outbox::table()));
     }
 
+    public function testExcludedSkusAreListedEscapedAndLinked(): void
+    {
+        $product = $this->makeSimpleProduct('AP-EXCLUDED', 1, 'Excluded <i>one</i>');
+        self::$receiver->control(['status' => ['excluded_skus' => [
+            ['sku' => 'AP-EXCLUDED', 'product_id' => $product->get_id(), 'since' => time() - 120],
+            ['sku' => '<img src=x onerror=alert(1)>', 'product_id' => 0, 'since' => time() - 60],
+        ], 'excluded_count' => 2]]);
+        try {
+            $html = $this->page()['body'];
+        } finally {
+            self::$receiver->control(['status' => []]);
+        }
+        $this->assertStringContainsString('Excluded from sync</h3>', $html);
+        $this->assertStringContainsString('#' . $product->get_id() . ' Excluded &lt;i&gt;one&lt;/i&gt;</a>', $html);
+        $this->assertStringContainsString('&lt;img src=x onerror=alert(1)&gt;', $html);
+        $this->assertStringNotContainsString('<img src=x', $html);
+        $this->assertMatchesRegularExpression('#kcb-excluded-skus.*AP-EXCLUDED.*\(2 mins ago\)#s', $html);
+
+        $none = $this->page()['body'];
+        $this->assertStringContainsString('None: every product with an SKU is synced.', $none);
+    }
+
     public function testErpSectionShowsTheLastPackageEscaped(): void
     {
         self::$receiver->control(['erp' => [
