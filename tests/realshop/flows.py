@@ -15,6 +15,10 @@ import rig
 from shop import Sidecar, outbox_count, wait_for
 
 STOCK = 20
+# A sale reaches the sidecar through the plugin's flush request, moments after the checkout. A retry comes
+# 10 s or more later (back-off, WP-Cron, Action Scheduler's once-a-minute runner), so a bound well under 10 s
+# tells the two apart and still leaves a loaded machine room.
+SALE_DELIVERY_S = 5.0
 
 
 @dataclass
@@ -157,9 +161,13 @@ def checkout(shop: Shop, sku: str, quantity: int = 2) -> tuple[int, dict[str, An
     event = shop.sidecar.wait_event(sku, "the sale's stock.set", lambda e: e["type"] == "stock.set"
                                     and e.get("order_id") == order_id)
     assert event["cause"] == "order" and event["quantity_delta"] == -quantity, event
+    # From the stock hook during the checkout to the sidecar's acceptance of the batch (one clock).
+    lag = event["received_at"] - event["occurred_at"]
+    assert lag <= SALE_DELIVERY_S, (f"the sale reached the sidecar {lag:.1f} s after the checkout (the sidecar was up; "
+                                    f"at most {SALE_DELIVERY_S:g} s): it went by a retry, not by the flush request")
     hooks = rig.assert_hooks(shop.scenario(f"checkout-{sku}"), [
         "woocommerce_product_set_stock", "woocommerce_reduce_order_item_stock", "woocommerce_reduce_order_stock"])
-    return order_id, {"since": since, "before": before, "event": event, "hooks": hooks}
+    return order_id, {"since": since, "before": before, "event": event, "hooks": hooks, "lag": lag}
 
 
 def _sold_not_pushed(shop: Shop, sku: str, order_id: int, seen: dict[str, Any], quantity: int) -> str:
@@ -169,8 +177,8 @@ def _sold_not_pushed(shop: Shop, sku: str, order_id: int, seen: dict[str, Any], 
     shop.sidecar.wait_kc(sku, seen["before"] - quantity)
     lowered = [r for r in shop.sidecar.kc_stock_writes(sku, seen["since"])]
     assert lowered == [], f"the bridge wrote KeyCRM stock for a sale: {lowered}"
-    return (f"order {order_id}: WooCommerce -{quantity}, event cause order; no KeyCRM stock write; both "
-            f"{seen['before'] - quantity}; hooks {seen['hooks']}")
+    return (f"order {order_id}: WooCommerce -{quantity}, event cause order at the sidecar {seen['lag']:.2f} s after "
+            f"the sale; no KeyCRM stock write; both {seen['before'] - quantity}; hooks {seen['hooks']}")
 
 
 def checkout_hpos(shop: Shop) -> str:

@@ -80,13 +80,15 @@ class Sidecar:
     # -- observations --------------------------------------------------------------------------
 
     def events(self, sku: str) -> list[dict[str, Any]]:
-        """What the plugin told the sidecar about one SKU, oldest first (the events table)."""
+        """What the plugin told the sidecar about one SKU, oldest first (the events table), each with the
+        time the sidecar's events API accepted its batch (``received_at``, unix seconds, this machine's clock)."""
         if not self.db.exists():
             return []
         with sqlite3.connect(self.db) as c:
-            rows = c.execute("SELECT type, cause, payload FROM events WHERE sku = ? ORDER BY occurred_at",
+            rows = c.execute("SELECT type, cause, received_at, payload FROM events WHERE sku = ? ORDER BY occurred_at",
                              (sku,)).fetchall()
-        return [{"type": t, "cause": cause, **json.loads(payload)} for t, cause, payload in rows]
+        return [{"type": t, "cause": cause, **json.loads(payload), "received_at": received}
+                for t, cause, received, payload in rows]
 
     def wait_event(self, sku: str, what: str, match: Any, timeout: float = 60) -> dict[str, Any]:
         def found() -> dict[str, Any] | None:

@@ -1,8 +1,8 @@
 <?php
 
 /**
- * Delivery: the request's events after the response (or, where the response cannot be finished early, by a
- * request of their own), the outbox when that fails, a retry job after that.
+ * Delivery: a request's events go to the outbox once its response is out, and a request of their own sends
+ * them (AsyncFlush); a retry job when that fails. WP-CLI and system cron send in their own process.
  *
  * @package KeycrmBridge
  */
@@ -36,7 +36,13 @@ final class Dispatcher
     {
     }
 
-    /** Runs on "shutdown", after WordPress flushed its output buffers. */
+    /**
+     * Runs on "shutdown", after WordPress flushed its output buffers. A web request never talks to the
+     * sidecar: a sale's request answers the shopper, stores its events (one INSERT) and rings the doorbell
+     * of a flush request (AsyncFlush). Sending from the shopper's own PHP worker after
+     * fastcgi_finish_request() held that worker for the whole timeout when the sidecar hung, and the
+     * worker's after-response work competed with the shop's next requests.
+     */
     public function onShutdown(): void
     {
         if ($this->buffer->isEmpty()) {
@@ -44,11 +50,12 @@ final class Dispatcher
         }
         $events = $this->buffer->drain();
         try {
-            if ($this->finishResponse()) {
-                $this->deliver($events);
-            } else {
-                $this->handOff($events);
+            if (PHP_SAPI === 'cli') {
+                $this->deliver($events); // WP-CLI, a system cron: nobody waits for this process
+                return;
             }
+            $this->finishResponse();
+            $this->handOff($events);
         } catch (\Throwable $error) {
             // Last resort: keep the events whatever went wrong above.
             Outbox::add($events, 'plugin error: ' . $error->getMessage());
@@ -57,7 +64,8 @@ final class Dispatcher
 
     /**
      * Send now when the outbox is empty and the sidecar is not known to be away; otherwise queue behind
-     * the older events so that the order per SKU holds.
+     * the older events so that the order per SKU holds. For processes nobody waits on (WP-CLI, system
+     * cron) and for events the database would not store.
      *
      * @param array<int, array<string, mixed>> $events
      */
@@ -72,13 +80,12 @@ final class Dispatcher
         }
         $state = Settings::state();
         $now = microtime(true);
-        if ($state['fail_until'] > $now || Settings::outboxMayHoldRows()) {
+        if ($state['fail_until'] > $now || Outbox::hasPending()) {
             Outbox::add($events);
             $this->scheduleRetry((int) ceil(max($state['fail_until'], $now)));
             return;
         }
-        // One sender at a time: while a send waits on a slow or hanging sidecar, every other request
-        // queues behind it instead of holding a PHP worker of its own for the whole timeout.
+        // One sender at a time, so that two senders never interleave batches of the same SKU.
         if (!$this->lock()) {
             Outbox::add($events);
             if (!$this->lockInUse()) {
@@ -91,7 +98,7 @@ final class Dispatcher
         } finally {
             $this->unlock();
         }
-        if ($sent && Settings::outboxMayHoldRows()) {
+        if ($sent && Outbox::hasPending()) {
             $this->flush(5.0); // what others queued behind us meanwhile
         }
     }
@@ -137,8 +144,9 @@ final class Dispatcher
     }
 
     /**
-     * Where the response cannot be finished before we talk to the sidecar (Apache with mod_php, CGI), the
-     * shopper must not wait for it: queue the events and let a request of their own send them at once.
+     * Queue the events and let a request of their own send them at once (the shopper's request has
+     * already been answered where the server allows; elsewhere this costs one INSERT and a loopback
+     * connect that is written and closed without waiting for an answer).
      *
      * @param array<int, array<string, mixed>> $events
      */
@@ -149,9 +157,13 @@ final class Dispatcher
             $this->deliver($events);
             return;
         }
+        if (!Settings::isConfigured()) {
+            return; // nothing can send; the plugin's page shows the waiting events and what to set
+        }
         $state = Settings::state();
-        if (!Settings::isConfigured() || $state['fail_until'] > microtime(true)) {
-            $this->scheduleRetry((int) ceil(max($state['fail_until'], microtime(true))));
+        if ($state['fail_until'] > microtime(true)) {
+            // The failed flush scheduled its retry; this only repairs a lost one (no query when it is there).
+            RetryScheduler::ensure((int) ceil($state['fail_until']));
             return;
         }
         // A flush in progress sends this row too: it looks again after it lets go of the lock (see flush()),
@@ -210,15 +222,9 @@ final class Dispatcher
         while (true) {
             $rows = Outbox::oldest($limit, self::BATCH_MAX_BYTES);
             if ($rows === []) {
-                Settings::setOutboxMayHoldRows(false);
-                if (!Outbox::hasPending()) {
-                    OutboxLimit::drained();
-                    $this->recordSuccess();
-                    return;
-                }
-                // A request queued rows between the two reads: the flag must stay up for it.
-                Settings::setOutboxMayHoldRows(true);
-                continue;
+                OutboxLimit::drained();
+                $this->recordSuccess();
+                return;
             }
             if (microtime(true) > $deadline) {
                 $result['status'] = 'budget_spent';
@@ -298,22 +304,16 @@ final class Dispatcher
     }
 
     /**
-     * Let the client go before we talk to the sidecar (PHP-FPM, LiteSpeed). False where the server API
-     * cannot (mod_php, CGI): then the shopper would wait for the sidecar, so the events are handed off.
+     * Let the client go before the outbox write (PHP-FPM, LiteSpeed). Where the server API cannot (mod_php,
+     * CGI), the shopper waits for that write and the doorbell, nothing more.
      */
-    private function finishResponse(): bool
+    private function finishResponse(): void
     {
         ignore_user_abort(true);
-        if (PHP_SAPI === 'cli') {
-            return true; // WP-CLI, a system cron: nobody waits for this process's output
-        }
         if (function_exists('fastcgi_finish_request')) {
-            return fastcgi_finish_request();
-        }
-        if (function_exists('litespeed_finish_request')) {
+            fastcgi_finish_request();
+        } elseif (function_exists('litespeed_finish_request')) {
             litespeed_finish_request();
-            return true;
         }
-        return false;
     }
 }

@@ -15,14 +15,13 @@ defined('ABSPATH') || exit;
  */
 final class Installer
 {
-    public const DB_VERSION = '1';
+    public const DB_VERSION = '2';
 
     public static function activate(): void
     {
         self::ensureSchema();
         add_option(Settings::URL, '', '', true);
         add_option(Settings::TIMEOUT, (string) Settings::DEFAULT_TIMEOUT, '', true);
-        add_option(Settings::PENDING, '0', '', true);
         add_option(Settings::STATE, [], '', true);
         if (Settings::secret() === '') {
             update_option(Settings::SECRET, Settings::generateSecret(), true);
@@ -51,6 +50,7 @@ final class Installer
     {
         require_once ABSPATH . 'wp-admin/includes/upgrade.php';
         dbDelta(Outbox::createTableSql());
+        delete_option(Settings::PENDING);
         update_option(Settings::DB_VERSION, self::DB_VERSION, true);
     }
 }

@@ -91,11 +91,7 @@ final class Outbox
         $sql = "INSERT IGNORE INTO {$table} (event_id, sku, occurred_at, queued_at, attempts, last_error, payload) VALUES "
             . implode(', ', $rows);
         // phpcs:ignore -- placeholders are built above, one group per row.
-        $result = $wpdb->query($wpdb->prepare($sql, $values));
-        if ($result !== false) {
-            Settings::setOutboxMayHoldRows(true);
-        }
-        return $result !== false;
+        return $wpdb->query($wpdb->prepare($sql, $values)) !== false;
     }
 
     /**

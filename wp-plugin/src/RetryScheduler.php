@@ -62,6 +62,19 @@ final class RetryScheduler
         wp_schedule_single_event($when, self::FLUSH_HOOK);
     }
 
+    /**
+     * atLatest() for the hot path: a failed flush schedules its retry in both WP-Cron and Action Scheduler
+     * at once, so a WP-Cron event due by $when (read from the autoloaded cron option, no query) shows the
+     * retry is there; only a lost one costs the full check.
+     */
+    public static function ensure(int $when): void
+    {
+        $next = wp_next_scheduled(self::FLUSH_HOOK);
+        if ($next === false || $next > max($when, time())) {
+            self::atLatest($when);
+        }
+    }
+
     /** @return int|false When the next flush is due (unix seconds), false when none is pending. */
     public static function next()
     {

@@ -20,7 +20,7 @@ final class Settings
     public const TIMEOUT = 'kcb_send_timeout';
     /** Delivery state (circuit breaker, last success, last error): autoloaded, written only on change. */
     public const STATE = 'kcb_delivery_state';
-    /** "1" while the outbox may hold rows: lets a request skip a query on the hot path. */
+    /** No longer used (a request read it from a stale cache); removed on upgrade and by uninstall. */
     public const PENDING = 'kcb_outbox_pending';
     public const DB_VERSION = 'kcb_db_version';
     public const RESYNC_JOB = 'kcb_resync_job';
@@ -88,18 +88,5 @@ final class Settings
     public static function saveState(array $state): void
     {
         update_option(self::STATE, $state, true);
-    }
-
-    public static function outboxMayHoldRows(): bool
-    {
-        return get_option(self::PENDING, '0') === '1';
-    }
-
-    public static function setOutboxMayHoldRows(bool $value): void
-    {
-        $wanted = $value ? '1' : '0';
-        if (get_option(self::PENDING, '0') !== $wanted) {
-            update_option(self::PENDING, $wanted, true);
-        }
     }
 }

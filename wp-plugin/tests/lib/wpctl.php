@@ -25,7 +25,6 @@ switch ($command) {
         update_option('kcb_sidecar_url', $argv[3]);
         update_option('kcb_shared_secret', $argv[4]);
         update_option('kcb_delivery_state', []);
-        update_option('kcb_outbox_pending', '0');
         break;
     case 'activate':
         $result = activate_plugin(KCB_PLUGIN);

@@ -44,7 +44,6 @@ abstract class BridgeTestCase extends TestCase
         update_option(Settings::SECRET, self::SECRET);
         update_option(Settings::TIMEOUT, (string) self::TIMEOUT);
         delete_option(Settings::STATE);
-        update_option(Settings::PENDING, '0');
         RetryScheduler::clear();
         $wpdb->query('DELETE FROM ' . standin_as_table());
         delete_option(Settings::OUTBOX_CAP);
