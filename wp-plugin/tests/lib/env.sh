@@ -143,6 +143,8 @@ group = root
 listen = $KCB_ENV_DIR/fpm/fpm.sock
 pm = static
 pm.max_children = ${KCB_FPM_CHILDREN:-6}
+; The tests wait on "active processes" here for the flush requests a step started in the background.
+pm.status_path = /kcb-fpm-status
 request_terminate_timeout = 120
 catch_workers_output = yes
 clear_env = no
@@ -181,6 +183,12 @@ http {
         # POST/PUT to "/" (REST with plain permalinks) must reach PHP, not the static index handler.
         location = / { rewrite ^ /index.php last; }
         location / { try_files \$uri \$uri/ /index.php?\$args; }
+        location = /kcb-fpm-status {
+            include /etc/nginx/fastcgi_params;
+            fastcgi_param SCRIPT_NAME /kcb-fpm-status;
+            fastcgi_param SCRIPT_FILENAME /kcb-fpm-status;
+            fastcgi_pass unix:$KCB_ENV_DIR/fpm/fpm.sock;
+        }
         location ~ \.php\$ {
             include /etc/nginx/fastcgi_params;
             # Debian's fastcgi_params passes \$host (no port); WordPress needs the port in HTTP_HOST.

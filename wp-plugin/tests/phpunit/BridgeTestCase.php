@@ -35,6 +35,7 @@ abstract class BridgeTestCase extends TestCase
     protected function setUp(): void
     {
         global $wpdb;
+        $this->assertTrue(Http::waitForIdleWorkers(self::env('wp_url')), 'the previous test\'s flush requests finished');
         if (!self::$receiver->isRunning()) {
             self::$receiver->restart();
         }

@@ -9,6 +9,24 @@
 final class Http
 {
     /**
+     * Wait until PHP-FPM runs no request but the status query itself: the flush requests that earlier
+     * steps started in the background (the plugin's doorbell) are done, so they cannot write into the next
+     * test. False when that did not happen within $seconds.
+     */
+    public static function waitForIdleWorkers(string $baseUrl, float $seconds = 30): bool
+    {
+        $deadline = microtime(true) + $seconds;
+        do {
+            $status = self::request('GET', $baseUrl . '/kcb-fpm-status', null, [], null, 10);
+            if ($status['status'] === 200 && preg_match('/^active processes:\s+(\d+)$/m', $status['body'], $m) && (int) $m[1] <= 1) {
+                return true;
+            }
+            usleep(50000);
+        } while (microtime(true) < $deadline);
+        return false;
+    }
+
+    /**
      * @param string[] $headers
      * @return array{status: int, body: string, seconds: float, url: string, headers: array<string, string>}
      *         headers: response headers by lower-case name (the last one of a name wins).

@@ -23,6 +23,8 @@ final class UninstallTest extends TestCase
         update_option(Settings::URL, 'http://127.0.0.1:1');
         wp_schedule_single_event(time() + 60, Dispatcher::FLUSH_HOOK);
 
+        // Flush requests the last tests started could otherwise write their state after the uninstall.
+        $this->assertTrue(Http::waitForIdleWorkers((string) $GLOBALS['kcb_test_env']['wp_url']), 'no flush request running');
         deactivate_plugins(self::PLUGIN);
         $this->assertFalse(wp_next_scheduled(Dispatcher::SWEEP_HOOK), 'deactivation stops the jobs');
         $this->assertFalse(wp_next_scheduled(Dispatcher::FLUSH_HOOK));
