@@ -43,6 +43,12 @@ class ErpAside:
             self.conn.execute(f"DELETE FROM quarantine WHERE stage = ? AND key IN ({marks(keys)})"
                               " AND coalesce(json_extract(payload, '$.job_id'), -1) != ?", (ERP, *keys, keep_job))
 
+    def clear_staged(self, job_id: int) -> None:
+        """``clear`` for every item of the staged package ``job_id`` (one statement, whatever its size)."""
+        self.conn.execute("DELETE FROM quarantine WHERE stage = ? AND key IN (SELECT DISTINCT ? || '|' || guid"
+                          " FROM erp_stage WHERE job_id = ?) AND coalesce(json_extract(payload, '$.job_id'), -1) != ?",
+                          (ERP, self.source, job_id, job_id))
+
     def discard_job(self, job_id: int) -> None:
         """A refused package lists nothing."""
         self.conn.execute("DELETE FROM quarantine WHERE stage = ? AND json_extract(payload, '$.job_id') = ?",

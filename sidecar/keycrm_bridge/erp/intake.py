@@ -118,20 +118,12 @@ class Intake:
 
     def commit(self, job_id: int, now: float) -> list[tuple[str, str, str]]:
         """The file was read whole: learn its ids, clear what it fixed; returns renames (guid, old, new)."""
-        renames: list[tuple[str, str, str]] = []
-        last = ""
-        # A slice at a time by key (memory stays flat), never an open cursor across the writes: in WAL
-        # a read snapshot held over another process's commit makes the next BEGIN IMMEDIATE fail.
-        while part := [tuple(p) for p in self.conn.execute(
-                "SELECT guid, sku, max(name) FROM erp_stage WHERE job_id = ? AND guid > ? GROUP BY guid, sku"
-                " ORDER BY guid LIMIT 400", (job_id, last)).fetchall()]:
-            last = part[-1][0]
-            with self.store.transaction():  # one commit a slice, not one per row
-                renames += self.map.learn(part, now)
-                self.aside.clear([g for g, _, _ in part], keep_job=job_id)
-        for _guid, old, _new in renames:
-            # The old SKU is no longer the ERP's: it must not count as "missing" in the next full package.
-            self.conn.execute("DELETE FROM erp_stock WHERE sku = ? AND source = ?", (old, self.source))
+        with self.store.transaction() as c:  # one commit for the package, statements over the staged rows
+            renames = self.map.learn_staged(job_id, now)
+            self.aside.clear_staged(job_id)
+            # An old SKU is no longer the ERP's: it must not count as "missing" in the next full package.
+            c.executemany("DELETE FROM erp_stock WHERE sku = ? AND source = ?",
+                          [(old, self.source) for _g, old, _n in renames])
         return renames
 
     def discard(self, job_id: int) -> None:
