@@ -64,9 +64,11 @@ class Processes:
 
 
 class Stack(Processes):
-    def __init__(self, tmp: Path, mode: str, *, webhook: bool = True, reviewed: bool = True, **env: str) -> None:
+    def __init__(self, tmp: Path, mode: str, *, webhook: bool = True, reviewed: bool = True,
+                 peer_faults: dict[str, Any] | None = None, **env: str) -> None:
         super().__init__(SimulatorProcess())
         self.tmp, self.mode, self.webhook, self.reviewed = tmp, mode, webhook, reviewed
+        self.peer_faults = peer_faults  # set on the peer before the worker starts
         self.extra = env
 
     def start(self, keycrm: list[dict[str, Any]], woo: list[dict[str, Any]]) -> Stack:
@@ -79,6 +81,8 @@ class Stack(Processes):
         self.web = Web(base, self.tmp / "web.log").start()
         self.peer = WooPeerProcess(sidecar_url=self.web.url, secret=SECRET).start()
         self.peer.control.seed(products=woo)
+        if self.peer_faults:
+            self.peer.control.set_faults(**self.peer_faults)
         if self.webhook:
             self.sim.control.configure_webhook(url=f"{self.web.url}/v1/keycrm/webhook/{TOKEN}")
         self.env = {**base, "WOO_URL": self.peer.url, "WOO_CONSUMER_KEY": "ck_test", "WOO_CONSUMER_SECRET": "cs_test"}

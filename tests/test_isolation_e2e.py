@@ -164,3 +164,19 @@ def test_a_rename_keycrm_does_not_apply_is_reported_and_stock_flows_by_offer_id(
     wait_until(lambda: stack.kc_sellable("NEW-9") == 5, timeout=15, what="stock under the new SKU")
     wait_until(lambda: "NEW-9" not in {u["sku"] for u in stack.status()["unmatched_skus"]}, timeout=20,
                what="the rename confirmed")
+
+
+def test_a_keycrm_change_reaches_woocommerce_while_the_first_sku_map_listing_still_runs(tmp_path):
+    """A shop this large takes the catalogue lane 20 slow pages to list; the change is looked up by SKU."""
+    skus = [f"L-{i:04d}" for i in range(1, 2001)]
+    s = Stack(tmp_path, "keycrm", peer_faults={"hang_rate": 1.0, "hang_seconds": 0.6, "path_contains": "/products"})
+    try:
+        s.start([{"sku": k, "quantity": 10} for k in skus], [simple(k, 10) for k in skus])
+        s.sim.control.receive("L-1999", 5)
+        wait_until(lambda: s.woo_stock("L-1999") == 15, timeout=60, interval=0.05, what="webhook → WooCommerce")
+        built = _store(s).conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'woo_skumap_state'").fetchone()[0] and \
+            _store(s).conn.execute("SELECT count(*) FROM woo_skumap_state").fetchone()[0]
+        assert not built, "the change waited for the whole shop's listing"
+    finally:
+        s.stop()

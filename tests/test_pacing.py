@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from keycrm_bridge.budget import Priority, RateBudget
 from keycrm_bridge.clock import FakeClock
-from keycrm_bridge.pacing import STOCK_HEADROOM, bridge_reads_per_minute, product_slots, sweep_interval_s, write_gap_s
+from keycrm_bridge.pacing import (
+    STOCK_HEADROOM,
+    bridge_reads_per_minute,
+    product_slots,
+    sweep_due_at,
+    sweep_interval_s,
+    sweep_slot,
+    write_gap_s,
+)
 
 
 def test_a_stream_of_edits_is_coalesced_to_a_bounded_write_rate_and_each_edit_lands_within_the_gap(tmp_path):
@@ -57,6 +65,24 @@ def test_the_sweep_takes_only_what_the_other_paths_leave():
     # Never faster than the configured floor, never stopped entirely.
     assert sweep_interval_s(600, 100, 0.0, 0, 0, 1.0) == 1.0
     assert sweep_interval_s(60, 10, 0.1, 500, 0, 1.0) == 60.0
+
+
+def test_sweep_pages_keep_to_a_timeline_so_late_starts_do_not_add_up():
+    interval = 60 / 44
+    # A worker that looks 0.25 s late every time still gets 44 pages a minute, never more.
+    slot, last, pages, now = 0.0, 0.0, 0, 1000.0
+    while now < 1060.0:
+        due = sweep_due_at(slot, last, interval)
+        now = max(now, due) + 0.25  # the loop looks a moment after the page was due
+        if now >= 1060.0:
+            break
+        slot, last, pages = sweep_slot(slot, now, interval), now, pages + 1
+    assert pages == 44
+    # Paused (a resync touched the last-page time): one interval after the pause, then a new timeline.
+    assert sweep_due_at(100.0, 200.0, interval) == 200.0 + interval
+    assert sweep_slot(100.0, 200.0 + interval, interval) == 200.0 + interval
+    # Far behind: no burst to catch up.
+    assert sweep_slot(100.0, 100.0 + 5 * interval, interval) == 100.0 + 5 * interval
 
 
 def test_product_fields_never_take_the_stock_headroom():

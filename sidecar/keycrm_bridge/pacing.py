@@ -17,7 +17,8 @@ Nothing here waits or calls anything: these are the rules, as functions of what 
 * The sweep takes what is left. Its page rate is the bridge's share of the budget (all of it but
   ``BUDGET_SHARE_OTHERS``, kept for the owner's other integrations), minus the write reserve, minus
   the reads the other paths (stock reads for orders and pushes, a resync) made in the last minute,
-  minus writes (and order polls) beyond the reserve.
+  minus writes (and order polls) beyond the reserve. Its pages keep to a timeline (``sweep_slot``),
+  so a page that starts a little late does not delay every later one.
 """
 
 from __future__ import annotations
@@ -43,6 +44,26 @@ def sweep_interval_s(per_minute: int, write_reserve: int, others_share: float, o
     return max(min_interval_s, 60.0 / max(1, left))
 
 
+def sweep_slot(last_slot: float, now: float, interval_s: float) -> float:
+    """The time slot a sweep page starting ``now`` takes: one ``interval_s`` after the last one.
+
+    Pages keep to a timeline, not to "one interval after the previous page started": a page that
+    started a little late (the worker was busy, or its loop looked a moment later) does not push
+    every later page back, so the sweep uses every read the budget leaves. A page more than one
+    interval behind (the sweep was paused, or waited for a slot) starts a new timeline, so the sweep
+    never bursts to catch up."""
+    slot = last_slot + interval_s
+    return slot if 0.0 <= now - slot < interval_s else now
+
+
+def sweep_due_at(last_slot: float, last_page_at: float, interval_s: float) -> float:
+    """When the next sweep page may start. ``last_page_at`` is the last page's start, or a later
+    moment at which something paused the sweep (a resync reads everything the sweep would)."""
+    if last_page_at >= last_slot + interval_s:
+        return last_page_at + interval_s
+    return last_slot + interval_s
+
+
 def write_gap_s(writes_last_min: int, writes_per_minute: int) -> float:
     """Seconds a stock write round waits after the previous one: 0 while writes are few (a burst of
     up to half the rate goes out at once), then ``60 / writes_per_minute``."""
@@ -57,4 +78,5 @@ def product_slots(left_write: int) -> int:
 
 
 __all__ = ["PRODUCT_PUTS_PER_ROUND", "STOCK_HEADROOM", "bridge_reads_per_minute", "product_slots",
-           "sweep_interval_s", "write_gap_s"]
+           "sweep_due_at", "sweep_interval_s", "sweep_slot",
+           "write_gap_s"]

@@ -19,7 +19,7 @@ from .budget import Priority
 from .clock import Clock
 from .config import Settings
 from .ledger import Ledger
-from .pacing import sweep_interval_s
+from .pacing import sweep_due_at, sweep_interval_s, sweep_slot
 from .quarantine import WEBHOOK, Quarantine
 from .store import Store
 from .sync import SyncEngine
@@ -203,10 +203,12 @@ class PullSources:
         now = self.clock.now()
         if now - last < self.settings.sweep_page_interval_s:
             return False
-        return now - last >= self.sweep_interval_s()
+        slot = float(self.store.get_meta("sweep_slot", 0) or 0)
+        return now >= sweep_due_at(slot, last, self.sweep_interval_s())
 
     def sweep_page(self) -> int:
         now = self.clock.now()
+        slot = sweep_slot(float(self.store.get_meta("sweep_slot", 0) or 0), now, self.sweep_interval_s())
         state = self.store.get_meta("sweep", {"page": 1, "started_at": now})
         rows, last_page = self.keycrm.stocks_page(int(state["page"]), details=True)
         self.sync.absorb_stock_rows(rows, "sweep")
@@ -218,6 +220,7 @@ class PullSources:
             state = {"page": int(state["page"]) + 1, "started_at": state["started_at"]}
         self.store.set_meta("sweep", state)
         self.store.set_meta("sweep_page_at", now)
+        self.store.set_meta("sweep_slot", slot)
         recent = [t for t in self.store.get_meta("sweep_recent", []) or [] if t > now - 60.0]
         self.store.set_meta("sweep_recent", [*recent, now])
         return len(rows)

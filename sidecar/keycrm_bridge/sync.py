@@ -340,8 +340,18 @@ class SyncEngine:
         yet (one incremental refresh): the write is conditional on it, and a two-way merge needs it."""
         if mode not in ("keycrm", "erp", "two-way") or self.woo is None or self.skumap is None:
             return
-        if any(self._woo_known(s) is None and self.skumap.get(s) is None for s in unknown):
-            self.skumap.refresh(self.woo)
+        missing = [s for s in unknown if self._woo_known(s) is None and self.skumap.get(s) is None]
+        if missing:
+            self._look_up_woo(missing)
+
+    def _look_up_woo(self, skus: list[str]) -> None:
+        assert self.skumap is not None
+        if self.skumap.watermark is None and hasattr(self.woo, "find_by_skus"):
+            # The first full listing is still running in the catalogue lane (minutes for 100,000
+            # products): look these SKUs up by SKU rather than list the whole shop again here.
+            self.skumap.learn(self.woo, skus)
+        else:
+            self.skumap.refresh(self.woo)  # incremental: products created since the last look
 
     def _woo_known(self, sku: str) -> float | None:
         if self.skumap is None:
@@ -458,7 +468,7 @@ class SyncEngine:
         entries = {s: self.skumap.get(s) for s in writes}
         missing = [s for s, e in entries.items() if e is None]
         if missing:
-            self.skumap.refresh(self.woo)  # incremental: products created since the last look
+            self._look_up_woo(missing)
             entries.update({s: self.skumap.get(s) for s in missing})
         items = []
         for sku, e in entries.items():

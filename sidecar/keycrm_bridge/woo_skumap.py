@@ -228,6 +228,14 @@ class SkuMap:
             self._set_watermark(watermark)
         return RefreshReport(full=full, products=products, variations=variations, removed=removed, watermark=watermark)
 
+    def learn(self, client: Any, skus: list[str]) -> int:
+        """Look ``skus`` up with the REST ``sku`` filter (a request per 50) and keep what is found: while
+        the first full listing of a large shop runs in its own lane, a change to a few SKUs neither
+        waits for it nor starts another one."""
+        rows = [_row_from_rest(p) for found in client.find_by_skus(skus).values() for p in found]
+        self._write_rest_rows(rows, {})
+        return len(rows)
+
     def _write_rest_rows(self, rows: list[dict[str, Any]], replaced_children: dict[int, set[int]]) -> None:
         if not rows and not replaced_children:
             return
