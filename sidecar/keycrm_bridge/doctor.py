@@ -29,6 +29,7 @@ from .doctor_findings import (  # noqa: F401  (re-exported: the report and the t
     DEMO_DEFAULTS,
     DEMO_VALUES,
     DISK,
+    ERP_CONNECTION,
     ERP_MAP,
     EVENTS_API,
     KEYCRM_CONNECTION,
@@ -251,8 +252,10 @@ def run_doctor(settings: Settings, env: Mapping[str, str] | None = None, *, cloc
             findings += _guarded(WORKER, lambda: check_worker(settings, clock))
         findings += _guarded(DEMO_DEFAULTS, lambda: check_demo_defaults(settings))
         if settings.erp is not None:
-            from .erp.doctor_check import check_erp
+            from .erp.doctor_check import check_erp, check_erp_connection
 
+            findings += _guarded(ERP_CONNECTION, lambda: Finding(ERP_CONNECTION, **check_erp_connection(
+                settings, clock, store, timeout_s, _local_url(settings.bind))))
             findings += _guarded(ERP_MAP, lambda: Finding(ERP_MAP, setting="ERP_WAREHOUSE_MAP",
                                                           **check_erp(settings, store)))
     finally:

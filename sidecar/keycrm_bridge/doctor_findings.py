@@ -18,6 +18,7 @@ EVENTS_API = "events API"
 WORKER = "worker"
 DEMO_DEFAULTS = "demo defaults"
 ERP_MAP = "ERP warehouse map"
+ERP_CONNECTION = "ERP"
 
 # The values docker/demo.env gives the demo (`docker compose --env-file docker/demo.env --profile demo up`)
 # so that it needs no setup. They are public, so a bridge reachable by others must not keep them.

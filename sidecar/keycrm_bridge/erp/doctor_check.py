@@ -1,14 +1,78 @@
-"""``doctor``'s ERP check: the warehouse map against what the ERP sent and what KeyCRM has."""
+"""``doctor``'s ERP checks: the ERP itself (a live call where there is one to make), and the
+warehouse map against what the ERP sent and what KeyCRM has."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from ..clock import Clock
 from ..config import Settings
+from ..errors import PermanentError, RetryableError
 from ..store import Store
 
 NAME = "ERP warehouse map"
+EXCHANGE_PATH = "/v1/erp/1c/exchange"
+
+
+def check_erp_connection(settings: Settings, clock: Clock, store: Store | None, timeout_s: float,
+                         public_url: str) -> dict[str, Any]:
+    """1C calls the bridge, so there is nothing to call: its credentials and the URL to give 1C are
+    checked, and when it last came. MoySklad: one cheap authenticated request (its warehouse list,
+    which also tells whether the map names warehouses MoySklad has)."""
+    erp = settings.erp
+    assert erp is not None
+    if erp.erp == "1c":
+        return _onec(settings, store, public_url, clock.now())
+    from .governor import Governor
+    from .moysklad import MoySkladClient
+
+    client = MoySkladClient(erp.moysklad_url, erp.moysklad_token, Governor(settings.database_path, clock), clock,
+                            units_per_request=erp.moysklad_units_per_request, timeout=timeout_s, attempts=1)
+    try:
+        stores = client.stores()
+    except PermanentError as exc:
+        if exc.status in (401, 403):
+            return {"ok": False, "setting": "MOYSKLAD_TOKEN",
+                    "message": f"MoySklad refused MOYSKLAD_TOKEN (HTTP {exc.status}): {exc}",
+                    "fix": "create a token in MoySklad (Settings → Users → the user → Tokens, or the "
+                           "integration's token) and set MOYSKLAD_TOKEN to it"}
+        return {"ok": False, "setting": "MOYSKLAD_BASE_URL", "message": str(exc),
+                "fix": "check MOYSKLAD_BASE_URL (https://api.moysklad.ru/api/remap/1.2)"}
+    except RetryableError as exc:
+        return {"ok": False, "setting": "MOYSKLAD_BASE_URL",
+                "message": f"could not reach MoySklad at {erp.moysklad_url}: {exc}",
+                "fix": "check the address and the network; the bridge retries by itself meanwhile"}
+    known = {str(s.get("id")): str(s.get("name") or s.get("id")) for s in stores}
+    unknown = [k for k, _ in erp.warehouse_map if k != "*" and k not in known]
+    listed = ", ".join(f"{i} ({n})" for i, n in list(known.items())[:10])
+    if unknown:
+        return {"ok": True, "warning": True, "setting": "ERP_WAREHOUSE_MAP",
+                "message": f"MoySklad accepted the token, but has no warehouse {', '.join(unknown)}; "
+                           f"its warehouses: {listed}",
+                "fix": "use MoySklad's warehouse ids in ERP_WAREHOUSE_MAP"}
+    return {"ok": True, "message": f"MoySklad accepted MOYSKLAD_TOKEN; {len(known)} warehouse(s): {listed}"}
+
+
+def _onec(settings: Settings, store: Store | None, public_url: str, now: float) -> dict[str, Any]:
+    erp = settings.erp
+    assert erp is not None
+    where = (f"in 1C's exchange settings (\"Обмен с сайтом\"): address {public_url}{EXCHANGE_PATH}, "
+             f"user {erp.onec_user!r}, the password of ERP_1C_PASSWORD")
+    if erp.onec_user.lower() in erp.onec_password.lower() or len(set(erp.onec_password)) < 6:
+        return {"ok": True, "warning": True, "setting": "ERP_1C_PASSWORD",
+                "message": "ERP_1C_PASSWORD is easy to guess; anyone who knows it can set the shop's stock",
+                "fix": "choose a long random password and enter the same in 1C"}
+    last = None
+    if store is not None:
+        row = store.conn.execute("SELECT max(last_at) FROM erp_exchanges").fetchone()
+        last = row[0] if row else None
+    if last is None:
+        return {"ok": True, "warning": True, "setting": "ERP_1C_USER",
+                "message": f"1C calls the bridge, nothing to call from here; it has not come yet. Enter {where}",
+                "fix": "start an exchange in 1C; a refusal shows its reason in 1C's exchange log"}
+    return {"ok": True, "message": f"1C calls the bridge (nothing to call from here); last exchange "
+                                   f"{max(0, int(now - last))} s ago. Its settings: {where}"}
 
 
 def check_erp(settings: Settings, store: Store | None) -> dict[str, Any]:

@@ -44,7 +44,7 @@ def entity_id(href: str | None) -> str:
 class MoySkladClient:
     def __init__(self, base_url: str, token: str, governor: Governor, clock: Clock, *,
                  units_per_request: int = 4, timeout: float = 30.0, session: requests.Session | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, attempts: int = MAX_ATTEMPTS) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
         self.governor, self.clock = governor, clock
@@ -52,6 +52,7 @@ class MoySkladClient:
         self.timeout = timeout
         self.session = session or requests.Session()
         self.rng = rng or random.Random()
+        self.attempts = attempts
 
     def owns(self, url: str) -> bool:
         """True when ``url`` is one of this account's API routes (a webhook's reportUrl must be)."""
@@ -65,14 +66,15 @@ class MoySkladClient:
         endpoint = urlparse(url).path.removeprefix(urlparse(self.base_url).path) or "/"
         headers = {"Authorization": f"Bearer {self._token}", "Accept-Encoding": "gzip",
                    "Accept": "application/json;charset=utf-8", "User-Agent": f"keycrm-bridge-sidecar/{__version__}"}
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        for attempt in range(1, self.attempts + 1):
             slot = self.governor.acquire(cost)
             started = time.perf_counter()
             try:
                 r = self.session.get(url, params=params, headers=headers, timeout=(3.05, self.timeout))
             except requests.RequestException as exc:
                 log_call(log, "moysklad", "GET", endpoint, None, attempt, started, type(exc).__name__)
-                self.clock.sleep(self.rng.uniform(0, min(30.0, 0.5 * 2 ** attempt)))
+                if attempt < self.attempts:
+                    self.clock.sleep(self.rng.uniform(0, min(30.0, 0.5 * 2 ** attempt)))
                 continue
             finally:
                 self.governor.release(slot)
@@ -84,11 +86,12 @@ class MoySkladClient:
                 self.governor.penalize(wait)  # every process waits it out: sustained 429s end in a ban
                 continue
             if r.status_code >= 500:
-                self.clock.sleep(self.rng.uniform(0, min(30.0, 0.5 * 2 ** attempt)))
+                if attempt < self.attempts:
+                    self.clock.sleep(self.rng.uniform(0, min(30.0, 0.5 * 2 ** attempt)))
                 continue
             raise PermanentError(f"MoySklad {endpoint}: HTTP {r.status_code}: {_message(r)}"[:400],
                                  status=r.status_code, endpoint=endpoint)
-        raise RetryableError(f"MoySklad {endpoint}: no answer after {MAX_ATTEMPTS} attempts", endpoint=endpoint,
+        raise RetryableError(f"MoySklad {endpoint}: no answer after {self.attempts} attempt(s)", endpoint=endpoint,
                              retry_after=5.0)
 
     # -- the routes ------------------------------------------------------------------------------
