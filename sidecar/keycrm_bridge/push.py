@@ -215,22 +215,7 @@ class PushEngine:
     # -- product fields --------------------------------------------------------------------------
 
     def _offers(self, skus: list[str]) -> dict[str, dict[str, Any]]:
-        known = self.store.keycrm_offers(skus)
-        need = [s for s in skus if s not in known]
-        if need:
-            wanted = set(need)
-            rows = []
-            for o in self.keycrm.iter_offers(skus=need, include_product=True):
-                if o.get("sku") not in wanted:
-                    continue
-                product = o.get("product") or {}
-                fields = {k: _num(o.get(k)) for k in OFFER_FIELDS}
-                fields["name"] = product.get("name")
-                fields["description"] = product.get("description")
-                rows.append((o["sku"], int(o["id"]), o.get("product_id"), fields))
-            self.store.save_keycrm_offers(rows, self.clock.now())
-            known = self.store.keycrm_offers(skus)
-        return known
+        return known_offers(self.store, self.keycrm, self.clock.now(), skus)
 
     def _products(self, token: str, group: list[Change], result: PushResult) -> None:
         newest = self._coalesce(token, "product", group, result)
@@ -386,3 +371,23 @@ class PushEngine:
 
 
 __all__ = ["BridgeError", "PushEngine", "PushResult", "backoff_s", "newest_per_sku"]
+
+
+def known_offers(store: Store, keycrm: Any, now: float, skus: list[str]) -> dict[str, dict[str, Any]]:
+    """KeyCRM's offers of ``skus`` (id, product id, fields): the mirror's, the rest read (≤ 50 a request)."""
+    known: dict[str, dict[str, Any]] = store.keycrm_offers(skus)
+    need = [s for s in skus if s not in known]
+    if need:
+        wanted = set(need)
+        rows = []
+        for o in keycrm.iter_offers(skus=need, include_product=True):
+            if o.get("sku") not in wanted:
+                continue
+            product = o.get("product") or {}
+            fields = {k: _num(o.get(k)) for k in OFFER_FIELDS}
+            fields["name"] = product.get("name")
+            fields["description"] = product.get("description")
+            rows.append((o["sku"], int(o["id"]), o.get("product_id"), fields))
+        store.save_keycrm_offers(rows, now)
+        known = store.keycrm_offers(skus)
+    return known

@@ -20,8 +20,10 @@ from ..clock import Clock
 from ..config import Settings
 from ..decide import json_number
 from ..ledger import Ledger
+from ..push import known_offers
 from ..store import Store, chunks, marks
 from .aside import ErpAside
+from .create import create_missing
 from .settings import ErpSettings
 
 log = logging.getLogger("keycrm_bridge.erp")
@@ -265,26 +267,7 @@ class Applier:
         return len(skus)
 
     def create_missing(self, skus: list[str]) -> int:
-        made = 0
-        for sku in skus:
-            # Never twice: a created offer that still cannot be found by SKU is listed, not re-created.
-            if self.aside.has(f"created:{sku}"):
-                continue
-            self.aside.add([(f"created:{sku}", sku, "created in KeyCRM from the ERP; not found by its SKU since",
-                             None)], None)
-            row = self.conn.execute("SELECT name, guid FROM erp_guid_map WHERE sku = ? ORDER BY seen_at DESC LIMIT 1",
-                                    (sku,)).fetchone()
-            name = (row[0] if row else None) or sku
-            fields = self.conn.execute("SELECT wanted FROM erp_fields WHERE sku = ?", (sku,)).fetchone()
-            payload: dict[str, Any] = {"name": name, "sku": sku}
-            price = json.loads(fields[0]).get("price") if fields else None
-            if price is not None:
-                payload["price"] = price
-            self.keycrm.create_product(payload)
-            made += 1
-            self.conn.execute("INSERT OR IGNORE INTO erp_to_read (sku, at) VALUES (?, ?)", (sku, self.clock.now()))
-            log.info("offer created in KeyCRM from the ERP", extra={"sku": sku})
-        return made
+        return create_missing(self, skus)
 
     def send_fields(self) -> int:
         """Product data that differs from what was sent: prices in one ``PUT /offers``, names per product."""
@@ -303,7 +286,8 @@ class Applier:
         if prices:
             self.keycrm.put_offers(prices)
             self._mark_sent([(p["sku"], "price", p["price"]) for p in prices], now)
-        offers = self.store.keycrm_offers([s for s, _ in names[:NAMES_PER_TICK]])
+        # Product ids from KeyCRM (the mirror, else one read): an ERP shop's mirror has no product data.
+        offers = known_offers(self.store, self.keycrm, now, [s for s, _ in names[:NAMES_PER_TICK]])
         for sku, name in names[:NAMES_PER_TICK]:
             product_id = (offers.get(sku) or {}).get("product_id")
             if product_id:

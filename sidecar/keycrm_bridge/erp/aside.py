@@ -41,7 +41,7 @@ class ErpAside:
         for part in chunks(whats):
             keys = [self.key(w) for w in part]
             self.conn.execute(f"DELETE FROM quarantine WHERE stage = ? AND key IN ({marks(keys)})"
-                              " AND coalesce(json_extract(payload, '$.job_id'), -1) != ?", (ERP, *keys, keep_job))
+                              " AND coalesce(json_extract(payload, '$.job_id'), -1) IS NOT ?", (ERP, *keys, keep_job))
 
     def clear_staged(self, job_id: int) -> None:
         """``clear`` for every item of the staged package ``job_id`` (one statement, whatever its size)."""
