@@ -104,6 +104,7 @@ def main() -> int:
         timings: dict[str, dict[str, list[float]]] = {op: {s: [] for s in SETUPS} for op in ("checkout", "put")}
         stock = 1000
         started = time.monotonic()
+        load_start = os.getloadavg()[0]  # the 1-minute load when the rounds began and when they ended
         for n in range(ROUNDS + 1):  # round 0 warms every setup's caches and is not counted
             order = SETUPS if n % 2 else tuple(reversed(SETUPS))
             for setup in order:
@@ -123,7 +124,8 @@ def main() -> int:
                     timings["put"][setup].append(put_ms)
         switch("up", urls)
         medians = {op: {s: statistics.median(v) for s, v in by.items()} for op, by in timings.items()}
-        out: dict[str, object] = {"real_shop_rounds": ROUNDS, "real_shop": rig.versions()}
+        out: dict[str, object] = {"real_shop_rounds": ROUNDS, "real_shop": rig.versions(),
+                                  "real_shop_load_avg": [round(load_start, 2), round(os.getloadavg()[0], 2)]}
         for op in ("checkout", "put"):
             for setup in SETUPS:
                 out[f"real_{op}_ms_{setup}"] = round(medians[op][setup], 1)
@@ -132,8 +134,8 @@ def main() -> int:
                 # machine's load at that moment cancels out.
                 paired = [a - b for a, b in zip(timings[op][setup], timings[op]["inactive"], strict=True)]
                 out[f"real_{op}_added_ms_{setup}"] = round(statistics.median(paired), 1)
-        print(f"real shop: {ROUNDS} rounds of 4 setups x (checkout + PUT) in {time.monotonic() - started:.0f} s",
-              file=sys.stderr)
+        print(f"real shop: {ROUNDS} rounds of 4 setups x (checkout + PUT) in {time.monotonic() - started:.0f} s, "
+              f"load average {load_start:.2f} → {os.getloadavg()[0]:.2f}", file=sys.stderr)
         for op in ("checkout", "put"):
             print("  " + op + ": " + ", ".join(f"{s} {medians[op][s]:.1f} ms" for s in SETUPS), file=sys.stderr)
         print(json.dumps(out))

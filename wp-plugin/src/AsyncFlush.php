@@ -11,11 +11,11 @@ namespace KeycrmBridge;
 defined('ABSPATH') || exit;
 
 /**
- * For servers that cannot answer the shopper before PHP is done (Apache with mod_php, CGI): the shopper's
- * request stores its events, opens a connection to its own admin-ajax.php, writes the request and closes
- * without reading, as WordPress's own spawn_cron() does. The web server runs that request as any other;
- * it sends the outbox within moments. The call carries an HMAC token, so strangers cannot make the shop
- * call the sidecar; even then the flush is locked, bounded and only sends what is queued.
+ * The doorbell of the outbox: a request that changed stock stores its events, opens a connection to its own
+ * admin-ajax.php, writes the request and closes without reading, as WordPress's own spawn_cron() does. The
+ * web server runs that request as any other; it sends the outbox within moments, so no request that sells
+ * ever waits on (or holds a PHP worker for) the sidecar. The call carries an HMAC token, so strangers cannot
+ * make the shop call the sidecar; even then the flush is locked, bounded and only sends what is queued.
  */
 final class AsyncFlush
 {

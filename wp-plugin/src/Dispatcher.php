@@ -31,6 +31,8 @@ final class Dispatcher
      */
     public const BACKOFF_BASE = 10;
     public const BACKOFF_MAX = 30;
+    /** Seconds after which a retry sends what a flush request (AsyncFlush) did not. */
+    public const DOORBELL_FALLBACK = 60;
 
     public function __construct(private EventBuffer $buffer)
     {
@@ -173,7 +175,12 @@ final class Dispatcher
         }
         if (!AsyncFlush::kick()) {
             $this->scheduleRetry(time());
+            return;
         }
+        // The doorbell is not answered when the shop cannot reach its own admin-ajax.php (HTTP auth on
+        // wp-admin, a proxy that sends it elsewhere): then a retry within a minute, not the 5-minute sweep.
+        // Once scheduled it costs no query; the retry finds an empty outbox when the doorbell worked.
+        RetryScheduler::ensure(time() + self::DOORBELL_FALLBACK);
     }
 
     /**
