@@ -23,7 +23,7 @@ class ErpStack(Processes):
         super().__init__(SimulatorProcess(warehouses=(1, 2), rate=6000))
         self.tmp, self.erp, self.extra = tmp, erp, env
 
-    def start(self, keycrm_count: int, woo_skus: list[str], prefix: str = "ERP-") -> ErpStack:
+    def start(self, keycrm_count: int, woo_skus: list[str], prefix: str = "ERP-", reviewed: bool = True) -> ErpStack:
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.sim.start()
         if keycrm_count:
@@ -38,7 +38,7 @@ class ErpStack(Processes):
         self.peer = WooPeerProcess(sidecar_url=self.web.url, secret=SECRET).start()
         self.peer.control.seed(products=[simple(s, 0) for s in woo_skus])
         self.env.update(WOO_URL=self.peer.url, WOO_CONSUMER_KEY="ck_test", WOO_CONSUMER_SECRET="cs_test")
-        self.worker = Worker(self.env, self.tmp / "worker.log").start()
+        self.worker = Worker(self.env, self.tmp / "worker.log", reviewed=reviewed).start()
         return self
 
     def restart_web(self, kill_only: bool = False) -> None:

@@ -37,6 +37,10 @@ def status_of(job: dict[str, Any], settings: Settings, store: Store, now: float)
     if job["phase"] in FINISHED and job["counts"]:
         base = f"/v1/resync/{job['id']}/plan"
         out["report"] = {"json": base + ".json", "csv": base + ".csv"}
+    if settings.erp is not None and job["phase"] in FINISHED:
+        from .erp.review import erp_review  # erp mode: what the ERP will write to KeyCRM, too
+
+        out["erp"] = erp_review(store, settings, str(job["id"]), now)
     return out
 
 

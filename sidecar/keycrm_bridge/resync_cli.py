@@ -137,6 +137,10 @@ def summary(st: dict[str, Any]) -> list[str]:
         writes = counts.get("writes") or {}
         if writes and not st["dry_run"]:
             lines.append("  writes: " + ", ".join(f"{k} {v}" for k, v in writes.items()))
+    if st.get("erp"):
+        from .erp.review import format_erp_review
+
+        lines += ["  " + line for line in format_erp_review(st["erp"])]
     lines.append(f"  errors: {st.get('errors', 0)}")
     return lines
 

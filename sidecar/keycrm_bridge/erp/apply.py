@@ -138,14 +138,14 @@ class Applier:
             # Nothing is written before the owner reviewed the first comparison (approval.py): the
             # ERP's figures are kept and go out, all of them, once the review is applied.
             waiting = sum(len(rows) for start in range(0, len(skus), SLICE)
-                          for rows in self._diff(skus[start:start + SLICE])[0].values())
+                          for rows in self.diff(skus[start:start + SLICE])[0].values())
             self.store.set_meta("erp_review_pending", True)
             return {**out, "rows_waiting_for_review": waiting}
         unmapped: Counter[str] = Counter()
         buffers: dict[int, list[tuple[str, float, float | None]]] = defaultdict(list)
         for start in range(0, len(skus), SLICE):
             part = skus[start:start + SLICE]
-            rows, unchanged, unmapped_part = self._diff(part)
+            rows, unchanged, unmapped_part = self.diff(part)
             out["rows_unchanged"] += unchanged
             unmapped.update(unmapped_part)
             for kc, items in rows.items():
@@ -171,7 +171,7 @@ class Applier:
         self.store.set_meta("erp_review_pending", False)
         return int(self.apply(skus)["rows_written"])
 
-    def _diff(self, skus: list[str]) -> tuple[dict[int, list[tuple[str, float, float | None]]], int, Counter[str]]:
+    def diff(self, skus: list[str]) -> tuple[dict[int, list[tuple[str, float, float | None]]], int, Counter[str]]:
         """Rows that differ, per KeyCRM warehouse: (sku, quantity, reserve in the mirror or None: unknown)."""
         targets, unmapped = self.targets(skus)
         mirror = self.store.keycrm_stock(skus)
