@@ -15,7 +15,7 @@ from keycrm_bridge.store import Store
 from keycrm_bridge.woo_skumap import SkuMap
 
 FIXTURE = Path(__file__).parent / "fixtures" / "db-0.1.0.sql"
-ALL = ["0001_release_0_1_0", "0002_quarantine", "0003_sku_aliases", "0004_erp", "0005_sync_exclusions"]
+ALL = ["0001_release_0_1_0", "0002_quarantine", "0003_sku_aliases", "0004_erp", "0005_sync_exclusions", "0006_sync_latency"]
 
 
 def old_database(tmp_path: Path) -> Path:

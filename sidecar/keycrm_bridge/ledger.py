@@ -8,7 +8,7 @@ the sweep, our own writes — and marks the SKU dirty; the sync engine decides d
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -213,12 +213,15 @@ class Ledger:
                 c.execute("UPDATE ledger SET dirty_since = NULL, dirty_touch = NULL"
                           f" WHERE sku IN ({marks(part)}) AND dirty_touch <= ?", (*part, decided_at))
 
-    def set_values(self, rows: Iterable[tuple[Any, ...]], now: float) -> None:
+    def set_values(self, rows: Iterable[tuple[Any, ...]], now: float, also: Callable[[Any], Any] | None = None) -> None:
         """After our writes: (sku, woo_stock, kc_sellable, agreed[, base_woo, base_kc]); None keeps a value.
 
         Without bases, a side written to the agreed value has taken it: its base becomes the agreed value.
+        ``also(conn)`` runs in the same transaction.
         """
         with self.store.transaction() as c:
+            if also is not None:
+                also(c)
             for row in rows:
                 sku, woo, kc, agreed = row[:4]
                 base_woo, base_kc = row[4:6] if len(row) >= 6 else (

@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 import requests
 from flask import Flask, Response
 from prometheus_client import generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
 from . import __version__, latency
@@ -220,6 +220,13 @@ class StoreCollector:
         stalest = latency.pull_staleness(store.conn, now) if s.sync_mode in PULLING_MODES else 0.0
         lag.add_metric(["pull"], math.inf if stalest is None else stalest)
         yield lag
+        for direction, what in (("push", "a shop change (the plugin's event) to KeyCRM's 2xx for its write"),
+                                ("pull", "a KeyCRM change being seen (webhook, order read, sweep) to WooCommerce's "
+                                         "answer that the write was applied")):
+            buckets, total = latency.histogram(store.conn, direction)
+            hist = HistogramMetricFamily(PREFIX + f"{direction}_latency_seconds", f"Seconds from {what}, per SKU.")
+            hist.add_metric([], buckets, total)
+            yield hist
         last = _gauge("last_sync_timestamp_seconds", "Unix time of the last successful sync each way; 0: never.",
                       labels=["direction"])
         last.add_metric(["push"], last_push or 0.0)

@@ -184,6 +184,17 @@ def _sync_exclusions(db: sqlite_utils.Database) -> None:
         changed_at REAL NOT NULL)""")
 
 
+@MIGRATIONS(name="0006_sync_latency")
+def _sync_latency(db: sqlite_utils.Database) -> None:
+    # Histogram of change → write delays per direction (latency.py); ``total`` is kept on the +Inf row.
+    db.execute("""CREATE TABLE sync_latency (
+        direction TEXT NOT NULL,
+        le REAL NOT NULL,
+        count INTEGER NOT NULL DEFAULT 0,
+        total REAL NOT NULL DEFAULT 0,
+        PRIMARY KEY (direction, le))""")
+
+
 @contextmanager
 def _exclusive(path: str) -> Iterator[None]:
     if path in ("", ":memory:"):

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import exclusions
+from . import exclusions, latency
 from .aliases import Aliases
 from .budget import Priority
 from .clock import Clock
@@ -309,7 +309,10 @@ class SyncEngine:
                                             "woo_target": d.woo_target, "kc_target": d.kc_target,
                                             "reason": d.reason}))
             done.append(sku)
-        self.ledger.set_values(updates, now)
+        # How long each write took from the change it carries; one commit with the values (latency.py).
+        push = [now - at for at in (rows[s].woo_at for s in written_kc) if at is not None]
+        pull = [now - at for at in (rows[s].kc_at for s in written_woo) if at is not None]
+        self.ledger.set_values(updates, now, also=lambda c: latency.record_both(c, push, pull))
         self.ledger.notes(notes, now)
         self.ledger.clean(done, started)
         if written_kc:
