@@ -4,10 +4,11 @@ rig), a shopper's paid checkout through the Store API and a REST stock PUT, with
 active with the sidecar up, stopped (connection refused) and accepting-but-never-answering.
 
 Rounds interleave the four setups (the plugin is switched by its entry in active_plugins, the sidecar by
-the plugin's URL), so the machine's drift falls on all of them alike. Prints a summary on stderr and ONE
+the plugin's URL), so the machine's drift falls on all of them alike; each timed request comes after a
+short pause in which the previous step's background requests finish. Prints a summary on stderr and ONE
 JSON line: medians in ms and the added ms against inactive (``real_checkout_added_ms_up`` …, the median
-of the rounds' differences). Prints
-``{"real_shop": "skipped: …"}`` when the rig cannot be built here. Env: KCB_BENCH_REAL_ROUNDS (30).
+of the rounds' differences). Prints ``{"real_shop": "skipped: …"}`` when the rig cannot be built here.
+Env: KCB_BENCH_REAL_ROUNDS (30), KCB_BENCH_REAL_SETTLE_S (0.5).
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ sys.path.insert(0, str(HERE.parent / "tests" / "realshop"))
 import rig  # noqa: E402
 
 ROUNDS = int(os.environ.get("KCB_BENCH_REAL_ROUNDS", "30"))
+# A pause before each timed request, the same in every setup: the background requests of the step before
+# (the plugin's flush request, WooCommerce's own loopbacks) finish first, so a figure is the request's own
+# cost rather than its share of a busy 2-core machine. What the flush request costs the server is its own
+# figure (docs/development.md).
+SETTLE_S = float(os.environ.get("KCB_BENCH_REAL_SETTLE_S", "0.5"))
 SETUPS = ("inactive", "up", "down", "hang")
 PLUGIN = "keycrm-bridge/keycrm-bridge.php"
 REMOVE_PLUGIN = rig.REMOVE_PLUGIN
@@ -112,10 +118,12 @@ def main() -> int:
                 store = StoreAPI()
                 store.cart()
                 store.add_item(buy_id, 1)
+                time.sleep(SETTLE_S)
                 t0 = time.perf_counter()
                 store.checkout()
                 checkout_ms = (time.perf_counter() - t0) * 1000
                 stock -= 1
+                time.sleep(SETTLE_S)
                 t0 = time.perf_counter()
                 wc.put(f"products/{put_id}", {"stock_quantity": stock})
                 put_ms = (time.perf_counter() - t0) * 1000
