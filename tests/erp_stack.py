@@ -24,6 +24,13 @@ class ErpStack(Processes):
         self.tmp, self.erp, self.extra = tmp, erp, env
 
     def start(self, keycrm_count: int, woo_skus: list[str], prefix: str = "ERP-", reviewed: bool = True) -> ErpStack:
+        try:
+            return self._start(keycrm_count, woo_skus, prefix, reviewed)
+        except BaseException:
+            self.stop()  # a stack that failed to start leaves no process behind
+            raise
+
+    def _start(self, keycrm_count: int, woo_skus: list[str], prefix: str, reviewed: bool) -> ErpStack:
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.sim.start()
         if keycrm_count:

@@ -9,7 +9,8 @@ It also answers the signed GET /v1/status and, when enabled, the resync API: POS
 GET /v1/resync/{id}/plan.csv|plan.json (409 until finished; "mode" 401/500/hang applies to these).
 
 Control (unsigned, test-only): POST /_control {"mode": "ok|401|500|garbage|hang", "hang_s": 30,
-"resync": bool, "unmatched": [...], "status": {more status fields}, "report_rows": n, "finished_resync": "id"},
+"resync": bool, "unmatched": [...], "status": {more status fields}, "report_rows": n, "finished_resync": "id",
+"resync_erp": {the erp section of a resync's status}}; GET /v1/resync/{id}/rows answers the job and no rows.
 GET /_batches (also lists the signed GETs it answered, as "gets"), POST /_reset.
 """
 
@@ -53,6 +54,7 @@ class State:
         self.erp: dict[str, Any] | None = None
         self.status_extra: dict[str, Any] = {}  # more fields of GET /v1/status (excluded_skus, quarantine)
         self.report_rows = 3
+        self.resync_erp: dict[str, Any] | None = None  # `erp` of a finished resync's status (erp mode)
         self.gets: list[dict[str, Any]] = []
         self.batches: list[dict[str, Any]] = []
         self.refused: list[dict[str, Any]] = []
@@ -166,6 +168,8 @@ class Handler(BaseHTTPRequestHandler):
             self._status()
         elif self.state.resync_enabled and len(parts) == 4 and parts[2] == "resync":
             self._resync_progress(parts[3])
+        elif self.state.resync_enabled and len(parts) == 5 and parts[2] == "resync" and parts[4].startswith("rows"):
+            self._resync_rows(parts[3])
         elif self.state.resync_enabled and len(parts) == 5 and parts[2] == "resync" and parts[4].startswith("plan."):
             self._resync_plan(parts[3], parts[4].removeprefix("plan."))
         else:
@@ -189,6 +193,8 @@ class Handler(BaseHTTPRequestHandler):
             st.status_extra = dict(cmd["status"] or {})
         if "report_rows" in cmd:
             st.report_rows = int(cmd["report_rows"])
+        if "resync_erp" in cmd:
+            st.resync_erp = cmd["resync_erp"]
         if "finished_resync" in cmd:
             st.resync_enabled = True
             st.resyncs[str(cmd["finished_resync"])] = {"dry_run": True, "polls": 3}
@@ -266,6 +272,16 @@ class Handler(BaseHTTPRequestHandler):
             status["counts"] = {"skus": self.state.report_rows}
             status["report"] = {"json": base + ".json", "csv": base + ".csv"}
         self._json(200, status)
+
+    def _resync_rows(self, job_id: str) -> None:
+        """GET /v1/resync/{id}/rows: no rows, but the job with its counts (and, in erp mode, ``erp``)."""
+        if job_id not in self.state.resyncs:
+            self._json(404, {"error": "no such resync", "detail": job_id})
+            return
+        job: dict[str, Any] = {"id": job_id, "phase": "done", "counts": {"skus": self.state.report_rows}}
+        if self.state.resync_erp is not None:
+            job["erp"] = self.state.resync_erp
+        self._json(200, {"job": job, "total": 0, "offset": 0, "limit": 50, "rows": []})
 
     def report_csv(self) -> bytes:
         """Columns of the sidecar's REPORT_COLUMNS; rows with a comma, quotes and Cyrillic to prove bytes pass as-is."""

@@ -96,7 +96,10 @@ final class ReviewView
             'total' => (int) ($data['total'] ?? 0),
             'offset' => (int) ($data['offset'] ?? 0),
             'rows' => is_array($data['rows'] ?? null) ? $data['rows'] : [],
-            'counts' => self::counts(is_array($job['counts'] ?? null) ? $job['counts'] : []),
+            'counts' => array_merge(
+                self::counts(is_array($job['counts'] ?? null) ? $job['counts'] : []),
+                self::erpCounts(is_array($job['erp'] ?? null) ? $job['erp'] : [])
+            ),
         ]);
     }
 
@@ -142,6 +145,36 @@ final class ReviewView
                 /* translators: %s: problem code such as "only_in_keycrm". */
                 $out[] = ['label' => sprintf(__('problem: %s', 'keycrm-bridge'), str_replace('_', ' ', (string) $problem)), 'value' => (int) $n];
             }
+        }
+        return $out;
+    }
+
+    /**
+     * In erp mode: what the ERP is about to write to KeyCRM's on-hand, per KeyCRM warehouse.
+     *
+     * @param array<string, mixed> $erp The `erp` of the sidecar's resync status (empty outside erp mode).
+     * @return array<int, array{label: string, value: int}>
+     */
+    private static function erpCounts(array $erp): array
+    {
+        if ($erp === []) {
+            return [];
+        }
+        $out = [];
+        $byWarehouse = is_array($erp['rows_to_write_by_warehouse'] ?? null) ? $erp['rows_to_write_by_warehouse'] : [];
+        foreach ($byWarehouse as $warehouse => $n) {
+            $out[] = [
+                /* translators: %d: KeyCRM warehouse id. */
+                'label' => sprintf(__('ERP → KeyCRM warehouse %d: on-hand rows to be written', 'keycrm-bridge'), (int) $warehouse),
+                'value' => (int) $n,
+            ];
+        }
+        $out[] = ['label' => __('ERP → KeyCRM: rows already equal', 'keycrm-bridge'), 'value' => (int) ($erp['rows_unchanged'] ?? 0)];
+        if ((int) ($erp['skus_keycrm_not_read_yet'] ?? 0) > 0) {
+            $out[] = [
+                'label' => __('ERP → KeyCRM: SKUs not read from KeyCRM yet', 'keycrm-bridge'),
+                'value' => (int) $erp['skus_keycrm_not_read_yet'],
+            ];
         }
         return $out;
     }

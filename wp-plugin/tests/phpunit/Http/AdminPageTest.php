@@ -191,6 +191,27 @@ final class AdminPageTest extends BridgeTestCase
         $this->assertSame(['id' => $id, 'dry_run' => true], array_intersect_key($this->freshOption(Settings::RESYNC_JOB), ['id' => 1, 'dry_run' => 1]));
     }
 
+    public function testTheReviewCountsShowWhatTheErpWillWriteInErpMode(): void
+    {
+        $nonce = $this->ajaxNonce($this->page()['body']);
+        self::$receiver->control(['finished_resync' => 'rs-erp', 'resync_erp' => [
+            'source' => '1c', 'rows_to_write' => 7, 'rows_to_write_by_warehouse' => ['1' => 5, '2' => 2],
+            'rows_unchanged' => 11, 'skus_keycrm_not_read_yet' => 0,
+        ]]);
+        $rows = $this->ajax(['action' => 'kcb_resync_rows', 'nonce' => $nonce, 'id' => 'rs-erp']);
+        $this->assertTrue($rows['json']['success'], $rows['body']);
+        $counts = array_column($rows['json']['data']['counts'], 'value', 'label');
+        $this->assertSame(5, $counts['ERP → KeyCRM warehouse 1: on-hand rows to be written'] ?? null, $rows['body']);
+        $this->assertSame(2, $counts['ERP → KeyCRM warehouse 2: on-hand rows to be written'] ?? null);
+        $this->assertSame(11, $counts['ERP → KeyCRM: rows already equal'] ?? null);
+        $this->assertArrayNotHasKey('ERP → KeyCRM: SKUs not read from KeyCRM yet', $counts);
+
+        self::$receiver->control(['finished_resync' => 'rs-plain', 'resync_erp' => null]);
+        $plain = $this->ajax(['action' => 'kcb_resync_rows', 'nonce' => $nonce, 'id' => 'rs-plain']);
+        $this->assertSame([], array_filter(array_column($plain['json']['data']['counts'], 'label'),
+            static fn (string $l): bool => str_starts_with($l, 'ERP')), 'no ERP lines outside erp mode');
+    }
+
     public function testResyncProgressSpeaksTheAdminsLanguage(): void
     {
         $user = get_user_by('login', self::env('admin_user'));
