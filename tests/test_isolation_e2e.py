@@ -135,6 +135,23 @@ def test_quarantine_cli_lists_retries_and_drops(stack, tmp_path):
     wait_until(lambda: stack.kc_sellable("Q-1") == 3, timeout=15, what="a good change after it all")
 
 
+def test_quarantine_api_retries_and_drops_as_the_plugin_page_does(stack):
+    stack.start([{"sku": "Q-2", "quantity": 10}], [simple("Q-2", 10)])
+    stack.settle()
+    _store(stack).append_batch(batch_text(POISON_EVENTS[0][1]), 1, 0.0)
+    item_id = wait_until(lambda: _set_aside(stack, "intake"), timeout=15, what="set aside")[0]["id"]
+    assert stack.signed("POST", f"/v1/quarantine/{item_id}/retry", {}, secret="wrong-secret").status_code == 401
+    assert stack.signed("POST", f"/v1/quarantine/{item_id}/forget", {}).status_code == 404
+    r = stack.signed("POST", f"/v1/quarantine/{item_id}/retry", {})
+    assert r.status_code == 202 and r.json() == {"id": item_id, "status": "retry"}
+    again = wait_until(lambda: [i for i in _set_aside(stack, "intake") if i["id"] != item_id
+                                and i["status"] == "held"], timeout=15, what="the retried item set aside again")
+    r = stack.signed("POST", f"/v1/quarantine/{again[0]['id']}/drop", {})
+    assert r.status_code == 202 and r.json()["status"] == "dropped"
+    assert stack.status()["quarantine"]["count"] == 0
+    assert stack.signed("POST", f"/v1/quarantine/{again[0]['id']}/drop", {}).status_code == 404
+
+
 def test_status_names_each_stage(stack):
     stack.start([{"sku": "L-1", "quantity": 10}], [simple("L-1", 10)])
     stack.settle()

@@ -16,10 +16,12 @@ function kcb_uninstall_site(): void
     $options = [
         'kcb_sidecar_url', 'kcb_shared_secret', 'kcb_send_timeout', 'kcb_delivery_state', 'kcb_outbox_pending',
         'kcb_db_version', 'kcb_resync_job', 'kcb_secret_reveal', 'kcb_outbox_cap', 'kcb_outbox_alert',
+        'kcb_notices_logged',
     ];
     foreach ($options as $option) {
         delete_option($option);
     }
+    delete_transient('kcb_status_cache');
     wp_clear_scheduled_hook('kcb_flush_outbox');
     wp_clear_scheduled_hook('kcb_outbox_sweep');
     if (function_exists('as_unschedule_all_actions')) {

@@ -20,6 +20,7 @@ from .config import Settings
 from .explain import explain
 from .ledger import Ledger
 from .metrics import register_metrics
+from .quarantine import Quarantine
 from .resync import register_resync_routes
 from .resync_review import register_review_routes
 from .status import build_status
@@ -235,6 +236,20 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Flask:
         if not Ledger(store()).set_hold_status(hold_id, status, clock.now()):
             return _error(404, "no such held cycle", f"nothing is held under id {hold_id}")
         return jsonify({"id": hold_id, "status": status}), 202
+
+    @app.post("/v1/quarantine/<int:item_id>/<action>")
+    def quarantine_action(item_id: int, action: str) -> tuple[Response, int]:
+        """The plugin page's Retry / Drop of one set-aside item (as `keycrm-bridge quarantine retry|drop`)."""
+        denied = _unsigned(request.get_data(cache=True))
+        if denied:
+            return denied
+        if action not in ("retry", "drop"):
+            return _error(404, "not found", "use /retry or /drop")
+        q = Quarantine(store(), clock)
+        done = q.request_retry(item_id) if action == "retry" else q.drop(item_id) is not None
+        if not done:
+            return _error(404, "nothing set aside under this id", f"no item {item_id}")
+        return jsonify({"id": item_id, "status": "retry" if action == "retry" else "dropped"}), 202
 
     @app.get("/v1/status")
     def status() -> tuple[Response, int]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
+from . import reasons
 from .clock import Clock
 from .config import Settings
 from .resync_api import job_named, status_of
@@ -42,6 +43,7 @@ def register_review_routes(app: Flask, settings: Settings, clock: Clock, store: 
             return jsonify({"error": "unknown action", "detail": list(ACTIONS)}), 400
         page = rows_page(store().conn, job["id"], offset=offset, limit=limit, sku=request.args.get("sku", "")[:200],
                          action=action, problem=request.args.get("problem", "")[:60])
+        page["rows"] = [reasons.coded(r) for r in page["rows"]]
         return jsonify({"job": status_of(job, settings, store(), clock.now()), **page}), 200
 
     @app.post("/v1/resync/<job_id>/cancel")

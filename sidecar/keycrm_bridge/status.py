@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import approval, exclusions
+from . import approval, exclusions, reasons
 from .clock import FakeClock
 from .config import Settings
 from .erp.report import erp_status
@@ -21,7 +21,7 @@ def build_status(store: Store, settings: Settings, now: float) -> dict[str, Any]
     used = budget_used(store, now)
     return {
         "mode": settings.sync_mode,
-        "first_sync": approval.state(store, settings),
+        "first_sync": reasons.coded(approval.state(store, settings), "waiting_reason"),
         "queue_depth": queue["queue_depth"],
         "oldest_pending_age_s": queue["oldest_pending_age_s"],
         "changes": store.changes_by_status(),
@@ -33,7 +33,7 @@ def build_status(store: Store, settings: Settings, now: float) -> dict[str, Any]
         # Unmatched SKUs are only known once both catalogues were compared (a full sweep or resync).
         "compared": bool(store.get_meta("sweep_completed") or store.get_meta(approval.META_KEY)
                          or _resync_finished(store)),
-        "unmatched_skus": unmatched,
+        "unmatched_skus": [reasons.coded(u) for u in unmatched],
         "unmatched_count": len(unmatched),
         "excluded_skus": exclusions.listing(store.conn),
         "excluded_count": exclusions.count(store.conn),
@@ -61,7 +61,7 @@ def build_status(store: Store, settings: Settings, now: float) -> dict[str, Any]
 
 def quarantine_summary(store: Store, now: float, limit: int = 50) -> dict[str, Any]:
     q = Quarantine(store, FakeClock(now))  # (reads only: the clock is not used)
-    return {"count": q.count(), "by_stage": q.counts(), "items": q.items(limit)}
+    return {"count": q.count(), "by_stage": q.counts(), "items": [reasons.coded(i) for i in q.items(limit)]}
 
 
 def stages(store: Store) -> dict[str, dict[str, Any]]:

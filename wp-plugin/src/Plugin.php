@@ -11,6 +11,7 @@ namespace KeycrmBridge;
 use KeycrmBridge\Admin\AdminPage;
 use KeycrmBridge\Admin\OutboxNotice;
 use KeycrmBridge\Admin\ProductPanel;
+use KeycrmBridge\Admin\QuarantineView;
 use KeycrmBridge\Admin\ResyncView;
 use KeycrmBridge\Admin\ReviewView;
 use KeycrmBridge\Admin\SyncNotice;
@@ -111,6 +112,7 @@ final class Plugin
         add_action('admin_post_kcb_regenerate_secret', [$this->admin->settings, 'handleRegenerateSecret']);
         add_action('admin_post_kcb_flush_outbox', [$this->admin->outbox, 'handleFlushOutbox']);
         add_action('admin_post_' . ResyncView::REPORT_ACTION, [ResyncView::class, 'handleResyncReport']);
+        add_action('admin_post_' . QuarantineView::ACTION, [QuarantineView::class, 'handle']);
         add_action('wp_ajax_kcb_test_connection', [$this->admin->settings, 'ajaxTestConnection']);
         add_action('wp_ajax_kcb_resync_start', [ResyncView::class, 'ajaxResyncStart']);
         add_action('wp_ajax_kcb_resync_progress', [ResyncView::class, 'ajaxResyncProgress']);

@@ -143,6 +143,8 @@ class Handler(BaseHTTPRequestHandler):
             self._events(body)
         elif self.path == "/v1/resync":
             self._resync_start(body)
+        elif re.fullmatch(r"/v1/quarantine/\d+/(retry|drop)", self.path):
+            self._quarantine(body)
         else:
             self._json(404, {"error": "not_found", "detail": self.path})
 
@@ -222,6 +224,22 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, {})  # a 2xx that acknowledges nothing (a proxy, a misconfigured route)
             return
         self._json(202, {"accepted": len(batch["events"]), "batch_sha256": hashlib.sha256(body).hexdigest()})
+
+    def _quarantine(self, body: bytes) -> None:
+        """POST /v1/quarantine/{id}/retry|drop: 202 for an id in the status' quarantine items, else 404; kept
+        in "gets" (with its method) so a test sees what the page asked."""
+        problem = self._signature_problem(body)
+        with self.state.lock:
+            self.state.gets.append({"path": self.path, "method": "POST", "signed": problem is None})
+        if problem is not None:
+            self._json(401, {"error": "unauthorized", "detail": problem})
+            return
+        _, _, _, item, action = self.path.split("/")
+        items = (self.state.status_extra.get("quarantine") or {}).get("items") or []
+        if not any(str(i.get("id")) == item for i in items):
+            self._json(404, {"error": "nothing set aside under this id"})
+            return
+        self._json(202, {"id": int(item), "status": "retry" if action == "retry" else "dropped"})
 
     def _status(self) -> None:
         now = time.time()

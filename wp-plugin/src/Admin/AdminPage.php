@@ -132,11 +132,16 @@ final class AdminPage
             'report_failed' => __('The sidecar could not produce the resync report. Its log says more.', 'keycrm-bridge'),
             'report_unknown' => __('That resync report link is not valid. Use the download links below.', 'keycrm-bridge'),
             'not_configured' => __('Enter the sidecar URL and save the settings first.', 'keycrm-bridge'),
+            'quarantine_retry' => __('The item was handed back to its stage: the sidecar tries it again now. If it fails again, it is set aside again.', 'keycrm-bridge'),
+            'quarantine_drop' => __('The item was dropped: the sidecar forgets it.', 'keycrm-bridge'),
+            'quarantine_missing' => __('The sidecar has no such item set aside any more (retried or dropped meanwhile).', 'keycrm-bridge'),
+            'quarantine_failed' => __('The sidecar did not take the request. Check that it is running, then try again.', 'keycrm-bridge'),
+            'quarantine_unknown' => __('That request was not valid. Use the buttons of the list.', 'keycrm-bridge'),
         ];
         if (!isset($messages[$code])) {
             return;
         }
-        $class = in_array($code, ['saved', 'secret', 'flushed', 'flush_busy'], true) ? 'notice-success' : 'notice-error';
+        $class = in_array($code, ['saved', 'secret', 'flushed', 'flush_busy', 'quarantine_retry', 'quarantine_drop'], true) ? 'notice-success' : 'notice-error';
         printf('<div class="notice %s"><p>%s</p></div>', esc_attr($class), esc_html($messages[$code]));
     }
 

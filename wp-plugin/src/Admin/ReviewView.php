@@ -34,6 +34,7 @@ final class ReviewView
             'update_both' => __('both will be set to %s', 'keycrm-bridge'),
             'create_keycrm' => __('will be created in KeyCRM', 'keycrm-bridge'),
             'none' => __('nothing to change', 'keycrm-bridge'),
+            'excluded' => __('nothing: excluded from sync', 'keycrm-bridge'),
             /* translators: 1: first row shown, 2: last row shown, 3: rows in total. */
             'page' => __('Rows %1$d–%2$d of %3$d', 'keycrm-bridge'),
             'noRows' => __('No row matches.', 'keycrm-bridge'),
@@ -95,7 +96,10 @@ final class ReviewView
         wp_send_json_success([
             'total' => (int) ($data['total'] ?? 0),
             'offset' => (int) ($data['offset'] ?? 0),
-            'rows' => is_array($data['rows'] ?? null) ? $data['rows'] : [],
+            'rows' => array_map([self::class, 'translatedRow'], array_filter(
+                is_array($data['rows'] ?? null) ? $data['rows'] : [],
+                'is_array'
+            )),
             'counts' => array_merge(
                 self::counts(is_array($job['counts'] ?? null) ? $job['counts'] : []),
                 self::erpCounts(is_array($job['erp'] ?? null) ? $job['erp'] : [])
@@ -130,6 +134,7 @@ final class ReviewView
             'update_keycrm' => __('to be changed in KeyCRM', 'keycrm-bridge'),
             'update_both' => __('to be changed on both sides', 'keycrm-bridge'),
             'create_keycrm' => __('to be created in KeyCRM', 'keycrm-bridge'),
+            'excluded' => __('excluded from sync (written on neither side)', 'keycrm-bridge'),
         ];
         $out = [
             ['label' => __('SKUs compared', 'keycrm-bridge'), 'value' => (int) ($counts['skus'] ?? 0)],
@@ -142,8 +147,8 @@ final class ReviewView
         }
         foreach ($problems as $problem => $n) {
             if ((int) $n > 0) {
-                /* translators: %s: problem code such as "only_in_keycrm". */
-                $out[] = ['label' => sprintf(__('problem: %s', 'keycrm-bridge'), str_replace('_', ' ', (string) $problem)), 'value' => (int) $n];
+                /* translators: %s: the problem in words, such as "only in KeyCRM". */
+                $out[] = ['label' => sprintf(__('problem: %s', 'keycrm-bridge'), Reasons::problem((string) $problem)), 'value' => (int) $n];
             }
         }
         return $out;
@@ -177,6 +182,22 @@ final class ReviewView
             ];
         }
         return $out;
+    }
+
+    /**
+     * A row with its reason and problems in the site's language (admin.js shows them as text).
+     *
+     * @param array<string, mixed> $row
+     * @return array<string, mixed>
+     */
+    private static function translatedRow(array $row): array
+    {
+        $row['reason'] = Reasons::text($row);
+        $row['problems'] = array_map(
+            static fn($p): string => Reasons::problem((string) $p),
+            is_array($row['problems'] ?? null) ? $row['problems'] : []
+        );
+        return $row;
     }
 
     private static function jobId(): string

@@ -60,6 +60,7 @@ final class StatusView
         }
         echo '</tbody></table>';
         ErpStatusView::render($status);
+        QuarantineView::render($status);
         self::renderExcluded($status);
         self::renderUnmatched($status);
         return $status;
@@ -99,7 +100,7 @@ final class StatusView
             echo '<p>' . esc_html__('None: every SKU has its pair in KeyCRM.', 'keycrm-bridge') . '</p>';
             return;
         }
-        self::skuTable('kcb-unmatched', array_slice($unmatched, 0, 200), __('Reason', 'keycrm-bridge'), static fn(array $row): string => (string) ($row['reason'] ?? ''));
+        self::skuTable('kcb-unmatched', array_slice($unmatched, 0, 200), __('Reason', 'keycrm-bridge'), static fn(array $row): string => Reasons::text($row));
     }
 
     /**

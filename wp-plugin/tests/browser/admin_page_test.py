@@ -4,7 +4,9 @@
 Logs into wp-admin, opens WooCommerce → KeyCRM Bridge, saves the sidecar URL and secret through the form,
 runs the connection test, presses Full resync (dry run) and follows the progress bar to the end, checks the
 "Download report" links that appear then (fetched, and clicked into a real download; still there after a
-reload), then keeps a full-page screenshot in tests/artifacts/. Reads the environment from $KCB_ENV_DIR/env.json.
+reload), then keeps a full-page screenshot in tests/artifacts/; then a sidecar that waits on the owner: the notices,
+the quarantine list (with Retry / Drop) and the excluded SKUs, in English and Ukrainian (notices-quarantine-*.png).
+Reads the environment from $KCB_ENV_DIR/env.json.
 """
 
 from __future__ import annotations
@@ -132,6 +134,30 @@ class DevTools:
         )
 
 
+# A sidecar that waits on the owner: first sync not reviewed, a guard hold, two items set aside, an excluded SKU.
+WAITING = {
+    "first_sync": {"approved": False, "waiting_reason": "first sync: review the comparison and apply it (a full"
+                   " resync) to start writing stock", "waiting_reason_code": "first_sync", "waiting_reason_args": {}},
+    "guard_holds": [{"id": 1, "skus": ["G-1", "G-2"]}],
+    "quarantine": {"count": 2, "by_stage": {"sync": 1, "intake": 1}, "items": [
+        {"id": 4, "stage": "sync", "key": "sku:QA-1", "sku": "QA-<b>1</b>", "attempts": 2, "status": "held",
+         "reason": "KeyCRM rejected the stock row: quantity must be a number", "reason_code": "keycrm_rejected_row",
+         "reason_args": {"detail": "quantity must be a number"}, "first_at": time.time() - 900,
+         "last_at": time.time() - 300},
+        {"id": 5, "stage": "intake", "key": "event:e1", "sku": None, "attempts": 1, "status": "retry",
+         "reason": "ValueError: 1e309 is not a finite number", "reason_code": "other", "reason_args": {},
+         "first_at": time.time() - 60, "last_at": time.time() - 60},
+    ]},
+    "excluded_skus": [{"sku": "EXC-7", "product_id": 0, "since": time.time() - 3600}],
+    "excluded_count": 1,
+}
+
+
+def control(url: str, command: dict[str, Any]) -> None:
+    request = urllib.request.Request(url + "/_control", data=json.dumps(command).encode(), method="POST")  # noqa: S310
+    urllib.request.urlopen(request, timeout=10)  # noqa: S310 - http://127.0.0.1 only
+
+
 def start_receiver(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
     schema = PLUGIN.parent / "sidecar" / "keycrm_bridge" / "schema" / "events.schema.json"
     proc = subprocess.Popen(
@@ -143,11 +169,9 @@ def start_receiver(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
     assert proc.stdout is not None
     line = proc.stdout.readline()
     url = f"http://127.0.0.1:{line.split()[1]}"
-    control = json.dumps({"resync": True, "unmatched": [
+    control(url, {"resync": True, "unmatched": [
         {"sku": "DEMO-404", "product_id": 0, "reason": "exists in KeyCRM only"},
-    ]}).encode()
-    request = urllib.request.Request(url + "/_control", data=control, method="POST")  # noqa: S310
-    urllib.request.urlopen(request, timeout=10)  # noqa: S310 - http://127.0.0.1 only
+    ]})
     return proc, url
 
 
@@ -318,6 +342,23 @@ def main() -> int:
         assert "DEMO-404" in unmatched, unmatched
         checks.append("unmatched SKUs listed")
 
+        # What waits on the owner: the notices, and the items set aside with their buttons.
+        control(receiver_url, {"status": WAITING})
+        # Notices are drawn before the page's own status call refreshes their cache: the second view has them.
+        dt.goto(f"{wp}/wp-admin/admin.php?page=keycrm-bridge")
+        dt.goto(f"{wp}/wp-admin/admin.php?page=keycrm-bridge")
+        notices = dt.js("[...document.querySelectorAll('.kcb-notice')]"
+                        ".map(n => n.className.match(/kcb-notice-(\\w+)/)[1])")
+        assert {"review", "guard", "quarantine"} <= set(notices), notices
+        rows = dt.js("[...document.querySelectorAll('table.kcb-quarantine tbody tr')].map(r => r.textContent)")
+        assert len(rows) == 2 and "QA-<b>1</b>" in rows[0] and "Retry" in rows[0] and "syncing stock" in rows[0], rows
+        assert "retry requested" in rows[1], rows
+        excluded = dt.js("document.querySelector('table.kcb-excluded-skus').textContent")
+        assert "EXC-7" in excluded, excluded
+        checks.append(f"notices {sorted(notices)}, quarantine list ({len(rows)} items) and excluded SKUs shown")
+        checks.append(screenshot(dt, "notices-quarantine-en.png"))
+        control(receiver_url, {"status": {}})
+
         assert not dt.exceptions, f"JavaScript errors: {dt.exceptions}"
         checks.append("no JavaScript errors")
 
@@ -333,6 +374,13 @@ def main() -> int:
             assert link == "Завантажити звіт (CSV)", link
             checks.append(f"Ukrainian page: {heading} / {button} / {link}")
             checks.append(screenshot(dt, "admin-page-uk.png"))
+            control(receiver_url, {"status": WAITING})
+            dt.goto(f"{wp}/wp-admin/admin.php?page=keycrm-bridge")
+            dt.goto(f"{wp}/wp-admin/admin.php?page=keycrm-bridge")
+            reason = dt.js("document.querySelector('table.kcb-quarantine tbody tr').textContent")
+            assert "KeyCRM відхилив рядок залишку" in reason and "синхронізація залишків" in reason, reason
+            checks.append("Ukrainian quarantine list: reasons translated from their codes")
+            checks.append(screenshot(dt, "notices-quarantine-uk.png"))
         finally:
             wpctl(env_dir, "locale", env["admin_user"], "")
     except AssertionError as failure:
