@@ -20,6 +20,21 @@ class Clock(Protocol):
         """Wait ``seconds`` of this clock's time."""
 
 
+def wait(clock: Clock, event: threading.Event, seconds: float) -> bool:
+    """Wait up to ``seconds`` of ``clock``'s time or until ``event`` is set; True when it was set.
+
+    A worker lane waits on this so another lane can hand it work at once. Real clocks wait on the
+    event (scaled for an accelerated one); a fake clock advances instantly, as its ``sleep`` does."""
+    if event.is_set():
+        return True
+    if isinstance(clock, SystemClock):
+        return event.wait(seconds) if seconds > 0 else event.is_set()
+    if isinstance(clock, AcceleratedClock):
+        return event.wait(seconds / clock.factor) if seconds > 0 else event.is_set()
+    clock.sleep(seconds)
+    return event.is_set()
+
+
 class SystemClock:
     def now(self) -> float:
         return time.time()

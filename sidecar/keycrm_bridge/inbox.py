@@ -14,6 +14,9 @@ from . import exclusions
 from .errors import RETRYABLE, describe, disposition
 from .store import SetAside, chunks, marks
 
+# One encoder for every stored event (json.dumps with options builds a new one per call).
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
 
 def expand_batch(c: sqlite3.Connection, b: sqlite3.Row, changes_for: Any, set_aside: SetAside | None,
                  fresh: list[dict[str, Any]] | None) -> tuple[int, int]:
@@ -26,13 +29,14 @@ def expand_batch(c: sqlite3.Connection, b: sqlite3.Row, changes_for: Any, set_as
             raise
         set_aside(f"batch:{b['id']}", f"batch could not be read: {describe(exc)}", {"body": b["body"]}, None)
         return 0, 0
+    texts = _event_texts(c, b["body"], batch)
     parts = [batch]
     new = dup = 0
     while parts:
         part = parts.pop(0)
         c.execute("SAVEPOINT expand")
         try:
-            n, d = expand_events(c, part, b["received_at"], changes_for, fresh)
+            n, d = expand_events(c, part, b["received_at"], changes_for, fresh, texts)
             c.execute("RELEASE expand")
             new, dup = new + n, dup + d
         except Exception as exc:
@@ -48,8 +52,22 @@ def expand_batch(c: sqlite3.Connection, b: sqlite3.Row, changes_for: Any, set_as
             set_aside(f"event:{ev.get('id')!s}", describe(exc), ev, ev.get("sku"))
     return new, dup
 
+def _event_texts(c: sqlite3.Connection, body: str, batch: list[dict[str, Any]]) -> dict[int, str]:
+    """Each event's own JSON text, cut from the body by SQLite (no re-encoding per event in Python);
+    empty when SQLite's parser reads the body otherwise than Python's did (NaN, say): then each
+    event is encoded on its own."""
+    try:
+        rows = c.execute("SELECT value, json_extract(value, '$.id') FROM json_each(?, '$.events')", (body,)).fetchall()
+    except sqlite3.Error:
+        return {}
+    if len(rows) != len(batch) or any(r[1] != ev.get("id") for r, ev in zip(rows, batch, strict=True)):
+        return {}
+    return {id(ev): r[0] for r, ev in zip(rows, batch, strict=True)}
+
+
 def expand_events(c: sqlite3.Connection, batch: list[dict[str, Any]], now: float, changes_for: Any,
-            fresh_out: list[dict[str, Any]] | None = None) -> tuple[int, int]:
+                  fresh_out: list[dict[str, Any]] | None = None, texts: dict[int, str] | None = None
+                  ) -> tuple[int, int]:
     ids = [ev["id"] for ev in batch]
     seen: set[str] = set()
     for part in chunks(ids):
@@ -63,7 +81,7 @@ def expand_events(c: sqlite3.Connection, batch: list[dict[str, Any]], now: float
         "INSERT INTO events (id, received_at, occurred_at, type, cause, sku, product_id, payload)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [(ev["id"], now, ev["occurred_at"], ev["type"], ev["cause"], ev["sku"], ev["product_id"],
-          json.dumps(ev, separators=(",", ":"))) for ev in fresh],
+          (texts or {}).get(id(ev)) or _compact(ev)) for ev in fresh],
     )
     c.executemany(
         "INSERT INTO changes (event_id, kind, sku, occurred_at, created_at) VALUES (?, ?, ?, ?, ?)",

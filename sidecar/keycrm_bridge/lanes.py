@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .clock import Clock
+from .clock import Clock, wait
 from .errors import RETRYABLE, RetryableError, backoff_s, describe, disposition
 from .store import Store
 
@@ -49,6 +49,10 @@ class Lane:
     build: Callable[[Any], list[Step]]     # engines -> steps
     idle_s: float = 0.1
     states: dict[str, StepState] = field(default_factory=dict)
+    # Set by another lane that just handed this one work: the idle wait ends at once.
+    wake: threading.Event = field(default_factory=threading.Event)
+    # When a step knows its work falls due sooner than ``idle_s`` (a debounce ending), the time it does.
+    due_at: float | None = None
 
 
 class LaneThread(threading.Thread):
@@ -71,7 +75,17 @@ class LaneThread(threading.Thread):
                 worked = False
                 self.clock.sleep(1.0)
             if not worked:
-                self.clock.sleep(self.lane.idle_s)
+                self.idle()
+
+    def idle(self) -> None:
+        """Wait ``idle_s``, less when a step said its work falls due sooner, none once woken."""
+        lane = self.lane
+        wait_s = lane.idle_s
+        if lane.due_at is not None:
+            wait_s = min(wait_s, max(0.0, lane.due_at - self.clock.now()))
+            lane.due_at = None
+        wait(self.clock, lane.wake, wait_s)
+        lane.wake.clear()
 
     def round(self) -> bool:
         worked = changed = False

@@ -213,30 +213,39 @@ class Ledger:
                 c.execute("UPDATE ledger SET dirty_since = NULL, dirty_touch = NULL"
                           f" WHERE sku IN ({marks(part)}) AND dirty_touch <= ?", (*part, decided_at))
 
-    def set_values(self, rows: Iterable[tuple[Any, ...]], now: float, also: Callable[[Any], Any] | None = None) -> None:
+    def set_values(self, rows: Iterable[tuple[Any, ...]], now: float, also: Callable[[Any], Any] | None = None,
+                   decided_on: dict[str, Row] | None = None) -> None:
         """After our writes: (sku, woo_stock, kc_sellable, agreed[, base_woo, base_kc]); None keeps a value.
 
         Without bases, a side written to the agreed value has taken it: its base becomes the agreed value.
-        ``also(conn)`` runs in the same transaction.
-        """
+        ``also(conn)`` runs in the same transaction. ``decided_on`` (the rows the decision read) keeps
+        what other lanes wrote meanwhile: a site order registered since moved the agreed value and both
+        bases by its quantity, which the new values keep; a plugin event since then is newer than our
+        write (the write was conditional on the value before it), so its WooCommerce value stays. One
+        statement for all the rows."""
+        params = []
+        for row in rows:
+            sku, woo, kc, agreed = row[:4]
+            base_woo, base_kc = row[4:6] if len(row) >= 6 else (
+                agreed if woo is not None else None, agreed if kc is not None else None)
+            read = decided_on.get(sku) if decided_on is not None else None
+            params.append({"sku": sku, "woo": woo, "kc": kc, "agreed": agreed, "base_woo": base_woo,
+                           "base_kc": base_kc, "now": now, "tracked": int(read is not None),
+                           "read_agreed": read.agreed if read else None, "read_woo_at": read.woo_at if read else None})
+        drift = "(CASE WHEN :tracked THEN coalesce(agreed - :read_agreed, 0) ELSE 0 END)"
+        woo_kept = ":tracked AND woo_at IS NOT NULL AND woo_at IS NOT :read_woo_at"
         with self.store.transaction() as c:
             if also is not None:
                 also(c)
-            for row in rows:
-                sku, woo, kc, agreed = row[:4]
-                base_woo, base_kc = row[4:6] if len(row) >= 6 else (
-                    agreed if woo is not None else None, agreed if kc is not None else None)
-                if base_woo is not None:
-                    c.execute("UPDATE ledger SET base_woo = ? WHERE sku = ?", (base_woo, sku))
-                if base_kc is not None:
-                    c.execute("UPDATE ledger SET base_kc = ? WHERE sku = ?", (base_kc, sku))
-                if woo is not None:
-                    c.execute("UPDATE ledger SET woo_stock = ?, woo_at = max(coalesce(woo_at, 0), ?) WHERE sku = ?",
-                              (woo, now, sku))
-                if kc is not None:
-                    c.execute("UPDATE ledger SET kc_sellable = ?, kc_at = ? WHERE sku = ?", (kc, now, sku))
-                if agreed is not None:
-                    c.execute("UPDATE ledger SET agreed = ? WHERE sku = ?", (agreed, sku))
+            c.executemany(
+                "UPDATE ledger SET"
+                f" base_woo = CASE WHEN :base_woo IS NULL THEN base_woo ELSE :base_woo + {drift} END,"
+                f" base_kc = CASE WHEN :base_kc IS NULL THEN base_kc ELSE :base_kc + {drift} END,"
+                f" woo_stock = CASE WHEN :woo IS NULL OR ({woo_kept}) THEN woo_stock ELSE :woo END,"
+                f" woo_at = CASE WHEN :woo IS NULL OR ({woo_kept}) THEN woo_at ELSE max(coalesce(woo_at, 0), :now) END,"
+                " kc_sellable = coalesce(:kc, kc_sellable), kc_at = CASE WHEN :kc IS NULL THEN kc_at ELSE :now END,"
+                f" agreed = CASE WHEN :agreed IS NULL THEN agreed ELSE :agreed + {drift} END"
+                " WHERE sku = :sku", params)
 
     def history(self, sku: str, limit: int = 50) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT at, kind, detail FROM history WHERE sku = ? ORDER BY id DESC LIMIT ?",

@@ -85,7 +85,27 @@ class PushEngine:
         self.clock = clock
         self.rng = rng or random.Random()
 
-    # -- entry point ---------------------------------------------------------------------------
+    # -- entry points --------------------------------------------------------------------------
+
+    def take_stock(self, limit: int = 20000) -> int:
+        """Stock changes into the ledger as they come, without the debounce: nothing here calls
+        KeyCRM (the sync round's debounce is what coalesces the writes), so there is no claim and no
+        lease either: one transaction reads them, feeds the ledger and marks them done. Returns how
+        many. What the ledger cannot take goes through ``run_once``, which sets it aside."""
+        now = self.clock.now()
+        try:
+            with self.store.transaction():
+                ids, events = self.store.due_stock(now, limit)
+                if ids:
+                    self.ledger.observe_woo(events, now, two_way=self.settings.sync_mode == "two-way")
+                    self.store.finish_unclaimed(ids, now)
+        except Exception as exc:
+            if disposition(exc) == RETRYABLE:
+                raise
+            log.warning("stock changes go one by one", extra={"error": describe(exc)})
+            return self.run_once().pushed_stock
+        return len(ids)
+
 
     def run_once(self, limit: int = 20000) -> PushResult:
         result = PushResult()

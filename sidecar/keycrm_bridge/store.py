@@ -1,9 +1,8 @@
-"""The durable store: inbox of events, the change queue, the KeyCRM mirror, unmatched SKUs.
+"""The durable store: inbox of events, the change queue (``change_queue.py``), the KeyCRM mirror,
+unmatched SKUs, meta.
 
 One SQLite file in WAL mode, shared by the web processes (which only append) and the worker
-(which claims, marks done or failed). The queue follows Action Scheduler's shape: rows are
-claimed with a token and a lease, then marked done, failed or released for a later attempt, so
-a worker killed mid-batch loses nothing: its lease runs out and the rows are claimed again.
+(which claims, marks done or failed).
 """
 
 from __future__ import annotations
@@ -12,19 +11,18 @@ import hashlib
 import json
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
+from .change_queue import CLAIMED, DONE, PENDING, SKIPPED, SUPERSEDED, Change, ChangeQueue, chunks, marks
+
 # A signature is good within ±5 minutes of our clock, so a replay comes at most 10 minutes after the
 # original; remembering a body's digest for 15 covers that with room for a clock step.
 SEEN_FOR_S = 900.0
-PENDING, CLAIMED, DONE, SKIPPED, SUPERSEDED = "pending", "claimed", "done", "skipped", "superseded"
 
 # Release 0.1.0's tables, as migration 0001 (migrations.py) creates them. Never edit: a change of
 # a table is a new migration there, so that a database of any earlier release is brought forward.
@@ -149,27 +147,8 @@ def _init_counters(conn: sqlite3.Connection) -> None:
 # (key, reason, payload, sku): where an item that cannot be processed is set aside (quarantine.py).
 SetAside = Callable[[str, str, Any, Any], Any]
 
-
-@dataclass(frozen=True)
-class Change:
-    id: int
-    event_id: str
-    kind: str
-    sku: str
-    occurred_at: float
-    payload: dict[str, Any]
-    attempts: int
-
-
-def chunks(items: Iterable[Any], n: int = 500) -> Iterator[list[Any]]:
-    """Slices small enough for one ``IN (?, …)`` (SQLite allows 999 parameters by default)."""
-    items = list(items)
-    for i in range(0, len(items), n):
-        yield items[i:i + n]
-
-
-def marks(part: list[Any]) -> str:
-    return ",".join("?" * len(part))
+__all__ = ["CLAIMED", "DONE", "PENDING", "SKIPPED", "SUPERSEDED", "Change", "SetAside", "Store", "chunks", "connect",
+           "enable_wal", "marks"]
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -209,7 +188,7 @@ def enable_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
     raise sqlite3.OperationalError(f"could not switch the database to WAL mode after {attempts} attempts")
 
 
-class Store:
+class Store(ChangeQueue):
     def __init__(self, path: str, *, durable: bool = False) -> None:
         self.path = path
         self.conn = connect(path)
@@ -229,6 +208,19 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; inside another it is a savepoint of it (the outer one commits),
+        so a step can join several writers' work into one commit."""
+        if self.conn.in_transaction:
+            self.conn.execute("SAVEPOINT nested")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK TO nested")
+                self.conn.execute("RELEASE nested")
+                raise
+            else:
+                self.conn.execute("RELEASE nested")
+            return
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
@@ -310,6 +302,10 @@ class Store:
                 if c.execute("SELECT 1 FROM sqlite_master WHERE name = 'history'").fetchone() else 0
         return out
 
+    def inbox_waiting(self) -> bool:
+        """Whether any batch waits to be expanded: the idle intake lane's one cheap read."""
+        return self.conn.execute("SELECT EXISTS (SELECT 1 FROM inbox)").fetchone()[0] == 1
+
     def inbox_stats(self) -> tuple[int, int, float | None]:
         """(batches, events, oldest received_at) not yet expanded."""
         row = self.conn.execute("SELECT count(*), coalesce(sum(events), 0), min(received_at) FROM inbox").fetchone()
@@ -337,120 +333,6 @@ class Store:
             "oldest_pending_age_s": round(now - oldest, 3) if oldest is not None else None,
             "inbox_events": inbox_events,
         }
-
-    def due_window(self, now: float) -> tuple[int, float | None, float | None]:
-        """(count, oldest created_at, newest created_at) of changes the worker may claim now."""
-        row = self.conn.execute(
-            "SELECT count(*), min(created_at), max(created_at) FROM changes WHERE"
-            " (status = 'pending' AND next_attempt_at <= ?) OR (status = 'claimed' AND claimed_until < ?)",
-            (now, now),
-        ).fetchone()
-        return int(row[0]), row[1], row[2]
-
-    def release_all_claims(self) -> int:
-        """Give back every claim; only safe for the one worker that holds the worker lock."""
-        with self.transaction() as c:
-            cur = c.execute("UPDATE changes SET status = 'pending', claim_token = NULL, claimed_until = NULL"
-                            " WHERE status = 'claimed'")
-        return cur.rowcount
-
-    def claim(self, now: float, lease_s: float, limit: int = 20000) -> tuple[str, list[Change]]:
-        """Claim due changes (pending, or claimed by a worker whose lease ran out)."""
-        token = uuid.uuid4().hex
-        with self.transaction() as c:
-            c.execute(
-                "UPDATE changes SET status = 'claimed', claim_token = ?, claimed_until = ?"
-                " WHERE id IN (SELECT id FROM changes WHERE"
-                " ((status = 'pending' AND next_attempt_at <= ?) OR (status = 'claimed' AND claimed_until < ?))"
-                " ORDER BY id LIMIT ?)",
-                (token, now + lease_s, now, now, limit),
-            )
-            rows = c.execute(
-                "SELECT c.id, c.event_id, c.kind, c.sku, c.occurred_at, e.payload, c.attempts FROM changes c"
-                " JOIN events e ON e.id = c.event_id WHERE c.claim_token = ? AND c.status = 'claimed' ORDER BY c.id",
-                (token,),
-            ).fetchall()
-        return token, [
-            Change(r["id"], r["event_id"], r["kind"], r["sku"], r["occurred_at"], json.loads(r["payload"]),
-                   r["attempts"])
-            for r in rows
-        ]
-
-    def _finish(self, token: str, ids: Iterable[int], status: str, now: float, error: str | None = None) -> int:
-        ids = list(ids)
-        n = 0
-        with self.transaction() as c:
-            for part in chunks(ids):
-                cur = c.execute(
-                    f"UPDATE changes SET status = ?, done_at = ?, last_error = ?, claim_token = NULL"
-                    f" WHERE claim_token = ? AND id IN ({marks(part)})",
-                    (status, now, error, token, *part),
-                )
-                n += cur.rowcount
-        return n
-
-    def mark_done(self, token: str, ids: Iterable[int], now: float, status: str = DONE) -> int:
-        return self._finish(token, ids, status, now)
-
-    def mark_skipped(self, token: str, ids: Iterable[int], now: float, reason: str) -> int:
-        return self._finish(token, ids, SKIPPED, now, reason)
-
-    def release(self, token: str, ids: Iterable[int], retry_at: float, error: str) -> None:
-        """Give claimed rows back for a later attempt (retryable failure)."""
-        ids = list(ids)
-        with self.transaction() as c:
-            for part in chunks(ids):
-                c.execute(
-                    f"UPDATE changes SET status = 'pending', claim_token = NULL, claimed_until = NULL,"
-                    f" attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
-                    f" WHERE claim_token = ? AND id IN ({marks(part)})",
-                    (retry_at, error, token, *part),
-                )
-
-    def defer(self, token: str, ids: Iterable[int], retry_at: float) -> None:
-        """Give claimed rows back untried (their turn for the budget has not come): no attempt counted."""
-        ids = list(ids)
-        with self.transaction() as c:
-            for part in chunks(ids):
-                c.execute(
-                    f"UPDATE changes SET status = 'pending', claim_token = NULL, claimed_until = NULL,"
-                    f" next_attempt_at = ? WHERE claim_token = ? AND id IN ({marks(part)})",
-                    (retry_at, token, *part),
-                )
-
-    def changes_by_status(self) -> dict[str, int]:
-        rows = self.conn.execute(
-            "SELECT substr(name, 9), value FROM counters WHERE name LIKE 'changes.%' AND value > 0")
-        return {r[0]: int(r[1]) for r in rows}
-
-    def skipped(self, limit: int = 200) -> list[dict[str, Any]]:
-        rows = self.conn.execute(
-            "SELECT sku, kind, last_error, max(done_at) AS at FROM changes WHERE status = 'skipped'"
-            " GROUP BY sku, kind ORDER BY at DESC LIMIT ?", (limit,)
-        )
-        return [dict(r) for r in rows]
-
-    # -- what was pushed last, per SKU: guards against an older value overwriting a newer one --
-
-    def last_pushed(self, kind: str, skus: Iterable[str]) -> dict[str, tuple[float, Any]]:
-        out: dict[str, tuple[float, Any]] = {}
-        for part in chunks(skus):
-            for r in self.conn.execute(
-                f"SELECT sku, occurred_at, value FROM pushed WHERE kind = ? AND sku IN ({marks(part)})",
-                (kind, *part),
-            ):
-                out[r["sku"]] = (r["occurred_at"], json.loads(r["value"]) if r["value"] else None)
-        return out
-
-    def record_pushed(self, kind: str, items: Iterable[tuple[str, float, Any]], now: float) -> None:
-        with self.transaction() as c:
-            c.executemany(
-                "INSERT INTO pushed (kind, sku, occurred_at, value, pushed_at) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (kind, sku) DO UPDATE SET occurred_at = excluded.occurred_at,"
-                " value = excluded.value, pushed_at = excluded.pushed_at"
-                " WHERE excluded.occurred_at >= pushed.occurred_at",
-                [(kind, sku, at, json.dumps(v), now) for sku, at, v in items],
-            )
 
     # -- mirror of KeyCRM stock and offers -----------------------------------------------------
 

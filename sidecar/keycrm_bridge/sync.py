@@ -1,4 +1,5 @@
-"""The sync round: decide every dirty SKU, then write both sides in as few requests as they allow.
+"""The sync round: decide every dirty SKU, then write both sides in as few requests as they allow
+(the writes: ``sync_writes.py``).
 
 KeyCRM writes go out as one ``PUT /offers/stocks`` per 10,000 rows, WooCommerce writes as batches
 of 100, each conditional on the value the decision was made on (a sale landing in between is never
@@ -21,13 +22,14 @@ from .aliases import Aliases
 from .budget import Priority
 from .clock import Clock
 from .config import Settings
-from .decide import Decision, decide, json_number
-from .errors import RETRYABLE, PermanentError, RetryableError, describe, disposition
+from .decide import Decision, decide
+from .errors import RETRYABLE, RetryableError, describe, disposition
 from .guard import Guard, cuts_of
 from .ledger import Ledger, Row
 from .pacing import write_gap_s
 from .quarantine import SYNC, Quarantine
 from .store import Store
+from .sync_writes import SyncWrites
 from .woo_conflicts import WooConflicts
 
 log = logging.getLogger("keycrm_bridge.sync")
@@ -67,7 +69,7 @@ class RoundResult:
         return not self.progressed and self.unwritable > 0 and not self.held_for_orders
 
 
-class SyncEngine:
+class SyncEngine(SyncWrites):
     def __init__(self, store: Store, ledger: Ledger, keycrm: KeyCRMStock, settings: Settings, clock: Clock,
                  woo: Any = None, skumap: Any = None, rng: random.Random | None = None,
                  before_woo_write: Callable[[list[Any]], None] | None = None) -> None:
@@ -80,6 +82,7 @@ class SyncEngine:
         self.skumap = skumap
         self.rng = rng or random.Random()
         self._guarded: set[str] = set()
+        self._round_at = -1e18  # when the last round that decided anything started
         self.conflicts = WooConflicts(store, clock)
         # Called with the writes between the decision and the WooCommerce write (the race tests hold it).
         self.before_woo_write = before_woo_write
@@ -128,8 +131,21 @@ class SyncEngine:
 
     # -- the round --------------------------------------------------------------------------------
 
-    def due(self) -> bool:
+    def window(self) -> tuple[int, float | None, float | None]:
+        """(dirty SKUs, since when the oldest waits, the newest mark): the debounce's inputs. A mark
+        that came during the last round waits from that round on, not from before it, so a
+        continuous stream gets a round per max wait rather than one after the other; and changes
+        still queued for the ledger count as marks, so a burst taken in chunks is one burst."""
         count, oldest, newest = self.ledger.dirty_window()
+        if oldest is not None:
+            oldest = max(oldest, self._round_at)
+        queued, _, received = self.store.due_window(self.clock.now())
+        if count and queued and received is not None:
+            newest = max(newest or received, received)  # the shop is still sending: the burst goes on
+        return count, oldest, newest
+
+    def due(self) -> bool:
+        count, oldest, newest = self.window()
         if not count or oldest is None or newest is None:
             return self._confirmed_holds() != []
         if self.store.get_meta("sync_retry_at", 0) > self.clock.now():
@@ -162,9 +178,11 @@ class SyncEngine:
         skus = self.ledger.dirty(limit)
         if not skus or (not bypass and self._paced(started)):
             return result
+        self._round_at = started
         try:
             self._round_isolating(skus, started, bypass, result)
-            self.store.set_meta("sync_retry_at", 0)
+            if self.store.get_meta("sync_retry_at", 0):  # (a read: no write lock taken every round)
+                self.store.set_meta("sync_retry_at", 0)
             self._note_stall(result)
         except RetryableError as exc:
             failures = int(self.store.get_meta("sync_failures", 0))
@@ -177,7 +195,8 @@ class SyncEngine:
             result.errors.append(str(exc))
             log.warning("sync round will be retried", extra={"retry_in_s": round(wait, 1), "error": str(exc)[:300]})
             return result
-        self.store.set_meta("sync_failures", 0)
+        if self.store.get_meta("sync_failures", 0):
+            self.store.set_meta("sync_failures", 0)
         return result
 
     def _note_stall(self, result: RoundResult) -> None:
@@ -241,6 +260,7 @@ class SyncEngine:
         decisions: dict[str, Decision] = {}
         woo_now: dict[str, float | None] = {}
         hold_orders: list[str] = []
+        met = self.conflicts.skus()  # (read once a round, not once a SKU)
         for sku in skus:
             r = rows[sku]
             if not sku.strip() or r.kc_sellable is None:
@@ -252,7 +272,7 @@ class SyncEngine:
             if inf and (r.kc_at or 0) > checked_at:
                 hold_orders.append(sku)
                 continue
-            verdict, shop_value = self.conflicts.check(sku, r)
+            verdict, shop_value = self.conflicts.check(sku, r) if sku in met else ("decide", None)
             if verdict == "wait":
                 continue  # stays dirty: the shop's event for the change it met is on its way
             if verdict == "read":
@@ -312,7 +332,8 @@ class SyncEngine:
         # How long each write took from the change it carries; one commit with the values (latency.py).
         push = [now - at for at in (rows[s].woo_at for s in written_kc) if at is not None]
         pull = [now - at for at in (rows[s].kc_at for s in written_woo) if at is not None]
-        self.ledger.set_values(updates, now, also=lambda c: latency.record_both(c, push, pull))
+        # (decided_on: keeps what other lanes wrote meanwhile.)
+        self.ledger.set_values(updates, now, also=lambda c: latency.record_both(c, push, pull), decided_on=rows)
         self.ledger.notes(notes, now)
         self.ledger.clean(done, started)
         if written_kc:
@@ -362,14 +383,6 @@ class SyncEngine:
         entry = self.skumap.get(sku)
         return None if entry is None else entry.stock_quantity
 
-    def _can_write_woo(self) -> bool:
-        if self.woo is None or self.skumap is None:
-            if not self.store.get_meta("woo_missing_warned"):
-                log.warning("WooCommerce is not configured (WOO_URL): KeyCRM stock is not written back")
-                self.store.set_meta("woo_missing_warned", True)
-            return False
-        return True
-
     # -- the guard (guard.py) ---------------------------------------------------------------------
 
     def _guard(self, woo_writes: dict[str, Decision], kc_writes: dict[str, Decision],
@@ -385,141 +398,3 @@ class SyncEngine:
         result.guarded += len(self._guarded)
         return ({s: d for s, d in woo_writes.items() if s not in self._guarded},
                 {s: d for s, d in kc_writes.items() if s not in self._guarded})
-
-    # -- writes ----------------------------------------------------------------------------------
-
-    def _write_keycrm(self, writes: dict[str, Decision], rows: dict[str, Row], result: RoundResult) -> set[str]:
-        if not writes:
-            return set()
-        now = self.clock.now()
-        skus = list(writes)
-        mirror = self.store.keycrm_stock(skus)
-        max_age = 0.0 if self.settings.sync_mode == "two-way" else self.settings.stock_max_age_s
-        # (A webhook that cannot be split per warehouse marks the mirror rows old: pull.absorb_webhooks.)
-        stale = [s for s in skus if s not in mirror
-                 or min(w["fetched_at"] for w in mirror[s].values()) < now - max_age]
-        if stale:
-            # Read before write: PUT /offers/stocks sets an absolute quantity, so writing from an
-            # old reading would erase a receiving that happened since.
-            before = {s: rows[s].kc_sellable for s in stale}
-            self.read_stock(stale, source="read-before-write")
-            fresh = self.ledger.rows(stale)
-            moved = {s for s in stale if fresh[s].kc_sellable != before[s]}
-            for s in moved:
-                writes.pop(s, None)  # KeyCRM changed meanwhile: decide again next round
-            mirror = self.store.keycrm_stock(list(writes))
-        wh = self.settings.write_warehouse_id
-        aliases = Aliases(self.store).all()
-        ours = {a.offer_id: a.sku for a in aliases.values()}
-        put_rows: list[dict[str, Any]] = []
-        planned: dict[str, tuple[float, float]] = {}
-        for sku, d in writes.items():
-            per = mirror.get(sku)
-            if not per:
-                continue
-            assert d.kc_target is not None
-            q_write = per.get(wh, {}).get("quantity", 0.0)
-            new_q = q_write + (d.kc_target - self.sellable_of(per))
-            if new_q < 0:
-                log.warning("target below what other warehouses hold; clamping at 0", extra={"sku": sku})
-                new_q = 0.0
-            alias = aliases.get(sku)
-            put_rows.append({"id": alias.offer_id, "quantity": json_number(new_q)} if alias
-                            else {"sku": sku, "quantity": json_number(new_q)})
-            planned[sku] = (new_q, per.get(wh, {}).get("reserve", 0.0))
-        if not put_rows:
-            return set()
-        self.store.set_meta("last_stock_write_at", self.clock.now())
-        ok, bad = self._put_isolating(put_rows)
-        ok_skus = {r["sku"] if "sku" in r else ours[r["id"]] for r in ok}
-        self.store.save_keycrm_stock([(s, wh, None, planned[s][0], planned[s][1]) for s in ok_skus], self.clock.now())
-        self.store.clear_unmatched(ok_skus)
-        for row, why in bad:
-            sku_of = row["sku"] if "sku" in row else ours[row["id"]]
-            self._unmatched([sku_of], "woocommerce", f"KeyCRM rejected the stock row: {why}"[:300], result)
-        if ok_skus:
-            self.store.set_meta("last_keycrm_success_at", self.clock.now())
-        result.keycrm_rows += len(ok_skus)
-        log.info("KeyCRM stock written", extra={"rows": len(ok_skus), "skus": sorted(ok_skus)[:20], "warehouse_id": wh})
-        return ok_skus
-
-    def _put_isolating(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[dict, str]]]:
-        """PUT the rows; when KeyCRM rejects a batch (422), halve it to find the bad rows.
-
-        Costs one extra request per halving, only when something is wrong, and lets every good row
-        through instead of failing the whole batch for one bad SKU.
-        """
-        try:
-            self.keycrm.put_stocks(self.settings.write_warehouse_id, rows)
-            return rows, []
-        except PermanentError as exc:
-            if exc.status in (401, 403):
-                raise RetryableError(f"KeyCRM refused the API key: {exc}", status=exc.status) from exc
-            if len(rows) == 1:
-                return [], [(rows[0], str(exc))]
-            mid = len(rows) // 2
-            ok1, bad1 = self._put_isolating(rows[:mid])
-            ok2, bad2 = self._put_isolating(rows[mid:])
-            return ok1 + ok2, bad1 + bad2
-
-    def _write_woo(self, writes: dict[str, Decision], woo_now: dict[str, float | None], rows: dict[str, Row],
-                   result: RoundResult) -> set[str]:
-        if not writes:
-            return set()
-        from .woo_client import StockWrite
-
-        entries = {s: self.skumap.get(s) for s in writes}
-        missing = [s for s, e in entries.items() if e is None]
-        if missing:
-            self._look_up_woo(missing)
-            entries.update({s: self.skumap.get(s) for s in missing})
-        items = []
-        for sku, e in entries.items():
-            if e is None:
-                self._unmatched([sku], "keycrm", "SKU not found in WooCommerce", result)
-                continue
-            if not e.manage_stock:
-                self._unmatched([sku], "keycrm", "stock is not managed in WooCommerce for this product", result)
-                continue
-            target = writes[sku].woo_target
-            assert target is not None
-            # Conditional on what the decision saw, or (when it saw nothing) on what the SKU map knows.
-            expect = woo_now.get(sku)
-            items.append(StockWrite(product_id=e.product_id, parent_id=e.parent_id, quantity=target, sku=sku,
-                                    expect=e.stock_quantity if expect is None else expect))
-        if not items:
-            return set()
-        if self.before_woo_write is not None:
-            self.before_woo_write(items)
-        ok: set[str] = set()
-        met: dict[str, tuple[float, float | None, Row]] = {}
-        for res in self.woo.set_stock(items):
-            sku = res.write.sku or ""
-            if res.conflict and res.write.expect is None:
-                # We did not know the shop's value: now we do; the next round decides on it.
-                self.skumap.record_stock(res.write.product_id, res.stock_quantity)
-            elif res.conflict:
-                met[sku] = (float(res.stock_quantity or 0), res.write.expect, rows[sku])
-            elif res.ok:
-                ok.add(sku)
-                # WooCommerce's own clock: later plugin events are compared against it.
-                self.skumap.record_stock(res.write.product_id, res.write.quantity, res.date_modified)
-            else:
-                self._unmatched([sku], "keycrm", f"WooCommerce refused the stock write: {res.error}"[:300], result)
-        self.conflicts.record(met)
-        result.woo_writes += len(ok)
-        log.info("WooCommerce stock written", extra={"products": len(ok), "skus": sorted(ok)[:20]})
-        return ok
-
-    def _unmatched(self, skus: list[str], side: str, reason: str, result: RoundResult) -> None:
-        if not skus:
-            return
-        now = self.clock.now()
-        for sku in skus:
-            entry = self.skumap.get(sku) if self.skumap is not None else None
-            self.store.note_unmatched(sku, side, reason, entry.product_id if entry else None, now)
-            log.warning("SKU set aside", extra={"sku": sku, "reason": reason})
-        # Not retried forever: the SKU waits until either side changes it again.
-        self.ledger.clean(skus, now)
-        result.unmatched += len(skus)
-        result.settled += len(skus)

@@ -71,5 +71,9 @@ class WooConflicts:
         if any(s in conflicts for s in skus):
             self.store.set_meta(META, {s: c for s, c in conflicts.items() if s not in skus})
 
+    def skus(self) -> set[str]:
+        """SKUs with a write that met another value, waiting for the shop's event."""
+        return set(self._all())
+
     def waiting(self) -> int:
         return len(self._all())

@@ -258,44 +258,52 @@ class SkuMap:
         """Apply one plugin event; False when it is older than what the map holds."""
         return self.apply_events([event]) == 1
 
-    def apply_events(self, events: Iterable[dict[str, Any]]) -> int:
+    def apply_events(self, events: Iterable[dict[str, Any]], conn: sqlite3.Connection | None = None) -> int:
         """Apply plugin events in order, in one transaction; returns how many changed the map.
 
         One commit (one fsync) for the whole claimed batch: a commit per event was most of the
-        worker's time on a shop sending thousands of events a second."""
+        worker's time on a shop sending thousands of events a second. With ``conn`` (the store's, in
+        a transaction of its caller: the intake's), no commit of its own: one commit for the events
+        and the map."""
         events = [e for e in events if e.get("product_id") is not None]
         if not events:
             return 0
         pids = sorted({int(e["product_id"]) for e in events})
+        with self._lock:
+            if conn is not None:
+                return self._apply(events, pids, conn)
+            with self.db.conn:
+                return self._apply(events, pids, self.db.conn)
+
+    def _apply(self, events: list[dict[str, Any]], pids: list[int], conn: sqlite3.Connection) -> int:
         applied = 0
-        with self._lock, self.db.conn:
-            current: dict[int, dict[str, Any] | None] = {}
-            for k in range(0, len(pids), 500):
-                part = pids[k:k + 500]
-                cur = self.db.execute(_SELECT_ROWS + f"product_id IN ({','.join('?' * len(part))})", part)
-                current.update({int(r[0]): dict(zip(_COLUMNS, r, strict=True)) for r in cur.fetchall()})
-            changed: dict[int, dict[str, Any]] = {}
-            deleted: set[int] = set()
-            for event in events:
-                pid = int(event["product_id"])
-                row = _event_row(event, current.get(pid))
-                if row is None:
-                    continue
-                applied += 1
-                if row.get("deleted"):
-                    # A deleted variable product takes its variations with it.
-                    gone = [pid] + [k for k, r in changed.items() if r["parent_id"] == pid]
-                    for k in gone:
-                        current[k] = None
-                        changed.pop(k, None)
-                    deleted.add(pid)
-                else:
-                    current[pid] = changed[pid] = row
-                    deleted.discard(pid)
-            if deleted:
-                self.db.conn.executemany("DELETE FROM woo_skus WHERE product_id = ? OR parent_id = ?",
-                                         [(pid, pid) for pid in sorted(deleted)])
-            self.db.conn.executemany(_UPSERT_EVENT_ROW, [[row[c] for c in _COLUMNS] for row in changed.values()])
+        current: dict[int, dict[str, Any] | None] = {}
+        for k in range(0, len(pids), 500):
+            part = pids[k:k + 500]
+            cur = conn.execute(_SELECT_ROWS + f"product_id IN ({','.join('?' * len(part))})", part)
+            current.update({int(r[0]): dict(zip(_COLUMNS, r, strict=True)) for r in cur.fetchall()})
+        changed: dict[int, dict[str, Any]] = {}
+        deleted: set[int] = set()
+        for event in events:
+            pid = int(event["product_id"])
+            row = _event_row(event, current.get(pid))
+            if row is None:
+                continue
+            applied += 1
+            if row.get("deleted"):
+                # A deleted variable product takes its variations with it.
+                gone = [pid] + [k for k, r in changed.items() if r["parent_id"] == pid]
+                for k in gone:
+                    current[k] = None
+                    changed.pop(k, None)
+                deleted.add(pid)
+            else:
+                current[pid] = changed[pid] = row
+                deleted.discard(pid)
+        if deleted:
+            conn.executemany("DELETE FROM woo_skus WHERE product_id = ? OR parent_id = ?",
+                             [(pid, pid) for pid in sorted(deleted)])
+        conn.executemany(_UPSERT_EVENT_ROW, [[row[c] for c in _COLUMNS] for row in changed.values()])
         return applied
 
     def record_stock(self, product_id: int, quantity: float | None, at: float | None = None) -> None:
@@ -390,7 +398,8 @@ def _event_row(event: dict[str, Any], current: dict[str, Any] | None) -> dict[st
         "manage_stock": int(bool(current["manage_stock"])) if current else 0,
         "stock_quantity": current["stock_quantity"] if current else None,
         "date_modified": current["date_modified"] if current else None,
-        "date_modified_ts": 0.0 if current is None else _ts(current["date_modified"]),
+        "date_modified_ts": 0.0 if current is None else (
+            current["date_modified_ts"] if current["date_modified_ts"] is not None else _ts(current["date_modified"])),
         "name": (current["name"] or "") if current else "",
         "status": (current["status"] or "") if current else "",
         "updated_at": at,

@@ -71,8 +71,19 @@ class Shared:
     settings: Settings
     clock: Clock
     stop: threading.Event = field(default_factory=threading.Event)
-    stock_pushed: threading.Event = field(default_factory=threading.Event)
     timers: dict[str, float] = field(default_factory=dict)
+    lanes: dict[str, Lane] = field(default_factory=dict)
+    decide_now: threading.Event = field(default_factory=threading.Event)  # push → sync: a burst ended
+
+    def wake(self, lane: str) -> None:
+        """Hand ``lane`` work now: its idle wait ends at once."""
+        if lane in self.lanes:
+            self.lanes[lane].wake.set()
+
+    def due(self, lane: str, at: float | None) -> None:
+        """``lane``'s next work falls due at ``at`` (a debounce ending): it waits no longer than that."""
+        if lane in self.lanes and at is not None:
+            self.lanes[lane].due_at = at
 
     def every(self, name: str, period_s: float) -> bool:
         """True once per ``period_s`` for ``name`` (hourly prune, SKU-map refresh)."""
@@ -91,30 +102,41 @@ def intake_steps(e: Engines, w: Shared) -> list[Step]:
     quarantine = Quarantine(e.store, w.clock)
 
     def expand() -> bool:
+        if not e.store.inbox_waiting():  # the idle lane's only read, without the write lock
+            return False
         fresh: list[dict[str, Any]] = []
-        new, dup = e.store.expand_inbox(
-            lambda ev: changes_for(ev, w.settings), fresh=fresh,
-            set_aside=lambda key, reason, payload, sku: quarantine.add(INTAKE, key, reason, payload, sku))
+        one_by_one: list[dict[str, Any]] = []
+        with e.store.transaction():  # the events, their changes and the SKU map: one commit
+            new, dup = e.store.expand_inbox(
+                lambda ev: changes_for(ev, w.settings), fresh=fresh,
+                set_aside=lambda key, reason, payload, sku: quarantine.add(INTAKE, key, reason, payload, sku))
+            if e.skumap is not None and fresh:
+                # Plugin events keep the SKU ↔ product id map current between REST refreshes (S16).
+                ordered = sorted(fresh, key=lambda ev: (ev["occurred_at"], ev["id"]))
+                try:
+                    with e.store.transaction() as c:
+                        e.skumap.apply_events(ordered, conn=c)
+                except Exception as exc:  # noqa: BLE001 - then one by one: what the map cannot take is set aside
+                    if disposition(exc) == RETRYABLE:
+                        raise
+                    one_by_one = ordered
+        for ev in one_by_one:
+            assert e.skumap is not None
+            try:
+                e.skumap.apply_event(ev)
+            except Exception as one:  # noqa: BLE001
+                if disposition(one) == RETRYABLE:
+                    raise
+                quarantine.add(SKUMAP, f"event:{ev.get('id')}", describe(one), ev, ev.get("sku"))
         if new or dup:
             log.debug("inbox expanded", extra={"new": new, "duplicates": dup})
-        if e.skumap is not None and fresh:
-            # Plugin events keep the SKU ↔ product id map current between REST refreshes (S16).
-            ordered = sorted(fresh, key=lambda ev: (ev["occurred_at"], ev["id"]))
-            try:
-                e.skumap.apply_events(ordered)  # one commit for the lot
-            except Exception as exc:  # noqa: BLE001 - then one by one: what the map cannot take is set aside
-                if disposition(exc) == RETRYABLE:
-                    raise
-                for ev in ordered:
-                    try:
-                        e.skumap.apply_event(ev)
-                    except Exception as one:  # noqa: BLE001
-                        if disposition(one) == RETRYABLE:
-                            raise
-                        quarantine.add(SKUMAP, f"event:{ev.get('id')}", describe(one), ev, ev.get("sku"))
+        if new:
+            w.wake("push")
         return bool(new or dup)
 
     def retries() -> bool:
+        if not w.every("retries", RETRIES_EVERY_S):
+            return False
         items = quarantine.due_retries((INTAKE, SKUMAP, PUSH, WEBHOOK, SYNC))
         for item in items:
             quarantine.resolved(item["id"])  # a retry that fails again sets the item aside anew
@@ -192,25 +214,41 @@ def catalogue_steps(e: Engines, w: Shared) -> list[Step]:
     return [Step("catalogue", refresh)]
 
 
-def push_steps(e: Engines, w: Shared) -> list[Step]:
-    def due() -> bool:
-        """Debounce: wait for a quiet moment (or the max wait) so a burst goes out as one request."""
-        now = w.clock.now()
-        count, oldest, newest = e.store.due_window(now)
-        if not count or oldest is None or newest is None:
-            return False
-        return (now - newest >= w.settings.push_debounce_s) or (now - oldest >= w.settings.push_max_wait_s)
+def debounced(w: Shared, lane: str, count: int, oldest: float | None, newest: float | None) -> bool:
+    """Debounce: wait for a quiet moment (or the max wait) so a burst goes out as one request; until
+    then the lane waits exactly as long as that takes."""
+    if not count or oldest is None or newest is None:
+        return False
+    now, s = w.clock.now(), w.settings
+    if now - newest >= s.push_debounce_s or now - oldest >= s.push_max_wait_s:
+        return True
+    w.due(lane, min(newest + s.push_debounce_s, oldest + s.push_max_wait_s))
+    return False
 
+
+def push_steps(e: Engines, w: Shared) -> list[Step]:
+    """The queue, once a burst ended (the debounce); a burst still going on has its stock changes taken
+    into the ledger in chunks meanwhile, so that what is left when it ends is little."""
     def push() -> bool:
-        if not approved(e, w) or not due():
+        if not approved(e, w):
             return False
-        result = e.push.run_once()
-        if result.pushed_stock:
-            # The queue already waited for the burst to end: decide these SKUs now, not a debounce later.
-            w.stock_pushed.set()
-        if result.claimed:
-            log.info("push round", extra={k: v for k, v in vars(result).items() if k != "errors"})
-        return result.claimed > 0
+        count, oldest, newest = e.store.due_window(w.clock.now())
+        if debounced(w, "push", count, oldest, newest):
+            ended = newest is not None and w.clock.now() - newest >= w.settings.push_debounce_s
+            stock = e.push.take_stock()
+            result = e.push.run_once()
+            if (stock or result.pushed_stock) and ended:
+                # The queue already waited for the burst to end: decide these SKUs now, not a debounce later.
+                w.decide_now.set()
+            if stock or result.pushed_stock:
+                w.wake("sync")
+            if result.claimed or stock:
+                log.info("push round", extra={"stock": stock, **{k: v for k, v in vars(result).items()
+                                                                   if k != "errors"}})
+            return bool(result.claimed or stock)
+        if count >= STOCK_CHUNK:
+            return e.push.take_stock() > 0  # (the sync round's own debounce and max wait apply to these)
+        return False
 
     return [Step("push", push)]
 
@@ -218,10 +256,11 @@ def push_steps(e: Engines, w: Shared) -> list[Step]:
 def sync_steps(e: Engines, w: Shared) -> list[Step]:
     """Stock decisions and the writes they call for, to KeyCRM and to WooCommerce."""
     def sync() -> bool:
-        fresh = w.stock_pushed.is_set()
-        if not approved(e, w) or not (fresh or e.sync.due()):
+        now = w.decide_now.is_set()
+        if not approved(e, w) or not (now or e.sync.due()):
+            debounced(w, "sync", *e.sync.window())  # wakes when the debounce ends, not a poll later
             return False
-        w.stock_pushed.clear()
+        w.decide_now.clear()
         r = e.sync.run_round()
         if r.progressed or r.errors:
             log.info("sync round", extra={k: v for k, v in vars(r).items() if k != "errors"})
@@ -259,10 +298,11 @@ def erp_lane_steps(e: Engines, w: Shared) -> list[Step]:
 
 
 # The one place a lane is registered: (name, steps builder, idle poll in seconds). An idle lane's poll
-# is a few SQLite reads; at 0.05 s across the lanes an idle worker used over 2 % of a core, while a
-# change crosses at most three lanes, so 0.2 s keeps the shop-to-KeyCRM path well under a second.
+# is a few SQLite reads; at 0.05 s across the lanes an idle worker used over 2 % of a core. A lane
+# that hands another work wakes it (``Shared.wake``) and a debounce ends the wait when it runs out
+# (``Shared.due``), so the 0.2 s polls add nothing to the shop-to-KeyCRM path.
 LANES: list[tuple[str, Callable[[Engines, Shared], list[Step]], float]] = [
-    ("intake", intake_steps, 0.2),
+    ("intake", intake_steps, 0.05),  # its idle round is one read; the web's batches wait no longer
     ("catalogue", catalogue_steps, 1.0),
     ("push", push_steps, 0.2),
     ("sync", sync_steps, 0.2),
@@ -274,6 +314,9 @@ LANES: list[tuple[str, Callable[[Engines, Shared], list[Step]], float]] = [
 LANE_WANTED: dict[str, Callable[[Settings], bool]] = {"erp": erp_wanted}
 
 HEARTBEAT_S = 2.0
+# Stock changes of a burst still going on are taken into the ledger in chunks of at least this many.
+STOCK_CHUNK = 2000
+RETRIES_EVERY_S = 1.0  # how often set-aside items the owner handed back are looked for
 
 
 def _bind(build: Callable[[Engines, Shared], list[Step]], shared: Shared, engines: Engines) -> list[Step]:
@@ -291,6 +334,7 @@ class Worker:
         self.stop_event = self.shared.stop
         self.lanes = [Lane(name, functools.partial(_bind, build, self.shared), idle) for name, build, idle in LANES
                       if LANE_WANTED.get(name, lambda _s: True)(settings)]
+        self.shared.lanes = {lane.name: lane for lane in self.lanes}
 
     def _start(self, lane: Lane) -> LaneThread:
         engines = self.make_engines()  # its own connections: lanes never share a transaction
