@@ -91,16 +91,8 @@ def test_s12_from_the_wp_admin_button(wordpress, browser, stack):
     cat = S12Catalogue()
     stack.start(cat.keycrm_offers(), cat.woo_products())
     dt, wp = browser, wordpress["wp_url"]
-    dt.goto(f"{wp}/wp-login.php")
-    dt.js(f"document.getElementById('user_login').value = {json.dumps(wordpress['admin_user'])};"
-          f"document.getElementById('user_pass').value = {json.dumps(wordpress['admin_pass'])};"
-          "document.getElementById('wp-submit').click(); true")
-    dt.wait_for("location.pathname.startsWith('/wp-admin') && document.readyState === 'complete'", "wp-admin")
-    dt.goto(f"{wp}/wp-admin/admin.php?page=keycrm-bridge")
-    dt.js(f"document.getElementById('kcb_sidecar_url').value = {json.dumps(stack.web.url)};"
-          f"document.getElementById('kcb_new_secret').value = {json.dumps(SECRET)};"
-          "document.getElementById('kcb_sidecar_url').form.querySelector('[type=submit]').click(); true")
-    dt.wait_for("location.search.includes('kcb_notice=saved') && document.readyState === 'complete'", "saved")
+    dt.login(wp, wordpress["admin_user"], wordpress["admin_pass"])
+    dt.connect_sidecar(wp, stack.web.url, SECRET)
 
     text = press_full_resync(dt, dry_run=True)
     dry = stack.job("latest")

@@ -47,16 +47,8 @@ def test_first_sync_is_reviewed_on_the_plugin_page(wordpress, browser, tmp_path)
     stack.start(cat.keycrm_offers(), cat.woo_products())
     try:
         dt, wp = browser, wordpress["wp_url"]
-        dt.goto(f"{wp}/wp-login.php")
-        dt.js(f"document.getElementById('user_login').value = {json.dumps(wordpress['admin_user'])};"
-              f"document.getElementById('user_pass').value = {json.dumps(wordpress['admin_pass'])};"
-              "document.getElementById('wp-submit').click(); true")
-        dt.wait_for("location.pathname.startsWith('/wp-admin') && document.readyState === 'complete'", "wp-admin")
-        dt.goto(f"{wp}/wp-admin/admin.php?page=keycrm-bridge")
-        dt.js(f"document.getElementById('kcb_sidecar_url').value = {json.dumps(stack.web.url)};"
-              f"document.getElementById('kcb_new_secret').value = {json.dumps(SECRET)};"
-              "document.getElementById('kcb_sidecar_url').form.querySelector('[type=submit]').click(); true")
-        dt.wait_for("location.search.includes('kcb_notice=saved') && document.readyState === 'complete'", "saved")
+        dt.login(wp, wordpress["admin_user"], wordpress["admin_pass"])
+        dt.connect_sidecar(wp, stack.web.url, SECRET)
 
         # What waits on the owner is said on every admin page, and on this one in the status table.
         dt.goto(f"{wp}/wp-admin/index.php")
@@ -86,7 +78,7 @@ def test_first_sync_is_reviewed_on_the_plugin_page(wordpress, browser, tmp_path)
         wait_js(dt, "!document.getElementById('kcb-review').hidden", "the review")
         counts = text(dt, "#kcb-review-counts")
         assert "SKUs compared" in counts and f"to be changed in WooCommerce{len(cat.drifted)}" in counts, counts
-        assert "problem: only in keycrm" in counts, counts
+        assert "problem: only in KeyCRM" in counts, counts
         rows = dt.js("[...document.querySelectorAll('#kcb-review-rows tr')].map(tr => tr.textContent)")
         assert len(rows) == 20 and all("WooCommerce will be set to" in r for r in rows), rows[:3]
         assert text(dt, "#kcb-review-page").startswith("Rows 1–20 of "), text(dt, "#kcb-review-page")
@@ -146,10 +138,15 @@ def test_first_sync_is_reviewed_on_the_plugin_page(wordpress, browser, tmp_path)
         assert any("full resync" in t for t in timeline), timeline
         assert not any("None" in t or "{'" in t for t in timeline), timeline
         shot(dt, "product-panel-en.png")
+        # The "Don't sync this product" switch sits in the panel, off (its save: tests/test_exclude_e2e.py and
+        # the plugin suite's ProductExclusionTest).
+        assert "Don't sync this product" in text(dt, "#kcb-product-panel .kcb-exclude")
+        assert dt.js("document.querySelector('#kcb-product-panel .kcb-exclude-switch').checked") is False
         wpctl(env_dir, "locale", wordpress["admin_user"], "uk")
         try:
             dt.goto(f"{wp}/wp-admin/post.php?post={product_id}&action=edit")
             assert "на складі" in text(dt, "#kcb-product-panel .kcb-sku-facts")
+            assert "Не синхронізувати цей товар" in text(dt, "#kcb-product-panel .kcb-exclude")
             shot(dt, "product-panel-uk.png")
         finally:
             wpctl(env_dir, "locale", wordpress["admin_user"], "")

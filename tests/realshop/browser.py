@@ -3,7 +3,6 @@ to the end; the plugin's page and a product's stock panel are kept as screenshot
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
@@ -47,11 +46,7 @@ def full_resync(base: str, user: str, password: str, product_id: int) -> str:
         dt = DevTools(ws_url)
         dt.call("Page.enable")
         dt.call("Runtime.enable")
-        dt.goto(f"{base}/wp-login.php")
-        dt.js(f"document.getElementById('user_login').value = {json.dumps(user)};"
-              f"document.getElementById('user_pass').value = {json.dumps(password)};"
-              "document.getElementById('wp-submit').click(); true")
-        dt.wait_for("location.pathname.startsWith('/wp-admin') && document.readyState === 'complete'", "wp-admin")
+        dt.login(base, user, password)
         dt.goto(f"{base}/wp-admin/admin.php?page=keycrm-bridge")
         assert dt.js("document.querySelector('h1').textContent") == "KeyCRM Bridge"
         assert dt.js("document.getElementById('kcb-resync-dry-run').checked"), "dry run is the default"

@@ -126,6 +126,26 @@ class DevTools:
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}")
 
+    def login(self, wp: str, user: str, password: str) -> None:
+        """Log into wp-admin through its form (the one login helper of every browser test)."""
+        self.goto(f"{wp}/wp-login.php")
+        self.js(
+            f"document.getElementById('user_login').value = {json.dumps(user)};"
+            f"document.getElementById('user_pass').value = {json.dumps(password)};"
+            "document.getElementById('wp-submit').click(); true"
+        )
+        self.wait_for("location.pathname.startsWith('/wp-admin') && document.readyState === 'complete'", "wp-admin")
+
+    def connect_sidecar(self, wp: str, sidecar_url: str, secret: str) -> None:
+        """Save the sidecar's URL and secret through the plugin page's form."""
+        self.goto(f"{wp}/wp-admin/admin.php?page=keycrm-bridge")
+        self.js(
+            f"document.getElementById('kcb_sidecar_url').value = {json.dumps(sidecar_url)};"
+            f"document.getElementById('kcb_new_secret').value = {json.dumps(secret)};"
+            "document.getElementById('kcb_sidecar_url').form.querySelector('[type=submit]').click(); true"
+        )
+        self.wait_for("location.search.includes('kcb_notice=saved') && document.readyState === 'complete'", "saved")
+
     def goto(self, url: str) -> None:
         self.call("Page.navigate", url=url)
         self.wait_for(
@@ -277,13 +297,7 @@ def main() -> int:
         dt.call("Page.enable")
         dt.call("Runtime.enable")
 
-        dt.goto(f"{wp}/wp-login.php")
-        dt.js(
-            f"document.getElementById('user_login').value = {json.dumps(env['admin_user'])};"
-            f"document.getElementById('user_pass').value = {json.dumps(env['admin_pass'])};"
-            "document.getElementById('wp-submit').click(); true"
-        )
-        dt.wait_for("location.pathname.startsWith('/wp-admin') && document.readyState === 'complete'", "wp-admin")
+        dt.login(wp, env["admin_user"], env["admin_pass"])
         checks.append("logged in")
 
         dt.goto(f"{wp}/wp-admin/admin.php?page=keycrm-bridge")
@@ -292,12 +306,7 @@ def main() -> int:
         assert menu, "the page is in the WooCommerce menu"
         checks.append("page opened from the WooCommerce menu")
 
-        dt.js(
-            f"document.getElementById('kcb_sidecar_url').value = {json.dumps(receiver_url)};"
-            f"document.getElementById('kcb_new_secret').value = {json.dumps(SECRET)};"
-            "document.getElementById('kcb_sidecar_url').form.querySelector('[type=submit]').click(); true"
-        )
-        dt.wait_for("location.search.includes('kcb_notice=saved') && document.readyState === 'complete'", "saved")
+        dt.connect_sidecar(wp, receiver_url, SECRET)
         checks.append("settings saved through the form")
 
         dt.js("document.getElementById('kcb-test-connection').click(); true")
