@@ -38,6 +38,7 @@ SETTLE_S = float(os.environ.get("KCB_BENCH_REAL_SETTLE_S", "0.5"))
 SETUPS = ("inactive", "up", "down", "hang")
 PLUGIN = "keycrm-bridge/keycrm-bridge.php"
 REMOVE_PLUGIN = rig.REMOVE_PLUGIN
+CPU_PROBE = HERE / "realshop_cpu.php"  # copied into the rig's mu-plugins for the run (see that file)
 
 
 def hang_server() -> tuple[str, socket.socket]:
@@ -89,6 +90,9 @@ def main() -> int:
     from shop import Sidecar
 
     tmp = Path(tempfile.mkdtemp(prefix="kcb-bench-realshop-"))
+    probe = rig.RIG_DIR / "www" / "wp-content" / "mu-plugins" / "kcb-bench-cpu.php"
+    probe.write_bytes(CPU_PROBE.read_bytes())
+    probe.chmod(0o644)
     admin = WPAdmin().login()
     wc = WC("http")
     prefix = f"BENCH{int(time.time()) % 1000000}"
@@ -107,7 +111,9 @@ def main() -> int:
             {"name": "bench BUY", "sku": f"{prefix}-BUY", "regular_price": "5", "manage_stock": True,
              "stock_quantity": 1000000}]})["create"]
         put_id, buy_id = made[0]["id"], made[1]["id"]
-        timings: dict[str, dict[str, list[float]]] = {op: {s: [] for s in SETUPS} for op in ("checkout", "put")}
+        ops = ("checkout", "put", "checkout_cpu", "put_cpu")
+        timings: dict[str, dict[str, list[float]]] = {op: {s: [] for s in SETUPS} for op in ops}
+        wc.s.headers["X-Kcb-Bench"] = "1"
         stock = 1000
         started = time.monotonic()
         load_start = os.getloadavg()[0]  # the 1-minute load when the rounds began and when they ended
@@ -116,39 +122,48 @@ def main() -> int:
             for setup in order:
                 switch(setup, urls)
                 store = StoreAPI()
+                store.s.headers["X-Kcb-Bench"] = "1"
+                answers: list[object] = []
+                store.s.hooks["response"].append(lambda r, *_a, seen=answers, **_k: seen.append(r))
                 store.cart()
                 store.add_item(buy_id, 1)
                 time.sleep(SETTLE_S)
                 t0 = time.perf_counter()
                 store.checkout()
                 checkout_ms = (time.perf_counter() - t0) * 1000
+                checkout_cpu = float(answers[-1].headers["X-Kcb-Bench-Cpu-Ms"])  # type: ignore[attr-defined]
                 stock -= 1
                 time.sleep(SETTLE_S)
                 t0 = time.perf_counter()
                 wc.put(f"products/{put_id}", {"stock_quantity": stock})
                 put_ms = (time.perf_counter() - t0) * 1000
+                put_cpu = float(wc.last_response.headers["X-Kcb-Bench-Cpu-Ms"])
                 if n:
-                    timings["checkout"][setup].append(checkout_ms)
-                    timings["put"][setup].append(put_ms)
+                    for op, value in (("checkout", checkout_ms), ("put", put_ms), ("checkout_cpu", checkout_cpu),
+                                      ("put_cpu", put_cpu)):
+                        timings[op][setup].append(value)
         switch("up", urls)
         medians = {op: {s: statistics.median(v) for s, v in by.items()} for op, by in timings.items()}
         out: dict[str, object] = {"real_shop_rounds": ROUNDS, "real_shop": rig.versions(),
                                   "real_shop_load_avg": [round(load_start, 2), round(os.getloadavg()[0], 2)]}
-        for op in ("checkout", "put"):
+        for op in ops:
+            # "checkout_cpu" → real_checkout_cpu_ms_up, real_checkout_added_cpu_ms_up
+            name, cpu = op.removesuffix("_cpu"), "cpu_" if op.endswith("_cpu") else ""
             for setup in SETUPS:
-                out[f"real_{op}_ms_{setup}"] = round(medians[op][setup], 1)
+                out[f"real_{name}_{cpu}ms_{setup}"] = round(medians[op][setup], 2 if cpu else 1)
             for setup in SETUPS[1:]:
                 # The median of each round's difference: a round's four requests ran back to back, so the
                 # machine's load at that moment cancels out.
                 paired = [a - b for a, b in zip(timings[op][setup], timings[op]["inactive"], strict=True)]
-                out[f"real_{op}_added_ms_{setup}"] = round(statistics.median(paired), 1)
+                out[f"real_{name}_added_{cpu}ms_{setup}"] = round(statistics.median(paired), 2 if cpu else 1)
         print(f"real shop: {ROUNDS} rounds of 4 setups x (checkout + PUT) in {time.monotonic() - started:.0f} s, "
               f"load average {load_start:.2f} → {os.getloadavg()[0]:.2f}", file=sys.stderr)
-        for op in ("checkout", "put"):
+        for op in ops:
             print("  " + op + ": " + ", ".join(f"{s} {medians[op][s]:.1f} ms" for s in SETUPS), file=sys.stderr)
         print(json.dumps(out))
         return 0
     finally:
+        probe.unlink(missing_ok=True)
         hang_sock.close()
         sidecar.stop()
 
