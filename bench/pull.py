@@ -210,8 +210,8 @@ def main() -> int:
     if not q:
         out["webhook_p95_s_100k_start"] = p95(webhook_latency(tmp / "a100k", 100_000, lat, 60, within_s=60.0))
     # Slow enough that the bridge's own CPU (not sped up) stays small beside a simulated second.
-    factor = 5.0 if q else 4.0
-    out |= accelerated(tmp / "b", n, lat, factor, orders_per_min=60, order_window_s=72.0 if q else 300.0)
+    factor = 6.0 if q else 4.0
+    out |= accelerated(tmp / "b", n, lat, factor, orders_per_min=60, order_window_s=60.0 if q else 300.0)
     out["clock_factor"] = factor
     per_minute = DEFAULTS.rate_per_minute
     reserve = default_write_reserve(per_minute)
