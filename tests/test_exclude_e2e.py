@@ -94,3 +94,20 @@ def test_an_excluded_sku_is_written_nowhere_and_resumes_when_switched_back(tmp_p
 def _ledger_kc(stack: Stack, sku: str) -> float | None:
     info = stack.signed("GET", f"/v1/skus/{sku}").json()
     return info.get("keycrm_sellable")
+
+
+def test_the_switch_follows_a_renamed_product_and_a_late_resend_changes_nothing(tmp_path):
+    from keycrm_bridge import exclusions
+    from keycrm_bridge.store import Store
+
+    store = Store(str(tmp_path / "db.sqlite3"))
+    on = event("R-1", type="product.exclude", product_id=5, excluded=True, occurred_at=2_000_000_000.0)
+    with store.transaction() as c:
+        exclusions.apply_events(c, [on], 2_000_000_001.0)
+    rename = event("R-2", type="product.upsert", product_id=5, old_sku="R-1", product={"name": "x"},
+                   occurred_at=2_000_000_002.0)
+    late_off = event("R-2", type="product.exclude", product_id=5, excluded=False, occurred_at=1_999_999_999.0)
+    with store.transaction() as c:
+        exclusions.apply_events(c, [rename, late_off], 2_000_000_003.0)
+    assert exclusions.excluded_among(store.conn, ["R-1", "R-2"]) == {"R-2"}
+    assert [r["sku"] for r in exclusions.listing(store.conn)] == ["R-2"]

@@ -23,6 +23,13 @@ def apply_events(c: sqlite3.Connection, events: Iterable[dict[str, Any]], now: f
     """Record the switch of each ``product.exclude`` event (inside the caller's transaction)."""
     from .ledger import Ledger
 
+    events = list(events)
+    for ev in events:
+        old = ev.get("old_sku") if ev["type"] == "product.upsert" else None
+        if old and old != ev["sku"]:
+            # A renamed product keeps its switch: it follows the new SKU (unless that one has its own).
+            c.execute("UPDATE OR IGNORE sync_exclusions SET sku = ? WHERE sku = ? AND product_id = ?",
+                      (ev["sku"], old, ev["product_id"]))
     for ev in sorted((e for e in events if e["type"] == EVENT_TYPE), key=lambda e: (e["occurred_at"], e["id"])):
         sku, excluded = ev["sku"], bool(ev["excluded"])
         if not sku.strip():
