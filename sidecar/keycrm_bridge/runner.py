@@ -179,11 +179,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         _wait_healthy(sidecar, [web])
         runtime.write(data, env, {"pid": os.getpid(), "sidecar_url": sidecar,
                                   "demo": {"keycrm_url": demo.keycrm_url, "shop_url": demo.shop_url} if demo else None})
-        print(json.dumps({"event": "bridge_ready", "sidecar_url": sidecar, "mode": settings.sync_mode,
-                          "database": settings.database_path}), file=sys.stderr, flush=True)
+        # One write per line: gunicorn and the worker write to the same stream, and print() sends the
+        # text and its newline separately, so another process's line could land between them.
+        ready = json.dumps({"event": "bridge_ready", "sidecar_url": sidecar, "mode": settings.sync_mode,
+                            "database": settings.database_path})
+        sys.stderr.write(ready + "\n")
+        sys.stderr.flush()
         # Shown once, to the person starting the bridge: it is what they paste into the plugin;
         # the structured logs never carry the secret.
-        print(handoff_screen(env, data, sidecar, demo, args.demo_skus), flush=True)
+        sys.stdout.write(handoff_screen(env, data, sidecar, demo, args.demo_skus) + "\n")
+        sys.stdout.flush()
         return _supervise(children, worker, env)
     except RuntimeError as exc:
         print(f"keycrm-bridge: {exc}", file=sys.stderr)
