@@ -61,7 +61,8 @@ def test_fuzz_over_real_http_then_a_good_batch_arrives(tmp_path):
             assert r.status_code < 500 and w.status_code < 500, (r.text, w.text)
         case()
         assert len(seen) >= 300 and 202 in seen
-        assert bridge.good_change_arrives(timeout=10) < 10
+        # 20 s, not the few seconds it takes on an idle machine: at load 9 on 2 cores it once took just over 10.
+        assert bridge.good_change_arrives(timeout=20) < 20
         assert '"status": 500' not in bridge.logs()
     finally:
         bridge.stop()
