@@ -147,6 +147,11 @@ def test_first_sync_is_reviewed_on_the_plugin_page(wordpress, browser, tmp_path)
             dt.goto(f"{wp}/wp-admin/post.php?post={product_id}&action=edit")
             assert "на складі" in text(dt, "#kcb-product-panel .kcb-sku-facts")
             assert "Не синхронізувати цей товар" in text(dt, "#kcb-product-panel .kcb-exclude")
+            # The timeline is worded by the plugin from the sidecar's kinds and values, so it reads in Ukrainian too.
+            timeline_uk = dt.js("[...document.querySelectorAll('#kcb-product-panel .kcb-timeline li')]"
+                                ".map(li => li.textContent)")
+            assert any("повна пересинхронізація: WooCommerce" in t for t in timeline_uk), timeline_uk
+            assert not any("full resync" in t for t in timeline_uk), timeline_uk
             shot(dt, "product-panel-uk.png")
         finally:
             wpctl(env_dir, "locale", wordpress["admin_user"], "")

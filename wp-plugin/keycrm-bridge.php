@@ -47,6 +47,7 @@ require_once __DIR__ . '/src/Admin/AdminFormat.php';
 require_once __DIR__ . '/src/Admin/AdminPage.php';
 require_once __DIR__ . '/src/Admin/SettingsView.php';
 require_once __DIR__ . '/src/Admin/Reasons.php';
+require_once __DIR__ . '/src/Admin/Timeline.php';
 require_once __DIR__ . '/src/Admin/QuarantineView.php';
 require_once __DIR__ . '/src/Admin/StatusView.php';
 require_once __DIR__ . '/src/Admin/OutboxView.php';

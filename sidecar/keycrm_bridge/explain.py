@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import exclusions
+from . import exclusions, reasons
 from .erp.report import erp_explain, format_erp_explain
 from .ledger import Ledger
 from .store import Store
@@ -114,7 +114,9 @@ def explain(store: Store, sku: str, limit: int = 30) -> dict[str, Any]:
         "problems": unmatched,
         "last_sync": {"to_woocommerce": _last_sync(history, "woo_target"),
                       "to_keycrm": _last_sync(history, "kc_target")},
-        "timeline": [{"at": h["at"], "when": local_time(h["at"]), "kind": h.get("kind"), "text": sentence(h)}
+        # ``args`` (with the reason's code) lets the plugin word each line in the shop's language.
+        "timeline": [{"at": h["at"], "when": local_time(h["at"]), "kind": h.get("kind"), "text": sentence(h),
+                      "args": reasons.coded({k: v for k, v in h.items() if k not in ("at", "kind")})}
                      for h in history],
         "history": history,
         "erp": erp_explain(store, sku),

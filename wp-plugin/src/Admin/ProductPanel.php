@@ -121,7 +121,7 @@ final class ProductPanel
             printf(
                 '<li><time>%s</time> %s</li>',
                 esc_html($this->when($entry['at'] ?? null)),
-                esc_html((string) ($entry['text'] ?? ''))
+                esc_html(Timeline::text($entry))
             );
         }
         echo '</ol></div>';
