@@ -71,6 +71,7 @@ class Row:
     hold: str | None
     base_woo: float | None = None
     base_kc: float | None = None
+    dirty_touch: float | None = None  # the dirty mark as read: ``clean_read`` clears only that one
 
 
 class Ledger:
@@ -188,7 +189,8 @@ class Ledger:
         out: dict[str, Row] = {}
         for part in chunks(skus):
             for r in self.conn.execute(
-                "SELECT sku, woo_stock, woo_at, kc_sellable, kc_at, agreed, hold, base_woo, base_kc FROM ledger"
+                "SELECT sku, woo_stock, woo_at, kc_sellable, kc_at, agreed, hold, base_woo, base_kc, dirty_touch"
+                " FROM ledger"
                 f" WHERE sku IN ({marks(part)})", part):
                 out[r[0]] = Row(*r)
         return out
@@ -212,6 +214,16 @@ class Ledger:
             for part in chunks(skus):
                 c.execute("UPDATE ledger SET dirty_since = NULL, dirty_touch = NULL"
                           f" WHERE sku IN ({marks(part)}) AND dirty_touch <= ?", (*part, decided_at))
+
+    def clean_read(self, skus: Iterable[str], read: dict[str, Row]) -> None:
+        """Clear the dirty marks a round decided on, and only those: a mark set after its read stays.
+
+        Comparing times is not enough: the intake stamps a mark with the time its batch began, and a
+        round that started after that stamp but read before the batch committed would clear a change
+        it never saw (the shop's edit then waited for the sweep)."""
+        with self.store.transaction() as c:
+            c.executemany("UPDATE ledger SET dirty_since = NULL, dirty_touch = NULL WHERE sku = ? AND dirty_touch IS ?",
+                          [(sku, read[sku].dirty_touch) for sku in skus if sku in read])
 
     def set_values(self, rows: Iterable[tuple[Any, ...]], now: float, also: Callable[[Any], Any] | None = None,
                    decided_on: dict[str, Row] | None = None) -> None:

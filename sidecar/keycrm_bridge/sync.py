@@ -335,7 +335,7 @@ class SyncEngine(SyncWrites):
         # (decided_on: keeps what other lanes wrote meanwhile.)
         self.ledger.set_values(updates, now, also=lambda c: latency.record_both(c, push, pull), decided_on=rows)
         self.ledger.notes(notes, now)
-        self.ledger.clean(done, started)
+        self.ledger.clean_read(done, rows)
         if written_kc:
             self.store.set_meta("last_push_at", now)
         if written_woo:
