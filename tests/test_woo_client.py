@@ -19,9 +19,11 @@ from woocommerce import API
 
 from keycrm_bridge.clock import FakeClock
 from keycrm_bridge.errors import PermanentError, RetryableError, SkipError
+from keycrm_bridge.signing import origin_marker
 from keycrm_bridge.woo_client import STOCK_ROUTE as STOCK_PATH
-from keycrm_bridge.woo_client import StockWrite, WooClient, oauth_signable, origin_marker
+from keycrm_bridge.woo_client import StockWrite, WooClient
 from keycrm_bridge.woo_skumap import SkuMap
+from keycrm_bridge.woo_transport import oauth_signable
 
 from woo_fixtures import SECRET
 
