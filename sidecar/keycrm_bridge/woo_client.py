@@ -27,12 +27,9 @@ from .clock import Clock
 from .errors import PermanentError, RetryableError, SkipError
 from .woo_transport import USER_AGENT, WooPage, WooTransport, log, oauth_signable, parse_wc_date, wc_date
 
-__all__ = ["STOCK_ROUTE", "StockResult", "StockWrite", "WooClient", "WooPage", "parse_wc_date"]
-
 BATCH_LIMIT = 100  # WooCommerce's woocommerce_rest_batch_items_limit
 _COLLAPSED_WS = re.compile(r"[\r\n\t]| {2}")
 SKU_QUERY_MAX_CHARS = 1500  # keeps the signed URL well under common 8 KiB request-line limits
-
 
 STOCK_ROUTE = "/wp-json/keycrm-bridge/v1/stock"
 # What is signed: the REST route as WordPress routes on it, whatever the shop's URL layout or
