@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Request, Response
 
-from .catalog import FieldError, Product, product_json
 from .plugin import events_for_change
+from .product import FieldError, Product, product_json
 
 if TYPE_CHECKING:
     from .server import WooPeer

@@ -20,7 +20,7 @@ from typing import Any
 import requests
 
 from .. import signing
-from .catalog import Product
+from .product import Product
 
 log = logging.getLogger("keycrm_bridge.woo_peer.plugin")
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .catalog import PRODUCT_TYPES, STATUSES, FieldError, Product, product_json
 from .plugin import events_for_change
+from .product import PRODUCT_TYPES, STATUSES, FieldError, Product, product_json
 
 if TYPE_CHECKING:
     from .server import WooPeer

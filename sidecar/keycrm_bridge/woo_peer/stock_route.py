@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.wrappers import Request, Response
 
 from .. import signing
-from .catalog import FieldError, Product, wp_date
 from .plugin import events_for_change
+from .product import FieldError, Product, wp_date
 
 if TYPE_CHECKING:
     from .server import WooPeer
