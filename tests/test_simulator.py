@@ -16,7 +16,7 @@ from werkzeug.wrappers import Request, Response
 
 from keycrm_bridge.clock import FakeClock
 from keycrm_bridge.simulator import ServerHandle, SimState, SimulatorOptions, generated_sku, serve_in_thread
-from keycrm_bridge.simulator.testing import SimControl, SimControlError
+from keycrm_bridge.simulator.control_client import SimControl, SimControlError
 from keycrm_bridge.simulator.validation import get_validator
 
 AUTH = {"Authorization": "Bearer sim-key"}

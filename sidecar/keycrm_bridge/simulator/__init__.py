@@ -1,7 +1,7 @@
 """A KeyCRM API simulator: a real HTTP server that tests, benches and the README's run command use
 instead of KeyCRM. Requests are validated against KeyCRM's own OpenAPI document; stock, reserves,
 orders, the 60-per-minute budget, stock webhooks and faults behave as KeyCRM's do (as far as they
-are documented). See ``testing.py`` for the helpers tests use.
+are documented). Tests use ``testing.py`` (the simulator as a process) and ``control_client.py``.
 """
 
 from keycrm_bridge.simulator.app import Simulator, SimulatorOptions, create_app
