@@ -13,7 +13,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from keycrm_bridge.clock import FakeClock  # noqa: E402
-from keycrm_bridge.woo_peer.testing import EventReceiver, ThreadPeer, serve_in_thread  # noqa: E402
+from keycrm_bridge.woo_peer.event_receiver import EventReceiver  # noqa: E402
+from keycrm_bridge.woo_peer.testing import ThreadPeer, serve_in_thread  # noqa: E402
 
 from woo_fixtures import SECRET  # noqa: E402
 

@@ -14,7 +14,9 @@ import requests
 from woocommerce import API
 
 from keycrm_bridge.clock import FakeClock
-from keycrm_bridge.woo_peer.testing import EventReceiver, PeerControlError, WooPeerProcess, serve_in_thread
+from keycrm_bridge.woo_peer.control_client import PeerControlError
+from keycrm_bridge.woo_peer.event_receiver import EventReceiver
+from keycrm_bridge.woo_peer.testing import WooPeerProcess, serve_in_thread
 
 from woo_fixtures import SECRET
 
