@@ -223,9 +223,9 @@ def test_pull_lag_is_infinite_in_a_pulling_mode_that_never_pulled(tmp_path):
     ledger = Ledger(store)
     # A quiet shop is not a lagging one: KeyCRM confirmed A 5 s ago and B 40 s ago, B's value is the stalest.
     ledger.observe_keycrm({"A": 3.0, "B": 4.0}, clock.now() - 40, "sweep")
-    ledger.clean(["A", "B"], clock.now())
+    ledger.clean(["A", "B"], ledger.dirty())
     ledger.observe_keycrm({"A": 3.0}, clock.now() - 5, "sweep")
-    ledger.clean(["A"], clock.now())
+    ledger.clean(["A"], ledger.dirty())
     store.set_meta("last_pull_at", clock.now() - 3600)
     first = ledger.hold(["H-1"], {"reason": "test"}, clock.now())
     ledger.hold(["H-2"], {"reason": "test"}, clock.now())

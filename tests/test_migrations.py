@@ -15,7 +15,8 @@ from keycrm_bridge.store import Store
 from keycrm_bridge.woo_skumap import SkuMap
 
 FIXTURE = Path(__file__).parent / "fixtures" / "db-0.1.0.sql"
-ALL = ["0001_release_0_1_0", "0002_quarantine", "0003_sku_aliases", "0004_erp", "0005_sync_exclusions", "0006_sync_latency"]
+ALL = ["0001_release_0_1_0", "0002_quarantine", "0003_sku_aliases", "0004_erp", "0005_sync_exclusions", "0006_sync_latency",
+       "0008_dirty_mark_seq"]
 
 
 def old_database(tmp_path: Path) -> Path:
@@ -26,23 +27,33 @@ def old_database(tmp_path: Path) -> Path:
     return db
 
 
-def contents(db: Path) -> dict[str, list[tuple]]:
+def contents(db: Path, columns: dict[str, list[str]] | None = None) -> dict[str, list[tuple]]:
+    """Every table's rows; with ``columns``, only those columns (an upgrade may add some)."""
     conn = sqlite3.connect(db)
     tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
                                          " AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '\\_%' ESCAPE '\\'")]
-    out = {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
+    cols = {t: ", ".join(columns[t]) if columns and t in columns else "*" for t in tables}
+    out = {t: sorted(conn.execute(f"SELECT {cols[t]} FROM {t}").fetchall(), key=repr) for t in tables}
+    conn.close()
+    return out
+
+
+def columns_of(db: Path) -> dict[str, list[str]]:
+    conn = sqlite3.connect(db)
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    out = {t: [r[1] for r in conn.execute(f"PRAGMA table_info({t})")] for t in tables}
     conn.close()
     return out
 
 
 def test_a_0_1_0_database_is_migrated_with_nothing_lost(tmp_path):
     db = old_database(tmp_path)
-    before = contents(db)
+    before, old_columns = contents(db), columns_of(db)
     assert before["events"] and before["inbox"] and before["ledger"] and before["woo_skus"], "fixture is empty"
     store = Store(str(db))
     assert migrations.applied(store.conn) == ALL
     assert migrations.pending(store.conn) == []
-    after = contents(db)
+    after = contents(db, old_columns)
     for table, rows in before.items():
         assert after[table] == rows, f"{table} changed in the upgrade"
     assert after["quarantine"] == []
@@ -56,6 +67,24 @@ def test_a_0_1_0_database_is_migrated_with_nothing_lost(tmp_path):
     assert status["unmatched_skus"][0]["sku"] == "GHOST-1" and status["quarantine"]["count"] == 0
     assert Ledger(store).rows(["OLD-0"])["OLD-0"].agreed == 10.0
     assert SkuMap(str(db)).get("OLD-0").product_id == 100
+    store.close()
+
+
+def test_dirty_marks_left_by_0_1_0_are_cleared_only_where_unchanged(tmp_path):
+    """0.1.0's marks carry no number (0 after the upgrade): a round that read them clears them, and a
+    mark made after its read, stamped with an older time, stays. 0.1.0's hold is dismissed as it was."""
+    store = Store(str(old_database(tmp_path)))
+    ledger = Ledger(store)
+    read = ledger.dirty()
+    assert read == {"OLD-0": 0, "OLD-1": 0}
+    ledger.observe_woo([{"id": "after-read", "sku": "OLD-1", "occurred_at": 1.0, "cause": "manual",
+                         "stock_quantity": 5}], 1.0, two_way=False)
+    assert ledger.clean(read, read) == 1
+    assert ledger.dirty() == {"OLD-1": 1}, "the mark made after the read was cleared"
+    # (The fixture's hold names a SKU without a ledger row; 0.1.0's hold() would have made it so.)
+    store.conn.execute("INSERT INTO ledger (sku, dirty_since, dirty_touch, hold) VALUES ('OLD-2', 1.0, 1.0, 'guard:1')")
+    ledger.release_hold(1, 2.0, "dismissed")
+    assert tuple(store.conn.execute("SELECT hold, dirty_since FROM ledger WHERE sku = 'OLD-2'").fetchone()) == (None, None)
     store.close()
 
 

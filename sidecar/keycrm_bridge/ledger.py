@@ -3,12 +3,17 @@
 Every source of change feeds it — plugin events (WooCommerce), KeyCRM webhooks, order-driven reads,
 the sweep, our own writes — and marks the SKU dirty; the sync engine decides dirty SKUs in rounds.
 ``history`` keeps each observation and decision, which is what ``explain`` shows.
+
+A mark is cleared only by whoever read it: every mark takes the next number of one counter
+(``ledger_mark_seq``, bumped in the mark's own transaction) into the row's ``dirty_seq``, and every
+clearing names the numbers it read (``clean``). A mark committed after the read has a higher number
+and stays, whatever clocks the lanes stamp their marks with (the intake stamps a batch's start time).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +76,18 @@ class Row:
     hold: str | None
     base_woo: float | None = None
     base_kc: float | None = None
-    dirty_touch: float | None = None  # the dirty mark as read: ``clean_read`` clears only that one
+    dirty_seq: int = 0  # the dirty mark as read: ``clean`` clears only that one
+
+
+def seqs_read(rows: Mapping[str, Row], skus: Iterable[str]) -> dict[str, int]:
+    """The marks these rows showed, for ``Ledger.clean``."""
+    return {s: rows[s].dirty_seq for s in skus if s in rows}
+
+
+# One counter for every mark; the mark and its bump share a transaction (a rollback undoes both).
+_BUMP = "UPDATE ledger_mark_seq SET seq = seq + 1"
+_MARK = ("UPDATE ledger SET dirty_since = coalesce(dirty_since, ?), dirty_touch = ?,"
+         " dirty_seq = (SELECT seq FROM ledger_mark_seq) WHERE sku = ?")
 
 
 class Ledger:
@@ -129,8 +145,9 @@ class Ledger:
                           [(value, at, sku, at) for sku, (at, value) in newest.items()])
             c.executemany("INSERT INTO history (sku, at, kind, detail) VALUES (?, ?, ?, ?)",
                           [(sku, at, kind, json.dumps(d, separators=(",", ":"))) for sku, at, kind, d in history])
-            c.executemany("UPDATE ledger SET dirty_since = coalesce(dirty_since, ?), dirty_touch = ? WHERE sku = ?",
-                          [(now, now, sku) for sku in sorted(dirty)])
+            if dirty:
+                c.execute(_BUMP)
+                c.executemany(_MARK, [(now, now, sku) for sku in sorted(dirty)])
         return dirty
 
     def observe_keycrm(self, values: dict[str, float], now: float, source: str) -> set[str]:
@@ -167,8 +184,8 @@ class Ledger:
 
     @staticmethod
     def _dirty(c: Any, sku: str, now: float) -> None:
-        c.execute("UPDATE ledger SET dirty_since = coalesce(dirty_since, ?), dirty_touch = ? WHERE sku = ?",
-                  (now, now, sku))
+        c.execute(_BUMP)
+        c.execute(_MARK, (now, now, sku))
 
     @staticmethod
     def _history(c: Any, sku: str, now: float, kind: str, detail: dict[str, Any]) -> None:
@@ -189,7 +206,7 @@ class Ledger:
         out: dict[str, Row] = {}
         for part in chunks(skus):
             for r in self.conn.execute(
-                "SELECT sku, woo_stock, woo_at, kc_sellable, kc_at, agreed, hold, base_woo, base_kc, dirty_touch"
+                "SELECT sku, woo_stock, woo_at, kc_sellable, kc_at, agreed, hold, base_woo, base_kc, dirty_seq"
                 " FROM ledger"
                 f" WHERE sku IN ({marks(part)})", part):
                 out[r[0]] = Row(*r)
@@ -203,27 +220,30 @@ class Ledger:
     def agreed_count(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM ledger WHERE agreed IS NOT NULL").fetchone()[0])
 
-    def dirty(self, limit: int = 10000) -> list[str]:
-        return [r[0] for r in self.conn.execute(
-            "SELECT sku FROM ledger WHERE dirty_since IS NOT NULL AND hold IS NULL ORDER BY dirty_since LIMIT ?",
-            (limit,))]
+    def newest_mark(self) -> int:
+        """The number of the newest mark still waiting (0: none): a larger one later means a new change."""
+        r = self.conn.execute("SELECT max(dirty_seq) FROM ledger WHERE dirty_since IS NOT NULL AND hold IS NULL")
+        return int(r.fetchone()[0] or 0)
 
-    def clean(self, skus: Iterable[str], decided_at: float) -> None:
-        """Clear dirty marks set before ``decided_at``; a mark that came later stays for the next round."""
+    def dirty(self, limit: int = 10000) -> dict[str, int]:
+        """The SKUs to decide, oldest mark first, each with the mark as read (for ``clean``)."""
+        return {r[0]: int(r[1]) for r in self.conn.execute(
+            "SELECT sku, dirty_seq FROM ledger WHERE dirty_since IS NOT NULL AND hold IS NULL"
+            " ORDER BY dirty_since LIMIT ?", (limit,))}
+
+    def clean(self, skus: Iterable[str], read: Mapping[str, int]) -> int:
+        """Clear the dirty marks of these SKUs that are still the ones ``read`` saw; returns how many.
+
+        A mark made after that read has a higher number and stays for the next round; a SKU
+        ``read`` does not name stays too. Comparing times instead would clear a change the intake
+        committed after the read under an earlier stamp (its batch's start), which then waited for
+        the sweep."""
+        params = [(sku, read[sku]) for sku in skus if sku in read]
         with self.store.transaction() as c:
-            for part in chunks(skus):
-                c.execute("UPDATE ledger SET dirty_since = NULL, dirty_touch = NULL"
-                          f" WHERE sku IN ({marks(part)}) AND dirty_touch <= ?", (*part, decided_at))
-
-    def clean_read(self, skus: Iterable[str], read: dict[str, Row]) -> None:
-        """Clear the dirty marks a round decided on, and only those: a mark set after its read stays.
-
-        Comparing times is not enough: the intake stamps a mark with the time its batch began, and a
-        round that started after that stamp but read before the batch committed would clear a change
-        it never saw (the shop's edit then waited for the sweep)."""
-        with self.store.transaction() as c:
-            c.executemany("UPDATE ledger SET dirty_since = NULL, dirty_touch = NULL WHERE sku = ? AND dirty_touch IS ?",
-                          [(sku, read[sku].dirty_touch) for sku in skus if sku in read])
+            before = c.total_changes
+            c.executemany("UPDATE ledger SET dirty_since = NULL, dirty_touch = NULL"
+                          " WHERE sku = ? AND dirty_seq = ? AND dirty_since IS NOT NULL", params)
+            return c.total_changes - before
 
     def set_values(self, rows: Iterable[tuple[Any, ...]], now: float, also: Callable[[Any], Any] | None = None,
                    decided_on: dict[str, Row] | None = None) -> None:
@@ -302,7 +322,9 @@ class Ledger:
 
     def hold(self, skus: list[str], summary: dict[str, Any], now: float) -> int:
         with self.store.transaction() as c:
-            cur = c.execute("INSERT INTO guard_holds (at, status, skus, summary) VALUES (?, 'held', ?, ?)",
+            # mark_seq: the marks made before the hold, which a dismissal clears (release_hold).
+            cur = c.execute("INSERT INTO guard_holds (at, status, skus, summary, mark_seq)"
+                            " VALUES (?, 'held', ?, ?, (SELECT seq FROM ledger_mark_seq))",
                             (now, json.dumps(skus), json.dumps(summary)))
             hold_id = int(cur.lastrowid or 0)
             for part in chunks(skus):
@@ -324,17 +346,19 @@ class Ledger:
 
     def release_hold(self, hold_id: int, now: float, final: str) -> list[str]:
         with self.store.transaction() as c:
-            row = c.execute("SELECT skus FROM guard_holds WHERE id = ?", (hold_id,)).fetchone()
+            row = c.execute("SELECT skus, mark_seq FROM guard_holds WHERE id = ?", (hold_id,)).fetchone()
             skus: list[str] = json.loads(row[0]) if row else []
+            before = row[1] if row and row[1] is not None else (1 << 62)  # a hold from before 0008: all
             c.execute("UPDATE guard_holds SET status = ? WHERE id = ?", (final, hold_id))
             c.execute("UPDATE ledger SET hold = NULL WHERE hold = ?", (f"guard:{hold_id}",))
             if final == "applied":
                 for sku in skus:
                     self._dirty(c, sku, now)
             else:
+                # What was held is dropped; a change that came during the hold is decided.
                 for part in chunks(skus):
                     c.execute("UPDATE ledger SET dirty_since = NULL, dirty_touch = NULL"
-                              f" WHERE sku IN ({marks(part)})", part)
+                              f" WHERE sku IN ({marks(part)}) AND dirty_seq <= ?", (*part, before))
         return skus
 
     def size(self) -> int:

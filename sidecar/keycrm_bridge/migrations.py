@@ -195,6 +195,17 @@ def _sync_latency(db: sqlite_utils.Database) -> None:
         PRIMARY KEY (direction, le))""")
 
 
+@MIGRATIONS(name="0008_dirty_mark_seq")
+def _dirty_mark_seq(db: sqlite_utils.Database) -> None:
+    """Dirty marks are numbered (ledger.py): a round clears only the marks it read, by number, never
+    by time. One counter row numbers every mark; a hold keeps the counter at its start, so that a
+    dismissal clears only the marks made before it. Marks left by an older release are number 0."""
+    db.execute("ALTER TABLE ledger ADD COLUMN dirty_seq INTEGER NOT NULL DEFAULT 0")
+    db.execute("CREATE TABLE ledger_mark_seq (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)")
+    db.execute("INSERT INTO ledger_mark_seq (id, seq) VALUES (1, 0)")
+    db.execute("ALTER TABLE guard_holds ADD COLUMN mark_seq INTEGER")
+
+
 @contextmanager
 def _exclusive(path: str) -> Iterator[None]:
     if path in ("", ":memory:"):

@@ -25,7 +25,7 @@ from .config import Settings
 from .decide import Decision, decide
 from .errors import RETRYABLE, RetryableError, describe, disposition
 from .guard import Guard, cuts_of
-from .ledger import Ledger, Row
+from .ledger import Ledger, Row, seqs_read
 from .pacing import write_gap_s
 from .quarantine import SYNC, Quarantine
 from .store import Store
@@ -152,8 +152,9 @@ class SyncEngine(SyncWrites):
             return False
         now = self.clock.now()
         stalled = self.store.get_meta("sync_stalled")
-        if stalled and now < stalled["until"] and newest <= stalled["touch"]:
-            return False  # the same SKUs that could not be written last time, and nothing new
+        if stalled and now < stalled["until"] and self.ledger.newest_mark() <= stalled.get("seq", -1):
+            return False  # the same SKUs that could not be written last time, and nothing new (by number:
+            # the intake stamps its marks with its batch's start, which can be older than the stall)
         return now - newest >= self.settings.push_debounce_s or now - oldest >= self.settings.push_max_wait_s
 
     def _paced(self, now: float) -> bool:
@@ -175,12 +176,13 @@ class SyncEngine(SyncWrites):
         for h in self._confirmed_holds():
             bypass.update(self.ledger.release_hold(h["id"], started, "applied"))
             log.info("guard hold confirmed; applying", extra={"hold_id": h["id"], "skus": len(h["skus"])})
-        skus = self.ledger.dirty(limit)
+        read = self.ledger.dirty(limit)  # each SKU's mark as read: what this round may clear
+        skus = list(read)
         if not skus or (not bypass and self._paced(started)):
             return result
         self._round_at = started
         try:
-            self._round_isolating(skus, started, bypass, result)
+            self._round_isolating(skus, read, started, bypass, result)
             if self.store.get_meta("sync_retry_at", 0):  # (a read: no write lock taken every round)
                 self.store.set_meta("sync_retry_at", 0)
             self._note_stall(result)
@@ -209,18 +211,18 @@ class SyncEngine(SyncWrites):
         prev = self.store.get_meta("sync_stalled") or {}
         first, longest = STALL_BACKOFF_S
         wait = min(longest, float(prev.get("wait_s", first / 2)) * 2)
-        touch = self.ledger.dirty_window()[2] or 0.0
-        self.store.set_meta("sync_stalled", {"until": self.clock.now() + wait, "touch": touch, "wait_s": wait,
-                                             "skus": result.decided})
+        self.store.set_meta("sync_stalled", {"until": self.clock.now() + wait, "seq": self.ledger.newest_mark(),
+                                             "wait_s": wait, "skus": result.decided})
 
-    def _round_isolating(self, skus: list[str], started: float, bypass: set[str], result: RoundResult) -> None:
+    def _round_isolating(self, skus: list[str], read: dict[str, int], started: float, bypass: set[str],
+                         result: RoundResult) -> None:
         """A round for these SKUs; one that fails for a reason that is not the peer's is halved until
         the SKU(s) causing it stand alone, which are set aside (quarantine) while the rest are synced."""
         parts = [skus]
         while parts:
             part = parts.pop(0)
             try:
-                self._round(part, started, bypass, result)
+                self._round(part, read, started, bypass, result)
             except Exception as exc:
                 if disposition(exc) == RETRYABLE:
                     raise
@@ -231,17 +233,19 @@ class SyncEngine(SyncWrites):
                 log.exception("sync of one SKU failed; set aside", extra={"sku": part[0]})
                 Quarantine(self.store, self.clock).add(SYNC, f"sku:{part[0]}", reason, {"sku": part[0]}, part[0])
                 self.store.set_meta("last_error", {"at": self.clock.now(), "stage": "sync", "error": reason})
-                # Not decided again until it changes again (or the owner retries it).
-                self.ledger.clean(part, self.clock.now())
+                # Not decided again until it changes again (or the owner retries it): a change since
+                # the round's read has a newer mark, which stays and is tried again.
+                self.ledger.clean(part, read)
                 result.errors.append(reason)
 
-    def _round(self, skus: list[str], started: float, bypass: set[str], result: RoundResult) -> None:
+    def _round(self, skus: list[str], read: dict[str, int], started: float, bypass: set[str],
+               result: RoundResult) -> None:
         mode = self.settings.sync_mode
         off = exclusions.excluded_among(self.store.conn, skus)
         if off:
             # Read, never written: leaves the dirty set now and is decided again when switched back on.
-            self.ledger.clean(off, started)
-            result.settled += len(off)
+            # (A switch back on since the read is a newer mark: it stays.)
+            result.settled += self.ledger.clean(off, read)
             result.excluded += len(off)
             skus = [s for s in skus if s not in off]
         rows = self.ledger.rows(skus)
@@ -249,11 +253,10 @@ class SyncEngine(SyncWrites):
         if unknown:
             found = self.read_stock(unknown)
             missing = [s for s in unknown if s not in found]
-            self._unmatched(missing, "woocommerce", "SKU not found in KeyCRM", result)
+            self._unmatched(missing, "woocommerce", "SKU not found in KeyCRM", result, rows)
             rows = self.ledger.rows(skus)
         empty = [s for s in skus if not s.strip()]
-        self.ledger.clean(empty, started)
-        result.settled += len(empty)
+        result.settled += self.ledger.clean(empty, read)
         inflight = self.ledger.inflight(skus)
         checked_at = float(self.store.get_meta("orders_checked_at", 0) or 0)
         self._know_woo([s for s in skus if s.strip() and rows[s].woo_stock is None], mode)
@@ -307,11 +310,11 @@ class SyncEngine(SyncWrites):
         finally:
             # Also when WooCommerce failed: what KeyCRM took must be on record before we go on.
             result.settled += self._record(decisions, woo_now, rows, inflight, kc_writes, written_kc, woo_writes,
-                                           written_woo, started)
+                                           written_woo)
 
     def _record(self, decisions: dict[str, Decision], woo_now: dict[str, float | None], rows: dict[str, Row],
                 inflight: dict[str, float], kc_writes: dict[str, Decision], written_kc: set[str],
-                woo_writes: dict[str, Decision], written_woo: set[str], started: float) -> int:
+                woo_writes: dict[str, Decision], written_woo: set[str]) -> int:
         now = self.clock.now()
         mode = self.settings.sync_mode
         updates, notes, done = [], [], []
@@ -335,12 +338,12 @@ class SyncEngine(SyncWrites):
         # (decided_on: keeps what other lanes wrote meanwhile.)
         self.ledger.set_values(updates, now, also=lambda c: latency.record_both(c, push, pull), decided_on=rows)
         self.ledger.notes(notes, now)
-        self.ledger.clean_read(done, rows)
+        settled = self.ledger.clean(done, seqs_read(rows, done))  # the marks decided on; newer ones stay
         if written_kc:
             self.store.set_meta("last_push_at", now)
         if written_woo:
             self.store.set_meta("last_pull_at", now)
-        return len(done)
+        return settled
 
     def _first_contact(self, sku: str, r: Row, woo: float, effective: float
                        ) -> tuple[float | None, float | None, float | None]:

@@ -13,7 +13,7 @@ from .aliases import Aliases
 from .config import Settings
 from .decide import Decision, json_number
 from .errors import PermanentError, RetryableError
-from .ledger import Ledger, Row
+from .ledger import Ledger, Row, seqs_read
 from .store import Store
 from .woo_conflicts import WooConflicts
 
@@ -100,7 +100,7 @@ class SyncWrites:
         self.store.clear_unmatched(ok_skus)
         for row, why in bad:
             sku_of = row["sku"] if "sku" in row else ours[row["id"]]
-            self._unmatched([sku_of], "woocommerce", f"KeyCRM rejected the stock row: {why}"[:300], result)
+            self._unmatched([sku_of], "woocommerce", f"KeyCRM rejected the stock row: {why}"[:300], result, rows)
         if ok_skus:
             self.store.set_meta("last_keycrm_success_at", self.clock.now())
         result.keycrm_rows += len(ok_skus)
@@ -140,10 +140,11 @@ class SyncWrites:
         items = []
         for sku, e in entries.items():
             if e is None:
-                self._unmatched([sku], "keycrm", "SKU not found in WooCommerce", result)
+                self._unmatched([sku], "keycrm", "SKU not found in WooCommerce", result, rows)
                 continue
             if not e.manage_stock:
-                self._unmatched([sku], "keycrm", "stock is not managed in WooCommerce for this product", result)
+                self._unmatched([sku], "keycrm", "stock is not managed in WooCommerce for this product", result,
+                                rows)
                 continue
             target = writes[sku].woo_target
             assert target is not None
@@ -169,13 +170,16 @@ class SyncWrites:
                 # WooCommerce's own clock: later plugin events are compared against it.
                 self.skumap.record_stock(res.write.product_id, res.write.quantity, res.date_modified)
             else:
-                self._unmatched([sku], "keycrm", f"WooCommerce refused the stock write: {res.error}"[:300], result)
+                self._unmatched([sku], "keycrm", f"WooCommerce refused the stock write: {res.error}"[:300], result,
+                                rows)
         self.conflicts.record(met)
         result.woo_writes += len(ok)
         log.info("WooCommerce stock written", extra={"products": len(ok), "skus": sorted(ok)[:20]})
         return ok
 
-    def _unmatched(self, skus: list[str], side: str, reason: str, result: RoundResult) -> None:
+    def _unmatched(self, skus: list[str], side: str, reason: str, result: RoundResult,
+                   read: dict[str, Row]) -> None:
+        """Set aside: listed as unmatched, its mark as ``read`` (the round's rows) cleared."""
         if not skus:
             return
         now = self.clock.now()
@@ -183,7 +187,7 @@ class SyncWrites:
             entry = self.skumap.get(sku) if self.skumap is not None else None
             self.store.note_unmatched(sku, side, reason, entry.product_id if entry else None, now)
             log.warning("SKU set aside", extra={"sku": sku, "reason": reason})
-        # Not retried forever: the SKU waits until either side changes it again.
-        self.ledger.clean(skus, now)
+        # Not retried forever: the SKU waits until either side changes it again (a change since the
+        # round read it is a newer mark, which stays).
+        result.settled += self.ledger.clean(skus, seqs_read(read, skus))
         result.unmatched += len(skus)
-        result.settled += len(skus)
