@@ -1,6 +1,7 @@
 """Fixtures for every test module: the WooCommerce client and peer tests share an in-thread peer on a
-FakeClock that sends its plugin events to a signature-checking receiver; the KeyCRM client's tests a
-scripted KeyCRM stub and a rate budget on that clock (a module's own fixture of the same name wins)."""
+FakeClock that sends its plugin events to a signature-checking receiver, and a WooClient on it; the
+KeyCRM client's tests a scripted KeyCRM stub and a rate budget on that clock (a module's own fixture
+of the same name wins)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from keycrm_bridge.budget import RateBudget  # noqa: E402
 from keycrm_bridge.clock import FakeClock  # noqa: E402
+from keycrm_bridge.woo_client import WooClient  # noqa: E402
 from keycrm_bridge.woo_peer.event_receiver import EventReceiver  # noqa: E402
 from keycrm_bridge.woo_peer.testing import ThreadPeer, serve_in_thread  # noqa: E402
 
 from keycrm_stub import StubKeyCRM  # noqa: E402
-from woo_fixtures import SECRET  # noqa: E402
+from woo_fixtures import SECRET, make_client  # noqa: E402
 
 
 @pytest.fixture
@@ -36,6 +38,12 @@ def receiver(clock: FakeClock) -> Iterator[EventReceiver]:
 def peer(clock: FakeClock, receiver: EventReceiver) -> Iterator[ThreadPeer]:
     with serve_in_thread(shared_secret=SECRET, sidecar_url=receiver.url, clock=clock) as handle:
         yield handle
+
+
+@pytest.fixture
+def client(peer: ThreadPeer, clock: FakeClock) -> WooClient:
+    """A WooClient on the peer."""
+    return make_client(peer.url, clock)
 
 
 @pytest.fixture
