@@ -1,7 +1,7 @@
 """Fixtures for every test module: the WooCommerce client and peer tests share an in-thread peer on a
 FakeClock that sends its plugin events to a signature-checking receiver, and a WooClient on it; the
-KeyCRM client's tests a scripted KeyCRM stub and a rate budget on that clock (a module's own fixture
-of the same name wins)."""
+KeyCRM client's tests a scripted KeyCRM stub and a rate budget on that clock; the simulator's tests
+the simulator in a thread (a module's own fixture of the same name wins)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from keycrm_bridge.woo_peer.event_receiver import EventReceiver  # noqa: E402
 from keycrm_bridge.woo_peer.testing import ThreadPeer, serve_in_thread  # noqa: E402
 
 from keycrm_stub import StubKeyCRM  # noqa: E402
+from sim_fixtures import Sim, start_sim  # noqa: E402
 from woo_fixtures import SECRET, make_client  # noqa: E402
 
 
@@ -59,3 +60,12 @@ def stub() -> Iterator[StubKeyCRM]:
 def budget(tmp_path: Path, clock: FakeClock) -> Iterator[RateBudget]:
     with RateBudget(tmp_path / "bridge.sqlite3", clock, per_minute=60) as b:
         yield b
+
+
+@pytest.fixture
+def sim() -> Iterator[Sim]:
+    """The KeyCRM simulator in a thread on its own FakeClock, no rate limit."""
+    s = start_sim()
+    yield s
+    s.control.close()
+    s.handle.stop()
