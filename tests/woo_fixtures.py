@@ -1,10 +1,12 @@
 """What the WooCommerce client and peer tests share (their fixtures are in conftest.py): the secret,
-a client on the peer, the peer's REST log."""
+a client on the peer, a bare wc/v3 API client, the peer's REST log."""
 
 from __future__ import annotations
 
 import random
 from typing import Any
+
+from woocommerce import API
 
 from keycrm_bridge.clock import FakeClock
 from keycrm_bridge.woo_client import WooClient
@@ -21,3 +23,8 @@ def make_client(url: str, clock: FakeClock, **kw: Any) -> WooClient:
 
 def rest_log(peer: Any, since: int = 0) -> list[dict[str, Any]]:
     return peer.control.log(since=since)
+
+
+def api(url: str, secret: str = "cs_test", key: str = "ck_test") -> API:
+    """The `woocommerce` package's own client, without the bridge's."""
+    return API(url, key, secret, version="wc/v3", timeout=10)
