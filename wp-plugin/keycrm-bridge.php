@@ -25,39 +25,16 @@ defined('ABSPATH') || exit;
 define('KCB_VERSION', '0.1.0');
 define('KCB_PLUGIN_FILE', __FILE__);
 
-require_once __DIR__ . '/src/Settings.php';
-require_once __DIR__ . '/src/Signer.php';
-require_once __DIR__ . '/src/RequestContext.php';
-require_once __DIR__ . '/src/EventFactory.php';
-require_once __DIR__ . '/src/EventBuffer.php';
-require_once __DIR__ . '/src/Log.php';
-require_once __DIR__ . '/src/OutboxLimit.php';
-require_once __DIR__ . '/src/Outbox.php';
-require_once __DIR__ . '/src/SidecarResponse.php';
-require_once __DIR__ . '/src/SidecarClient.php';
-require_once __DIR__ . '/src/ResyncJob.php';
-require_once __DIR__ . '/src/RetryScheduler.php';
-require_once __DIR__ . '/src/AsyncFlush.php';
-require_once __DIR__ . '/src/Dispatcher.php';
-require_once __DIR__ . '/src/Installer.php';
-require_once __DIR__ . '/src/ProductHooks.php';
-require_once __DIR__ . '/src/ProductExclusion.php';
-require_once __DIR__ . '/src/StockRoute.php';
-require_once __DIR__ . '/src/Admin/AdminFormat.php';
-require_once __DIR__ . '/src/Admin/AdminPage.php';
-require_once __DIR__ . '/src/Admin/SettingsView.php';
-require_once __DIR__ . '/src/Admin/Reasons.php';
-require_once __DIR__ . '/src/Admin/Timeline.php';
-require_once __DIR__ . '/src/Admin/QuarantineView.php';
-require_once __DIR__ . '/src/Admin/StatusView.php';
-require_once __DIR__ . '/src/Admin/OutboxView.php';
-require_once __DIR__ . '/src/Admin/ResyncView.php';
-require_once __DIR__ . '/src/Admin/OutboxNotice.php';
-require_once __DIR__ . '/src/Admin/ErpStatusView.php';
-require_once __DIR__ . '/src/Admin/ProductPanel.php';
-require_once __DIR__ . '/src/Admin/ReviewView.php';
-require_once __DIR__ . '/src/Admin/SyncNotice.php';
-require_once __DIR__ . '/src/Cli/Commands.php';
-require_once __DIR__ . '/src/Plugin.php';
+// Classes load when first used (src/ follows the namespace): a shopper's checkout loads the stock hooks and
+// the outbox, not the admin screens, the sidecar client or the resync code.
+spl_autoload_register(static function (string $class): void {
+    if (strncmp($class, 'KeycrmBridge\\', 13) !== 0) {
+        return;
+    }
+    $file = __DIR__ . '/src/' . str_replace('\\', '/', substr($class, 13)) . '.php';
+    if (is_file($file)) {
+        require $file;
+    }
+});
 
 \KeycrmBridge\Plugin::boot(__FILE__);

@@ -31,8 +31,8 @@ final class Plugin
     public readonly ProductHooks $products;
     public readonly ProductExclusion $exclusion;
     public readonly Dispatcher $dispatcher;
-    public readonly AdminPage $admin;
     public readonly StockRoute $stockRoute;
+    private ?AdminPage $admin = null;
 
     private function __construct(public readonly string $file)
     {
@@ -41,7 +41,6 @@ final class Plugin
         $this->products = new ProductHooks($this->buffer, $this->context);
         $this->exclusion = new ProductExclusion($this->buffer);
         $this->dispatcher = new Dispatcher($this->buffer);
-        $this->admin = new AdminPage($this->dispatcher);
         $this->stockRoute = new StockRoute($this->context);
     }
 
@@ -60,6 +59,12 @@ final class Plugin
             throw new \LogicException('KeyCRM Bridge is not booted');
         }
         return self::$instance;
+    }
+
+    /** The admin page and its views, made on the first wp-admin request that needs them. */
+    public function admin(): AdminPage
+    {
+        return $this->admin ??= new AdminPage($this->dispatcher);
     }
 
     private function registerHooks(): void
@@ -105,20 +110,33 @@ final class Plugin
         // The sidecar's conditional stock writes.
         add_action('rest_api_init', [$this->stockRoute, 'register']);
 
-        // Admin page, its actions and AJAX endpoints.
-        add_action('admin_menu', [$this->admin, 'registerMenu'], 99);
-        add_action('admin_enqueue_scripts', [$this->admin, 'enqueueAssets']);
-        add_action('admin_post_kcb_save_settings', [$this->admin->settings, 'handleSaveSettings']);
-        add_action('admin_post_kcb_regenerate_secret', [$this->admin->settings, 'handleRegenerateSecret']);
-        add_action('admin_post_kcb_flush_outbox', [$this->admin->outbox, 'handleFlushOutbox']);
+        // Everything else is wp-admin's (screens, form posts, AJAX, product and variation saves): a shopper's
+        // request or a REST call neither registers nor loads it.
+        if (is_admin()) {
+            $this->registerAdminHooks();
+        }
+
+        if (defined('WP_CLI') && WP_CLI && class_exists('\WP_CLI')) {
+            \WP_CLI::add_command('keycrm-bridge', new Commands($this->dispatcher));
+        }
+    }
+
+    private function registerAdminHooks(): void
+    {
+        $admin = $this->admin();
+        add_action('admin_menu', [$admin, 'registerMenu'], 99);
+        add_action('admin_enqueue_scripts', [$admin, 'enqueueAssets']);
+        add_action('admin_post_kcb_save_settings', [$admin->settings, 'handleSaveSettings']);
+        add_action('admin_post_kcb_regenerate_secret', [$admin->settings, 'handleRegenerateSecret']);
+        add_action('admin_post_kcb_flush_outbox', [$admin->outbox, 'handleFlushOutbox']);
         add_action('admin_post_' . ResyncView::REPORT_ACTION, [ResyncView::class, 'handleResyncReport']);
         add_action('admin_post_' . QuarantineView::ACTION, [QuarantineView::class, 'handle']);
-        add_action('wp_ajax_kcb_test_connection', [$this->admin->settings, 'ajaxTestConnection']);
+        add_action('wp_ajax_kcb_test_connection', [$admin->settings, 'ajaxTestConnection']);
         add_action('wp_ajax_kcb_resync_start', [ResyncView::class, 'ajaxResyncStart']);
         add_action('wp_ajax_kcb_resync_progress', [ResyncView::class, 'ajaxResyncProgress']);
         add_action('wp_ajax_kcb_resync_rows', [ReviewView::class, 'ajaxRows']);
         add_action('wp_ajax_kcb_resync_cancel', [ReviewView::class, 'ajaxCancel']);
-        add_filter('plugin_action_links_' . plugin_basename($this->file), [$this->admin, 'actionLinks']);
+        add_filter('plugin_action_links_' . plugin_basename($this->file), [$admin, 'actionLinks']);
         add_action('admin_notices', [new OutboxNotice(), 'render']);
         add_action('admin_notices', [new SyncNotice(), 'render']);
         $panel = new ProductPanel();
@@ -126,10 +144,6 @@ final class Plugin
         add_action('woocommerce_product_after_variable_attributes', [$panel, 'renderVariation'], 10, 3);
         add_action('woocommerce_process_product_meta', [$this->exclusion, 'onSaveProduct'], 10, 1);
         add_action('woocommerce_save_product_variation', [$this->exclusion, 'onSaveVariation'], 10, 2);
-
-        if (defined('WP_CLI') && WP_CLI && class_exists('\WP_CLI')) {
-            \WP_CLI::add_command('keycrm-bridge', new Commands($this->dispatcher));
-        }
     }
 
     public function onReduceOrderStock($order): void
@@ -164,7 +178,11 @@ final class Plugin
         $schedules = is_array($schedules) ? $schedules : [];
         $schedules[Dispatcher::SWEEP_SCHEDULE] = [
             'interval' => 300,
-            'display' => __('Every five minutes (KeyCRM Bridge outbox)', 'keycrm-bridge'),
+            // Shown only in wp-admin and WP-CLI; translating it elsewhere loaded the plugin's translations
+            // on every request (WordPress reads the schedules on each page view).
+            'display' => (is_admin() || (defined('WP_CLI') && WP_CLI))
+                ? __('Every five minutes (KeyCRM Bridge outbox)', 'keycrm-bridge')
+                : 'Every five minutes (KeyCRM Bridge outbox)',
         ];
         return $schedules;
     }
