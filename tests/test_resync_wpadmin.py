@@ -50,7 +50,7 @@ def wordpress():
 @pytest.fixture
 def browser():
     sys.path.insert(0, str(PLUGIN / "tests" / "browser"))
-    from admin_page_test import DevTools, start_chromium
+    from devtools import DevTools, start_chromium
 
     profile = tempfile.mkdtemp(prefix="kcb-chromium-")
     proc, ws_url = start_chromium(profile)

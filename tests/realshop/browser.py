@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "wp-plugin" / "tests" / "browser"))
 
-from admin_page_test import DevTools, start_chromium  # noqa: E402
+from devtools import DevTools, start_chromium  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
