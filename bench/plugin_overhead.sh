@@ -3,10 +3,14 @@
 # MariaDB), behind nginx + PHP-FPM and behind Apache with mod_php, sidecar up, down and hanging (accepts,
 # never answers), against the plugin inactive, in one run.
 # Last line: {"added_ms_up": .., "added_ms_down": .., "added_ms_hang_fpm": .., "added_ms_hang_modphp": .., ...,
-# "real_checkout_added_ms_up": .., ...}: the real-shop keys come from bench/plugin_overhead_realshop.py.
-# Figures only, no assertions.
+# "real_checkout_added_ms_up": .., "real_checkout_added_ms_up_se": .., ...}: the real-shop keys come from
+# bench/plugin_overhead_realshop.py (its own env: KCB_BENCH_REAL_*).
+# Figures only, no assertions. --quick: fewer rounds in both (a smoke run; its figures are not for reports).
 # Env: KCB_ENV_DIR (default /tmp/kcb-wp-env), KCB_BENCH_ROUNDS (8), KCB_BENCH_REQUESTS (25 per round).
 set -euo pipefail
+if [ "${1:-}" = "--quick" ]; then
+    export KCB_BENCH_QUICK=1 KCB_BENCH_ROUNDS="${KCB_BENCH_ROUNDS:-2}"
+fi
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=../wp-plugin/tests/lib/env.sh
 source "$ROOT/wp-plugin/tests/lib/env.sh"
