@@ -256,6 +256,23 @@ def test_a_dismissed_hold_keeps_a_change_made_during_the_hold(make):
     assert dirty(engine) == {"H-2"}, "the held cut is dropped; the change made during the hold is decided"
 
 
+def test_a_dismissed_hold_lets_its_skus_sync_again(make):
+    """The owner's dismissal drops the held cut; the SKUs are no longer held, and a change made
+    during the hold reaches KeyCRM in the next round."""
+    kc = KeyCRM({"H-1": 5.0, "H-2": 5.0})
+    engine, lane, clock = make("woocommerce", kc)
+    lane.shop_edit("H-1", 0.0, T0 - 100)
+    lane.shop_edit("H-2", 0.0, T0 - 100)
+    hold_id = engine.ledger.hold(["H-1", "H-2"], {"reason": "test"}, T0)
+    lane.shop_edit("H-2", 4.0, T0 - 10)
+    assert engine.ledger.set_hold_status(hold_id, "dismissed", T0 + 1)
+    assert engine.due(), "the owner's answer is work"
+    engine.run_round()
+    assert engine.ledger.holds(None)[0]["status"] == "dropped"
+    assert engine.ledger.rows(["H-1"])["H-1"].hold is None and kc.puts == [{"H-2": 4.0}]
+    assert dirty(engine) == set() and not engine.due()
+
+
 def test_a_stalled_round_wakes_for_a_mark_stamped_before_the_stall(make):
     engine, lane, clock = make("keycrm", KeyCRM({}))  # no WooCommerce: nothing can be written
     engine.ledger.observe_keycrm({"S-1": 1.0, "S-2": 2.0}, T0, "sweep")

@@ -88,6 +88,27 @@ class Guard:
         return held
 
 
+def answered(ledger: Ledger) -> list[dict[str, Any]]:
+    """Holds the owner answered that the sync has not acted on yet."""
+    return ledger.holds("confirmed") + ledger.holds("dismissed")
+
+
+def act_on_answers(ledger: Ledger, now: float) -> set[str]:
+    """Release the answered holds; returns the confirmed SKUs (applied now, past the guard).
+
+    A dismissed hold's cut is dropped, and what changed while it was held is decided now: the
+    release clears only the marks made before the hold (``Ledger.release_hold``)."""
+    confirmed: set[str] = set()
+    for h in answered(ledger):
+        dismissed = h["status"] == "dismissed"
+        skus = ledger.release_hold(h["id"], now, "dropped" if dismissed else "applied")
+        if not dismissed:
+            confirmed.update(skus)
+        log.info("guard hold dismissed; its SKUs sync again" if dismissed else "guard hold confirmed; applying",
+                 extra={"hold_id": h["id"], "skus": len(skus)})
+    return confirmed
+
+
 def cuts_of(writes: dict[str, Any], before: dict[str, float | None], target: str,
             bypass: set[str]) -> list[Cut]:
     """The cuts among ``writes`` (decisions by SKU), against what the side shows now."""

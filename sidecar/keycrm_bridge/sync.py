@@ -24,7 +24,7 @@ from .clock import Clock
 from .config import Settings
 from .decide import Decision, decide
 from .errors import RETRYABLE, RetryableError, describe, disposition
-from .guard import Guard, cuts_of
+from .guard import Guard, act_on_answers, answered, cuts_of
 from .ledger import Ledger, Row, seqs_read
 from .pacing import write_gap_s
 from .quarantine import SYNC, Quarantine
@@ -147,7 +147,7 @@ class SyncEngine(SyncWrites):
     def due(self) -> bool:
         count, oldest, newest = self.window()
         if not count or oldest is None or newest is None:
-            return self._confirmed_holds() != []
+            return answered(self.ledger) != []
         if self.store.get_meta("sync_retry_at", 0) > self.clock.now():
             return False
         now = self.clock.now()
@@ -166,16 +166,10 @@ class SyncEngine(SyncWrites):
         gap = write_gap_s(writes, self.settings.keycrm_writes_per_minute)
         return gap > 0 and now - float(self.store.get_meta("last_stock_write_at", 0) or 0) < gap
 
-    def _confirmed_holds(self) -> list[dict[str, Any]]:
-        return self.ledger.holds("confirmed")
-
     def run_round(self, limit: int = 10000) -> RoundResult:
         result = RoundResult()
         started = self.clock.now()
-        bypass: set[str] = set()
-        for h in self._confirmed_holds():
-            bypass.update(self.ledger.release_hold(h["id"], started, "applied"))
-            log.info("guard hold confirmed; applying", extra={"hold_id": h["id"], "skus": len(h["skus"])})
+        bypass = act_on_answers(self.ledger, started)
         read = self.ledger.dirty(limit)  # each SKU's mark as read: what this round may clear
         skus = list(read)
         if not skus or (not bypass and self._paced(started)):
