@@ -16,6 +16,7 @@ from typing import Any
 import requests
 
 from keycrm_bridge import signing
+from keycrm_bridge.inbox import inbox_path
 from keycrm_bridge.simulator.testing import SimulatorProcess
 
 from bridge import SECRET, Web, Worker, bridge_env, event, post_events, wait_until
@@ -57,8 +58,10 @@ class DoorBridge:
     def rows(self) -> dict[str, int]:
         """Rows ever stored by the door (batch inbox, webhook inbox): their AUTOINCREMENT counters, which
         the worker's draining does not lower."""
-        with sqlite3.connect(self.db) as c:
-            seq = dict(c.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
+        seq: dict[str, int] = {}
+        for path in (inbox_path(str(self.db)), str(self.db)):
+            with sqlite3.connect(path) as c:
+                seq |= dict(c.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
         return {t: int(seq.get(t, 0)) for t in ("inbox", "keycrm_inbox")}
 
     def good_change_arrives(self, timeout: float = 10.0) -> float:

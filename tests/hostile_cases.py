@@ -19,6 +19,7 @@ from keycrm_bridge import signing
 from keycrm_bridge.api import create_app
 from keycrm_bridge.config import load_settings
 from keycrm_bridge.events import changes_for
+from keycrm_bridge.inbox import inbox_path
 from keycrm_bridge.store import Store
 
 from bridge import SECRET, bridge_env, event
@@ -177,9 +178,10 @@ class Door:
         self.cases = self.five_xx = self.admitted = 0
 
     def rows(self) -> tuple[int, int]:
+        with sqlite3.connect(inbox_path(str(self.db))) as c:
+            batches = c.execute("SELECT count(*) FROM inbox").fetchone()[0]
         with sqlite3.connect(self.db) as c:
-            return (c.execute("SELECT count(*) FROM inbox").fetchone()[0],
-                    c.execute("SELECT count(*) FROM keycrm_inbox").fetchone()[0])
+            return batches, c.execute("SELECT count(*) FROM keycrm_inbox").fetchone()[0]
 
     def post(self, route: str, body: bytes) -> int:
         before = self.rows()
@@ -209,7 +211,7 @@ class Door:
             total = 0
             while (n := store.expand_inbox(lambda ev: changes_for(ev, self.settings))) != (0, 0):
                 total += n[0]
-            assert store.conn.execute("SELECT count(*) FROM inbox").fetchone()[0] == 0
+            assert store.inbox_stats()[0] == 0
             for _, rows in store.peek_keycrm_inbox(10**6)[1]:
                 for row in rows:  # what absorbing a webhook computes from each row
                     assert isinstance(row["sku"], str)

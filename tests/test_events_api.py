@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from keycrm_bridge import signing
 from keycrm_bridge.config import load_settings
 from keycrm_bridge.events import changes_for
+from keycrm_bridge.inbox import inbox_path
 from keycrm_bridge.store import Store
 
 from bridge import SECRET, Web, bridge_env, event, get_status, post_events
@@ -29,8 +30,10 @@ def web(tmp_path_factory):
 
 def counts(db):
     """(batches waiting in the inbox, events, queued changes)."""
+    with sqlite3.connect(inbox_path(str(db))) as c:
+        waiting = c.execute("SELECT count(*) FROM inbox").fetchone()[0]
     with sqlite3.connect(db) as c:
-        return tuple(c.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("inbox", "events", "changes"))
+        return (waiting, *(c.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("events", "changes")))
 
 
 def expand(db):

@@ -9,6 +9,7 @@ from pathlib import Path
 from keycrm_bridge import migrations
 from keycrm_bridge.config import load_settings
 from keycrm_bridge.events import changes_for
+from keycrm_bridge.inbox import inbox_path
 from keycrm_bridge.ledger import Ledger
 from keycrm_bridge.status import build_status
 from keycrm_bridge.store import Store
@@ -16,7 +17,7 @@ from keycrm_bridge.woo_skumap import SkuMap
 
 FIXTURE = Path(__file__).parent / "fixtures" / "db-0.1.0.sql"
 ALL = ["0001_release_0_1_0", "0002_quarantine", "0003_sku_aliases", "0004_erp", "0005_sync_exclusions", "0006_sync_latency",
-       "0008_dirty_mark_seq"]
+       "0007_inbox_file", "0008_dirty_mark_seq"]
 
 
 def old_database(tmp_path: Path) -> Path:
@@ -54,8 +55,14 @@ def test_a_0_1_0_database_is_migrated_with_nothing_lost(tmp_path):
     assert migrations.applied(store.conn) == ALL
     assert migrations.pending(store.conn) == []
     after = contents(db, old_columns)
+    # The batches not yet expanded (and the digests that refuse their replays) moved to the inbox file.
+    moved = contents(Path(inbox_path(str(db))))
+    assert "inbox" not in after and "inbox_seen" not in after
+    assert [r[1:] for r in moved["inbox"]] == [r[1:] for r in before["inbox"]]
+    assert moved["inbox_seen"] == before.get("inbox_seen", [])
     for table, rows in before.items():
-        assert after[table] == rows, f"{table} changed in the upgrade"
+        if table not in ("inbox", "inbox_seen"):
+            assert after[table] == rows, f"{table} changed in the upgrade"
     assert after["quarantine"] == []
     # The old data works with the new code: the batch 0.1.0 had not expanded yet, the hold, the map.
     settings = load_settings({"BRIDGE_SHARED_SECRET": "s" * 20, "KEYCRM_API_KEY": "k",

@@ -77,10 +77,11 @@ def test_causes_modes_unknown_skus_products_and_renames(tmp_path, sim):
         wait_until(lambda: sim.control.sellable("P-1") == 7, what="P-1 pushed")
         wait_until(lambda: "NEW-1" in {u["sku"] for u in get_status(web.url)["unmatched_skus"]},
                    what="the rename KeyCRM did not apply reported")
+        # Stock does not wait for product fields: the price follows in the push round's own time.
+        wait_until(lambda: sim.control.truth(["P-1"])["P-1"]["price"] == 120.5, what="P-1's new price in KeyCRM")
         truth = sim.control.truth(["P-1", "P-2", "NEW-1", "OLD-1"])
         # KeyCRM's spec promises no rename through PUT /offers (nor does the simulator): it is reported.
         assert truth["NEW-1"] is None and truth["OLD-1"]["quantity"] == 4
-        assert truth["P-1"]["price"] == 120.5
         # The order-caused drop and the sidecar's own write were not pushed: P-2 untouched.
         assert truth["P-2"]["quantity"] == 10 and truth["P-2"]["reserve"] == 2
         st = wait_until(lambda: (s := get_status(web.url))["queue_depth"] == 0 and s, what="queue drained")

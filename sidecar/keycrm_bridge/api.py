@@ -18,6 +18,7 @@ from . import __version__, door, events, health, signing
 from .clock import Clock, clock_from_spec
 from .config import Settings
 from .explain import explain
+from .inbox import inbox_path
 from .ledger import Ledger
 from .metrics import register_metrics
 from .quarantine import Quarantine
@@ -52,7 +53,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Flask:
             s = stores[key] = Store(settings.database_path, durable=True)
         return s
 
-    started_integrity = health.integrity(settings.database_path)
+    started_integrity = (health.integrity(settings.database_path)
+                         or health.integrity(inbox_path(settings.database_path)))
     try:
         store()  # a damaged or full database keeps the process alive (liveness) but not ready
     except sqlite3.DatabaseError as exc:

@@ -101,11 +101,15 @@ def check_data_folder(settings: Settings) -> Finding:
 def check_database(settings: Settings) -> list[Finding]:
     """Corruption and a full disk, named, with what to do (both make the sidecar not ready)."""
     from .health import CORRUPT_HINT, FULL_HINT, disk_problem, integrity
+    from .inbox import inbox_path
 
     out = []
-    damaged = integrity(settings.database_path)
+    damaged, path = None, settings.database_path
+    for path in (settings.database_path, inbox_path(settings.database_path)):
+        if damaged := integrity(path):
+            break
     if damaged:
-        out.append(Finding(DATABASE, False, f"the database {settings.database_path} is corrupt ({damaged})",
+        out.append(Finding(DATABASE, False, f"the database {path} is corrupt ({damaged})",
                            f"stop the bridge, {CORRUPT_HINT}", "DATABASE_PATH"))
     else:
         out.append(Finding(DATABASE, True, "the database passes its integrity check (PRAGMA quick_check)"))

@@ -195,6 +195,34 @@ def _sync_latency(db: sqlite_utils.Database) -> None:
         PRIMARY KEY (direction, le))""")
 
 
+@MIGRATIONS(name="0007_inbox_file")
+def _inbox_file(db: sqlite_utils.Database) -> None:
+    # The plugin's batches move to a file of their own (inbox.py), so that the API's commits never wait
+    # for the worker's. The rows go over first and leave this file in this migration's transaction: a
+    # crash in between leaves them in both, and expanding a batch twice stores its events once.
+    from .inbox import Inbox
+
+    path = next(r[2] for r in db.execute("PRAGMA database_list").fetchall() if r[1] == "main")
+    inbox = Inbox(path or ":memory:")
+    try:
+        rows = db.execute("SELECT received_at, events, body FROM inbox ORDER BY id").fetchall()
+        seen = db.execute("SELECT digest, received_at FROM inbox_seen").fetchall()
+        if rows or seen:
+            c = inbox.conn
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.executemany("INSERT INTO inbox (received_at, events, body) VALUES (?, ?, ?)", rows)
+                c.executemany("INSERT OR IGNORE INTO inbox_seen (digest, received_at) VALUES (?, ?)", seen)
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            c.execute("COMMIT")
+    finally:
+        inbox.close()
+    db.execute("DROP TABLE inbox")
+    db.execute("DROP TABLE inbox_seen")
+
+
 @MIGRATIONS(name="0008_dirty_mark_seq")
 def _dirty_mark_seq(db: sqlite_utils.Database) -> None:
     """Dirty marks are numbered (ledger.py): a round clears only the marks it read, by number, never

@@ -1,13 +1,12 @@
-"""The durable store: inbox of events, the change queue (``change_queue.py``), the KeyCRM mirror,
-unmatched SKUs, meta.
+"""The durable store: the change queue (``change_queue.py``), the KeyCRM mirror, unmatched SKUs, meta,
+and the plugin's batches not yet expanded (``inbox.py``, a file of its own beside this one).
 
-One SQLite file in WAL mode, shared by the web processes (which only append) and the worker
-(which claims, marks done or failed).
+One SQLite file in WAL mode, shared by the web processes and the worker (which claims, marks done
+or failed).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import time
@@ -19,10 +18,7 @@ from typing import Any
 import sqlite_utils
 
 from .change_queue import CLAIMED, DONE, PENDING, SKIPPED, SUPERSEDED, Change, ChangeQueue, chunks, marks
-
-# A signature is good within ±5 minutes of our clock, so a replay comes at most 10 minutes after the
-# original; remembering a body's digest for 15 covers that with room for a clock step.
-SEEN_FOR_S = 900.0
+from .counters import init_counters
 
 # Release 0.1.0's tables, as migration 0001 (migrations.py) creates them. Never edit: a change of
 # a table is a new migration there, so that a database of any earlier release is brought forward.
@@ -107,43 +103,6 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 
-# Status reads these instead of counting 14 days of rows on every call; triggers keep them exact in
-# the same transaction as the rows they count, whichever process writes.
-_BUMP = "INSERT INTO counters (name, value) VALUES ({name}, 1) ON CONFLICT (name) DO UPDATE SET value = value + 1;"
-COUNTER_TRIGGERS = (
-    "CREATE TRIGGER count_event_in AFTER INSERT ON events BEGIN " + _BUMP.format(name="'events'") + " END",
-    "CREATE TRIGGER count_event_out AFTER DELETE ON events BEGIN"
-    " UPDATE counters SET value = value - 1 WHERE name = 'events'; END",
-    "CREATE TRIGGER count_change_in AFTER INSERT ON changes BEGIN "
-    + _BUMP.format(name="'changes.' || new.status") + " END",
-    "CREATE TRIGGER count_change_moved AFTER UPDATE OF status ON changes WHEN old.status != new.status BEGIN"
-    " UPDATE counters SET value = value - 1 WHERE name = 'changes.' || old.status; "
-    + _BUMP.format(name="'changes.' || new.status") + " END",
-    "CREATE TRIGGER count_change_out AFTER DELETE ON changes BEGIN"
-    " UPDATE counters SET value = value - 1 WHERE name = 'changes.' || old.status; END",
-)
-_LAST_TRIGGER = "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'count_change_out'"
-
-
-def _init_counters(conn: sqlite3.Connection) -> None:
-    """Create the counters once, from the rows a database made before them already holds."""
-    if conn.execute(_LAST_TRIGGER).fetchone():
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if not conn.execute(_LAST_TRIGGER).fetchone():  # another process may have won the race
-            conn.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
-            conn.execute("DELETE FROM counters")
-            conn.execute("INSERT INTO counters SELECT 'events', count(*) FROM events")
-            conn.execute("INSERT INTO counters SELECT 'changes.' || status, count(*) FROM changes GROUP BY status")
-            for trigger in COUNTER_TRIGGERS:
-                conn.execute(trigger)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-
-
 # (key, reason, payload, sku): where an item that cannot be processed is set aside (quarantine.py).
 SetAside = Callable[[str, str, Any, Any], Any]
 
@@ -197,14 +156,24 @@ class Store(ChangeQueue):
             # (WAL + NORMAL could lose the last commits to a power cut after the answer went out).
             self.conn.execute("PRAGMA synchronous=FULL")
         self.db = sqlite_utils.Database(self.conn)
-        self._seen_pruned_at = 0.0
+        self._after_commit: list[Callable[[], Any]] = []
+        from .inbox import Inbox
         from .migrations import migrate
 
+        self.inbox = Inbox(path, durable=durable)
         migrate(self.conn, path)
-        _init_counters(self.conn)
+        init_counters(self.conn)
 
     def close(self) -> None:
+        self.inbox.close()
         self.conn.close()
+
+    def after_commit(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` once the outermost transaction committed (not at all if it rolls back)."""
+        if not self.conn.in_transaction:
+            fn()
+            return
+        self._after_commit.append(fn)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -226,51 +195,59 @@ class Store(ChangeQueue):
             yield self.conn
         except BaseException:
             self.conn.execute("ROLLBACK")
+            self._after_commit.clear()
             raise
-        else:
-            self.conn.execute("COMMIT")
+        self.conn.execute("COMMIT")
+        hooks, self._after_commit = self._after_commit, []
+        for fn in hooks:
+            fn()
 
     # -- inbox -------------------------------------------------------------------------------
 
     def append_batch(self, body: str, events: int, now: float) -> int:
-        """Commit one validated batch as it came; the HTTP answer waits only for this one insert.
+        """Commit one validated batch as it came (``Inbox.append``); the HTTP answer waits only for this.
 
         Splitting into events, dropping repeated ids and queueing changes happens in the worker
         (``expand_inbox``), off the request path that a shop's checkout may be waiting behind.
-        A body already stored within ``SEEN_FOR_S`` (a replay, or a resend after a lost answer) is
-        not stored again: returns 0. Longer ago than that its signature's timestamp has expired.
         """
-        digest = hashlib.sha256(body.encode("utf-8")).digest()
-        with self.transaction() as c:
-            if c.execute("INSERT OR IGNORE INTO inbox_seen (digest, received_at) VALUES (?, ?)",
-                         (digest, now)).rowcount == 0:
-                return 0
-            if now - self._seen_pruned_at > 60:  # at most once a minute per connection: cheap
-                self._seen_pruned_at = now
-                c.execute("DELETE FROM inbox_seen WHERE received_at < ?", (now - SEEN_FOR_S,))
-            cur = c.execute("INSERT INTO inbox (received_at, events, body) VALUES (?, ?, ?)", (now, events, body))
-            return int(cur.lastrowid or 0)
+        return self.inbox.append(body, events, now)
 
     def expand_inbox(self, changes_for: Any, limit: int = 200, set_aside: SetAside | None = None,
-                     fresh: list[dict[str, Any]] | None = None) -> tuple[int, int]:
+                     fresh: list[dict[str, Any]] | None = None, feed: Any = None,
+                     received: list[float] | None = None) -> tuple[int, int]:
         """Turn received batches into events and queued changes; returns (new events, duplicates).
 
         ``changes_for(event)`` yields (kind, sku) for the queue; it runs only for events not seen
         before, which is what makes a resend apply once. A change carries no copy of its event: the
         worker reads the event when it claims the change. An event that cannot be stored or queued
         (a poisoned value the door let through) is handed to ``set_aside`` in the same transaction,
-        and the rest of its batch goes on; ``fresh`` collects the events that were new.
+        and the rest of its batch goes on; ``fresh`` collects the events that were new. ``feed``
+        (the ledger's, when stock may be decided now) takes stock changes as they are queued, which
+        then are done at once (see ``inbox.expand_batch``). The batches leave the inbox once this
+        commits (the caller's transaction, when there is one); ``received`` gets the newest batch's
+        arrival time.
         """
-        from .inbox import expand_batch
+        from .inbox import expand_batch, feed_round
 
         new = dup = 0
         with self.transaction() as c:
-            batches = c.execute("SELECT id, received_at, body FROM inbox ORDER BY id LIMIT ?", (limit,)).fetchall()
+            batches = self.inbox.peek(limit)
+            if feed is not None and c.execute(
+                    "SELECT 1 FROM changes WHERE kind = 'rename' AND status IN ('pending', 'claimed') LIMIT 1"
+            ).fetchone():
+                feed = None  # a rename goes first (``due_stock``): stock after it waits in the queue
+            feeding = [feed]
+            taken: list[dict[str, Any]] = []
             for b in batches:
-                n, d = expand_batch(c, b, changes_for, set_aside, fresh)
+                n, d = expand_batch(c, b, changes_for, set_aside, fresh, feeding, taken)
                 new, dup = new + n, dup + d
+            if feed is not None:
+                feed_round(c, feed, taken)
             if batches:
-                c.execute("DELETE FROM inbox WHERE id <= ?", (batches[-1]["id"],))
+                last = batches[-1]["id"]
+                self.after_commit(lambda: self.inbox.drop(last))
+                if received is not None:
+                    received.append(max(b["received_at"] for b in batches))
         return new, dup
 
     def append_webhook(self, rows: list[dict[str, Any]], now: float) -> None:
@@ -304,12 +281,11 @@ class Store(ChangeQueue):
 
     def inbox_waiting(self) -> bool:
         """Whether any batch waits to be expanded: the idle intake lane's one cheap read."""
-        return self.conn.execute("SELECT EXISTS (SELECT 1 FROM inbox)").fetchone()[0] == 1
+        return self.inbox.waiting()
 
     def inbox_stats(self) -> tuple[int, int, float | None]:
         """(batches, events, oldest received_at) not yet expanded."""
-        row = self.conn.execute("SELECT count(*), coalesce(sum(events), 0), min(received_at) FROM inbox").fetchone()
-        return int(row[0]), int(row[1]), row[2]
+        return self.inbox.stats()
 
     def count_events(self) -> int:
         row = self.conn.execute("SELECT value FROM counters WHERE name = 'events'").fetchone()

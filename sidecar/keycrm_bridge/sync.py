@@ -142,6 +142,8 @@ class SyncEngine(SyncWrites):
         queued, _, received = self.store.due_window(self.clock.now())
         if count and queued and received is not None:
             newest = max(newest or received, received)  # the shop is still sending: the burst goes on
+        if count and self.store.inbox_waiting():
+            newest = self.clock.now()  # batches not expanded yet: the burst is not over for the ledger
         return count, oldest, newest
 
     def due(self) -> bool:
