@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from keycrm_bridge.clock import Clock
-from keycrm_bridge.simulator import seeding
+from keycrm_bridge.simulator import order_flow, seeding
 from keycrm_bridge.simulator.records import (
     OFFER_FIELDS,
     ORDER_STATUSES,
@@ -27,7 +27,6 @@ from keycrm_bridge.simulator.records import (
     Number,
     Offer,
     Order,
-    OrderLine,
     Product,
     SimError,
     StockCell,
@@ -310,73 +309,17 @@ class SimState:
         warehouse_id: int | None = None,
     ) -> Order:
         """A new order reserves each line's quantity at ``warehouse_id`` (default: the first)."""
-        with self.lock:
-            wh = warehouse_id if warehouse_id is not None else self.default_warehouse()
-            if wh not in self.warehouses:
-                raise SimError(f"unknown warehouse {wh}")
-            lines: list[OrderLine] = []
-            for item in items:
-                ids = self.find_offer_ids(offer_id=item.get("offer_id"), sku=item.get("sku"))
-                if not ids:
-                    raise SimError(f"unknown offer {item.get('sku') or item.get('offer_id')!r}", 404)
-                offer = self.offers[ids[0]]
-                product = self.products[offer.product_id]
-                lines.append(
-                    OrderLine(
-                        offer.id,
-                        offer.sku,
-                        num(item.get("quantity", 1)),
-                        num(item.get("price", offer.price)),
-                        product.name,
-                    )
-                )
-            if not lines:
-                raise SimError("an order needs at least one product")
-            now = self.clock.now()
-            order = Order(self._next_order, source_uuid, source_id, "new", wh, lines, now, now)
-            self._next_order += 1
-            self.orders[order.id] = order
-            self.order_ids.append(order.id)
-            if source_uuid is not None:
-                self.orders_by_uuid.setdefault(source_uuid, []).append(order.id)
-            self._move(order, reserve_sign=+1, quantity_sign=0, now=now)
-            return order
+        return order_flow.create_order(
+            self, items, source_uuid=source_uuid, source_id=source_id, warehouse_id=warehouse_id
+        )
 
     def cancel_order(self, order_id: int) -> Order:
         """Cancelling a new order releases its reserve."""
-        with self.lock:
-            order = self._open_order(order_id)
-            now = self.clock.now()
-            order.status, order.updated_at, order.closed_at = "canceled", now, now
-            self._move(order, reserve_sign=-1, quantity_sign=0, now=now)
-            return order
+        return order_flow.cancel_order(self, order_id)
 
     def complete_order(self, order_id: int) -> Order:
         """Completing ships the goods: quantity and reserve both drop by each line's quantity."""
-        with self.lock:
-            order = self._open_order(order_id)
-            now = self.clock.now()
-            order.status, order.updated_at, order.closed_at = "completed", now, now
-            self._move(order, reserve_sign=-1, quantity_sign=-1, now=now)
-            return order
-
-    def _open_order(self, order_id: int) -> Order:
-        order = self.orders.get(order_id)
-        if order is None:
-            raise SimError(f"order {order_id} not found", 404)
-        if order.status != "new":
-            raise SimError(f"order {order_id} is already {order.status}", 409)
-        return order
-
-    def _move(self, order: Order, *, reserve_sign: int, quantity_sign: int, now: float) -> None:
-        changed: dict[int, None] = {}
-        for line in order.lines:
-            cell = self.cell(line.offer_id, order.warehouse_id)
-            cell.reserve = num(cell.reserve + reserve_sign * line.quantity)
-            cell.quantity = num(cell.quantity + quantity_sign * line.quantity)
-            self.offers[line.offer_id].updated_at = now
-            changed[line.offer_id] = None
-        self._notify(list(changed))
+        return order_flow.complete_order(self, order_id)
 
     # ---------------------------------------------------- seeding and truth
     def seed(self, spec: Mapping[str, Any]) -> dict[str, Any]:
