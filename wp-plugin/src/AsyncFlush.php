@@ -12,7 +12,9 @@ defined('ABSPATH') || exit;
 
 /**
  * The doorbell of the outbox: a request that changed stock stores its events, opens a connection to its own
- * admin-ajax.php, writes the request and closes without reading, as WordPress's own spawn_cron() does. The
+ * home URL (?kcb_async_flush=1), writes the request and closes without reading, as WordPress's own
+ * spawn_cron() does. It is not a wp-admin request: admin-ajax.php also made Action Scheduler start its async
+ * queue runner (a third request, WooCommerce's queued work) right behind every sale, and it loads wp-admin. The
  * web server runs that request as any other; it sends the outbox within moments, so no request that sells
  * ever waits on (or holds a PHP worker for) the sidecar. The call carries an HMAC token, so strangers cannot
  * make the shop call the sidecar; even then the flush is locked, bounded and only sends what is queued.
@@ -20,12 +22,14 @@ defined('ABSPATH') || exit;
 final class AsyncFlush
 {
     public const ACTION = 'kcb_async_flush';
+    /** The query argument that marks a front-end request as the doorbell's (handled at wp_loaded). */
+    public const QUERY = 'kcb_async_flush';
     private const CONNECT_TIMEOUT = 0.5;
 
     /** Start the flush request; false when no connection could be made (the caller schedules a retry). */
     public static function kick(): bool
     {
-        $url = (string) apply_filters('kcb_loopback_url', admin_url('admin-ajax.php'));
+        $url = (string) apply_filters('kcb_loopback_url', add_query_arg(self::QUERY, '1', home_url('/')));
         $parts = wp_parse_url($url);
         if (!is_array($parts) || empty($parts['host'])) {
             return false;
@@ -61,7 +65,23 @@ final class AsyncFlush
         return $written === strlen($request);
     }
 
-    /** wp_ajax(_nopriv)_kcb_async_flush: check the token, then flush as the retry job would. */
+    /**
+     * wp_loaded, first: the doorbell's request to the home URL is answered here, before WordPress looks for
+     * a page to show (or WooCommerce for cart actions). Any other request passes through untouched.
+     */
+    public static function maybeHandle(): void
+    {
+        // phpcs:ignore -- only a marker; handle() checks the HMAC token.
+        if (!isset($_GET[self::QUERY]) || is_admin() || ($_SERVER['REQUEST_METHOD'] ?? '') !== 'POST') {
+            return;
+        }
+        self::handle();
+    }
+
+    /**
+     * The doorbell's request (maybeHandle, or wp_ajax(_nopriv)_kcb_async_flush where kcb_loopback_url points
+     * at admin-ajax.php): check the token, then flush as the retry job would.
+     */
     public static function handle(): void
     {
         // phpcs:ignore -- the HMAC token is the authentication (no user, no nonce on a loopback call).

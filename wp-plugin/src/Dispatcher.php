@@ -177,8 +177,8 @@ final class Dispatcher
             $this->scheduleRetry(time());
             return;
         }
-        // The doorbell is not answered when the shop cannot reach its own admin-ajax.php (HTTP auth on
-        // wp-admin, a proxy that sends it elsewhere): then a retry within a minute, not the 5-minute sweep.
+        // The doorbell is not answered when the shop cannot reach its own home URL (HTTP auth in front of
+        // the site, a proxy that sends it elsewhere): then a retry within a minute, not the 5-minute sweep.
         // Once scheduled it costs no query; the retry finds an empty outbox when the doorbell worked.
         RetryScheduler::ensure(time() + self::DOORBELL_FALLBACK);
     }

@@ -103,6 +103,7 @@ final class Plugin
         add_action('shutdown', [$this->dispatcher, 'onShutdown'], 1000);
         add_action(Dispatcher::FLUSH_HOOK, [$this->dispatcher, 'runScheduledFlush']);
         add_action(Dispatcher::SWEEP_HOOK, [$this->dispatcher, 'runSweep']);
+        add_action('wp_loaded', [AsyncFlush::class, 'maybeHandle'], 0);
         add_action('wp_ajax_nopriv_' . AsyncFlush::ACTION, [AsyncFlush::class, 'handle']);
         add_action('wp_ajax_' . AsyncFlush::ACTION, [AsyncFlush::class, 'handle']);
         add_filter('cron_schedules', [$this, 'addCronSchedule']);

@@ -204,9 +204,10 @@ final class OutboxTest extends BridgeTestCase
         $this->waitUntil(fn() => $this->outboxCount() === 0, 10, 'and removed from the outbox');
         $this->assertSame(8.0, self::$receiver->events()[0]['stock_quantity']);
 
-        $url = admin_url('admin-ajax.php');
-        $forged = Http::request('POST', $url, http_build_query(['action' => AsyncFlush::ACTION, 'token' => AsyncFlush::token('wrong')]));
-        $this->assertSame(403, $forged['status'], 'a call without the shared secret\'s token is refused');
+        $forged = http_build_query(['action' => AsyncFlush::ACTION, 'token' => AsyncFlush::token('wrong')]);
+        foreach ([add_query_arg(AsyncFlush::QUERY, '1', home_url('/')), admin_url('admin-ajax.php')] as $url) {
+            $this->assertSame(403, Http::request('POST', $url, $forged)['status'], "a call to $url without the shared secret's token is refused");
+        }
     }
 
     /**
