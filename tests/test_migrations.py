@@ -17,7 +17,14 @@ from keycrm_bridge.woo_skumap import SkuMap
 
 FIXTURE = Path(__file__).parent / "fixtures" / "db-0.1.0.sql"
 ALL = ["0001_release_0_1_0", "0002_quarantine", "0003_sku_aliases", "0004_erp", "0005_sync_exclusions", "0006_sync_latency",
-       "0007_inbox_file", "0008_dirty_mark_seq"]
+       "0007_inbox_file", "0008_dirty_mark_seq", "0009_moysklad_governor"]
+# The MoySklad governor's tables as builds before migration 0009 made them on first use (frozen).
+GOVERNOR_FIRST_USE = """
+CREATE TABLE IF NOT EXISTS moysklad_units (ts REAL NOT NULL, units INTEGER NOT NULL, pid INTEGER NOT NULL,
+                                           done INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS moysklad_units_ts ON moysklad_units (ts);
+CREATE TABLE IF NOT EXISTS moysklad_state (name TEXT PRIMARY KEY, value REAL NOT NULL);
+"""
 
 
 def old_database(tmp_path: Path) -> Path:
@@ -132,6 +139,63 @@ def test_a_development_database_with_erp_tables_made_on_first_use_keeps_them(tmp
     assert [tuple(r) for r in store.conn.execute("SELECT guid, sku FROM erp_guid_map")] == [("g-old", "OLD-0")]
     assert not store.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'erp_set_aside'").fetchone()
     store.close()
+
+
+def governor_schema(conn: sqlite3.Connection) -> dict[str, list[tuple]]:
+    out = {t: [tuple(r) for r in conn.execute(f"PRAGMA table_info({t})")] for t in ("moysklad_units", "moysklad_state")}
+    out["indexes"] = [tuple(r) for r in conn.execute(
+        "SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('moysklad_units', 'moysklad_state') ORDER BY name")]
+    out["index_columns"] = [tuple(r) for r in conn.execute("PRAGMA index_info(moysklad_units_ts)")]
+    return out
+
+
+def test_the_moysklad_governor_works_over_an_upgraded_0_1_0_database(tmp_path):
+    """Its tables come with migration 0009, with the schema they had when made on first use."""
+    from keycrm_bridge.clock import FakeClock
+    from keycrm_bridge.erp.governor import Governor
+
+    db = old_database(tmp_path)
+    store = Store(str(db))
+    assert "0009_moysklad_governor" in migrations.applied(store.conn)
+    frozen = sqlite3.connect(":memory:")
+    frozen.executescript(GOVERNOR_FIRST_USE)
+    assert governor_schema(store.conn) == governor_schema(frozen)
+    gov = Governor(str(db), FakeClock(1000.0), units=10)
+    slot = gov.acquire(4)
+    gov.release(slot)
+    gov.penalize(30)
+    assert gov.used() == 4
+    assert store.conn.execute("SELECT value FROM moysklad_state WHERE name = 'blocked_until'").fetchone()[0] == 1030.0
+    gov.conn.close()
+    store.close()
+
+
+def test_a_database_whose_governor_made_its_tables_on_first_use_is_migrated(tmp_path):
+    """Builds before migration 0009 made the governor's tables on first use: the migration keeps them
+    and what they hold (a 429's block still holds), and the governor goes on over them."""
+    from keycrm_bridge.clock import FakeClock
+    from keycrm_bridge.erp.governor import Governor
+
+    db = old_database(tmp_path)
+    Store(str(db)).close()
+    conn = sqlite3.connect(db)
+    # Back to where such a build left it: migrated up to 0008, the governor's tables its own.
+    conn.executescript("DROP TABLE moysklad_units; DROP TABLE moysklad_state;"
+                       " DELETE FROM _sqlite_migrations WHERE name = '0009_moysklad_governor';")
+    conn.executescript(GOVERNOR_FIRST_USE + """
+        INSERT INTO moysklad_units (ts, units, pid, done) VALUES (999.0, 5, 1, 1);
+        INSERT INTO moysklad_state (name, value) VALUES ('blocked_until', 1010.0);""")
+    before = governor_schema(conn)
+    conn.close()
+    clock = FakeClock(1000.0)
+    gov = Governor(str(db), clock, units=45)  # the governor opens the file first: it applies the migration
+    assert migrations.applied(gov.conn) == ALL
+    assert governor_schema(gov.conn) == before
+    assert [tuple(r) for r in gov.conn.execute("SELECT ts, units, done FROM moysklad_units")] == [(999.0, 5, 1)]
+    assert gov.used() == 5
+    gov.acquire(4)   # blocked until 1010 by the 429 the old build recorded
+    assert clock.now() >= 1010.0
+    gov.conn.close()
 
 
 def test_opening_again_applies_nothing(tmp_path):

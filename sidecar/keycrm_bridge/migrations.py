@@ -234,6 +234,24 @@ def _dirty_mark_seq(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE guard_holds ADD COLUMN mark_seq INTEGER")
 
 
+@MIGRATIONS(name="0009_moysklad_governor")
+def _moysklad_governor(db: sqlite_utils.Database) -> None:
+    """The MoySklad rate governor's tables (erp/governor.py), shared by every process of the bridge:
+    ``moysklad_units`` — one row per request started (its units, its process, whether it ended);
+    ``moysklad_state`` — ``blocked_until`` after a 429. ``IF NOT EXISTS``: builds before this
+    migration made them on first use, with this same schema."""
+    for statement in _statements(MOYSKLAD_GOVERNOR_SCHEMA):
+        db.execute(statement)
+
+
+MOYSKLAD_GOVERNOR_SCHEMA = """
+CREATE TABLE IF NOT EXISTS moysklad_units (ts REAL NOT NULL, units INTEGER NOT NULL, pid INTEGER NOT NULL,
+                                           done INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS moysklad_units_ts ON moysklad_units (ts);
+CREATE TABLE IF NOT EXISTS moysklad_state (name TEXT PRIMARY KEY, value REAL NOT NULL);
+"""
+
+
 @contextmanager
 def _exclusive(path: str) -> Iterator[None]:
     if path in ("", ":memory:"):

@@ -5,6 +5,7 @@ costs ``MOYSKLAD_UNITS_PER_REQUEST`` (4 for a user token from December 2026), a 
 least 5. At most 5 requests may run at once, and sustained 429s end in a ban, so a 429 blocks every
 process for the time MoySklad names (``X-Lognex-Retry-After``). Like the KeyCRM budget: a sliding
 window, each start a row, check and insert in one ``BEGIN IMMEDIATE``; waiting on the injected clock.
+Its tables are made by migration ``0009_moysklad_governor``.
 """
 
 from __future__ import annotations
@@ -13,25 +14,21 @@ import os
 import threading
 
 from ..clock import Clock
+from ..migrations import migrate
 from ..store import connect
 
 WINDOW_S = 3.0
 UNITS = 45
 PARALLEL = 5
 MARGIN_S = 0.05   # MoySklad counts on arrival, we on start: a little slack at the window's edge
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS moysklad_units (ts REAL NOT NULL, units INTEGER NOT NULL, pid INTEGER NOT NULL,
-                                           done INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS moysklad_units_ts ON moysklad_units (ts);
-CREATE TABLE IF NOT EXISTS moysklad_state (name TEXT PRIMARY KEY, value REAL NOT NULL);
-"""
 
 
 class Governor:
     def __init__(self, db_path: str, clock: Clock, units: int = UNITS, parallel: int = PARALLEL) -> None:
         self.clock, self.units, self.parallel = clock, units, parallel
         self.conn = connect(db_path)
-        self.conn.executescript(SCHEMA)
+        # Its tables come from migration 0009; the governor may be the first to open the file (doctor).
+        migrate(self.conn, db_path)
         self.lock = threading.Lock()
 
     def acquire(self, cost: int) -> int:
