@@ -40,6 +40,28 @@ def test_per_warehouse_stock_sku_price_and_variants(version):
     assert items[1].stock == {"wh-main": 0, "wh-shop": Decimal("7.5")}
 
 
+@pytest.mark.parametrize("version", ["2.05", "2.10"])
+def test_a_variants_characteristics_are_read_in_order(version):
+    offers = [Offer("p1#red-m", "TS-RED-M", "Футболка", 300, {"wh-main": 1},
+                    properties={"Цвет": "Красный", "Размер": "M & L"}),
+              Offer("p2", "A-2", "Чай", 10, {"wh-main": 2})]
+    items, _ = read(offers_xml(offers, version=version))
+    assert items[0].properties == [("Цвет", "Красный"), ("Размер", "M & L")]
+    assert items[1].properties is None   # none given (not "none left")
+
+
+def test_characteristics_without_a_name_or_value_are_left_out_and_old_product_form_is_read():
+    xml = ('<?xml version="1.0" encoding="UTF-8"?><КоммерческаяИнформация ВерсияСхемы="2.04"><Каталог><Товары>'
+           '<Товар><Ид>p#v</Ид><Артикул>X-1</Артикул><Наименование>Сукня</Наименование><ХарактеристикиТовара>'
+           '<ХарактеристикаТовара><Наименование>Колір</Наименование><Значение> Синій </Значение>'
+           '</ХарактеристикаТовара><ХарактеристикаТовара><Наименование>Розмір</Наименование><Значение/>'
+           '</ХарактеристикаТовара><ХарактеристикаТовара><Значение>42</Значение></ХарактеристикаТовара>'
+           '</ХарактеристикиТовара></Товар></Товары></Каталог></КоммерческаяИнформация>').encode()
+    items, info = read(xml)
+    assert info.kind == "catalog" and not items[0].is_offer
+    assert items[0].properties == [("Колір", "Синій")]
+
+
 def test_total_only_form_and_changes_only_as_element():
     data = offers_xml([Offer("p1", "A-1", stock={"": 4})], version="2.03", changes_only=True, flag_as_element=True)
     items, info = read(data)

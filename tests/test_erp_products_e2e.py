@@ -70,3 +70,31 @@ def test_missing_variants_are_created_as_variations_of_their_product(stack, tmp_
     assert creates.count("/products") == 2, creates    # Сорочка and Новий товар; Футболка existed
     st = stack.status()["erp"]
     assert not [a for a in st["set_aside_examples"] if "no offer" in a["reason"]], st["set_aside_examples"]
+
+
+def test_created_variations_carry_the_erps_characteristics(stack, tmp_path):
+    """1C's <ХарактеристикиТовара> (colour, size) become the KeyCRM offers' properties when the bridge
+    creates the variations; a variant without characteristics gets none."""
+    offers = [
+        Offer("p-kr#w42", "KR-W-42", name="Кросівки", price=1500, stock=STOCK,
+              properties={"Колір": "Білий", "Розмір": "42"}),
+        Offer("p-kr#b43", "KR-B-43", name="Кросівки", price=1550, stock=STOCK,
+              properties={"Колір": "Чорний", "Розмір": "43"}),
+        Offer("p-kr#x", "KR-X", name="Кросівки", price=1500, stock=STOCK),
+    ]
+    before = stack.sim.control.last_seq()
+    exchange(stack, tmp_path / "d", offers)
+    skus = [o.sku for o in offers]
+    wait_until(lambda: all(r and r["warehouses"].get("1", {}).get("quantity") == 3
+                           for r in stack.sim.control.truth(skus).values()), timeout=60,
+               what="created variations with the ERP's stock")
+    t = stack.sim.control.truth(skus)
+    assert t["KR-W-42"]["properties"] == [{"name": "Колір", "value": "Білий"}, {"name": "Розмір", "value": "42"}]
+    assert t["KR-B-43"]["properties"] == [{"name": "Колір", "value": "Чорний"}, {"name": "Розмір", "value": "43"}]
+    assert t["KR-X"]["properties"] == []
+    assert len({t[s]["product_id"] for s in skus}) == 1 and t["KR-X"]["product_name"] == "Кросівки"
+    # What went over the wire is what the spec has: offers[].properties of {name, value}, accepted (201).
+    posts = [r for r in stack.sim.control.requests(before, method="POST") if r["path"].endswith("/offers")]
+    assert posts and all(r["status"] == 201 for r in posts), posts
+    sent = {o["sku"]: o.get("properties") for r in posts for o in r["body"]["offers"]}
+    assert sent == {"KR-W-42": t["KR-W-42"]["properties"], "KR-B-43": t["KR-B-43"]["properties"], "KR-X": None}

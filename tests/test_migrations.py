@@ -17,7 +17,8 @@ from keycrm_bridge.woo_skumap import SkuMap
 
 FIXTURE = Path(__file__).parent / "fixtures" / "db-0.1.0.sql"
 ALL = ["0001_release_0_1_0", "0002_quarantine", "0003_sku_aliases", "0004_erp", "0005_sync_exclusions", "0006_sync_latency",
-       "0007_inbox_file", "0008_dirty_mark_seq", "0009_moysklad_governor"]
+       "0007_inbox_file", "0008_dirty_mark_seq", "0009_moysklad_governor",
+       "0010_erp_properties"]
 # The MoySklad governor's tables as builds before migration 0009 made them on first use (frozen).
 GOVERNOR_FIRST_USE = """
 CREATE TABLE IF NOT EXISTS moysklad_units (ts REAL NOT NULL, units INTEGER NOT NULL, pid INTEGER NOT NULL,
@@ -113,10 +114,13 @@ def test_an_upgraded_0_1_0_database_takes_erp_packages(tmp_path):
     assert {"erp_guid_map", "erp_stock", "erp_jobs", "erp_stage", "erp_exchanges", "moysklad_webhooks"} <= tables
     intake = Intake(store, "1c")
     from keycrm_bridge.erp.commerceml import Item
-    report = intake.stage(1, [Item("g1", "OLD-0", stock={"wh": 1}), Item("g2", None, stock={"wh": 2})], 1.0)
-    assert report.staged == 1 and report.set_aside == {"no SKU": 1}
+    report = intake.stage(1, [Item("g1", "OLD-0", stock={"wh": 1}), Item("g2", None, stock={"wh": 2}),
+                              Item("g3#v", "OLD-V", stock={"wh": 1}, properties=[("Колір", "Синій")])], 1.0)
+    assert report.staged == 2 and report.set_aside == {"no SKU": 1}
     intake.commit(1, 1.0)
     assert GuidMap(store.conn, "1c").lookup(["g1"]) == {"g1": "OLD-0"}
+    assert store.conn.execute("SELECT properties FROM erp_guid_map WHERE guid = 'g3#v'").fetchone()[0] == \
+        '[{"name":"Колір","value":"Синій"}]'   # (column from migration 0010)
     assert [tuple(r) for r in store.conn.execute("SELECT stage, sku FROM quarantine")] == [("erp", None)]
     store.close()
 
@@ -180,8 +184,9 @@ def test_a_database_whose_governor_made_its_tables_on_first_use_is_migrated(tmp_
     Store(str(db)).close()
     conn = sqlite3.connect(db)
     # Back to where such a build left it: migrated up to 0008, the governor's tables its own.
-    conn.executescript("DROP TABLE moysklad_units; DROP TABLE moysklad_state;"
-                       " DELETE FROM _sqlite_migrations WHERE name = '0009_moysklad_governor';")
+    conn.executescript("DROP TABLE moysklad_units; DROP TABLE moysklad_state; ALTER TABLE erp_stage DROP COLUMN"
+                       " properties; ALTER TABLE erp_guid_map DROP COLUMN properties; DELETE FROM _sqlite_migrations"
+                       " WHERE name IN ('0009_moysklad_governor', '0010_erp_properties');")
     conn.executescript(GOVERNOR_FIRST_USE + """
         INSERT INTO moysklad_units (ts, units, pid, done) VALUES (999.0, 5, 1, 1);
         INSERT INTO moysklad_state (name, value) VALUES ('blocked_until', 1010.0);""")

@@ -252,6 +252,15 @@ CREATE TABLE IF NOT EXISTS moysklad_state (name TEXT PRIMARY KEY, value REAL NOT
 """
 
 
+@MIGRATIONS(name="0010_erp_properties")
+def _erp_properties(db: sqlite_utils.Database) -> None:
+    # A variant's characteristics (1C's <ХарактеристикиТовара>: colour, size) as KeyCRM's offer
+    # ``properties`` JSON ([{name, value}]): staged with the package, kept with the item's id, and
+    # sent when the bridge creates the variant in KeyCRM. NULL: the ERP named none.
+    db.execute("ALTER TABLE erp_stage ADD COLUMN properties TEXT")
+    db.execute("ALTER TABLE erp_guid_map ADD COLUMN properties TEXT")
+
+
 @contextmanager
 def _exclusive(path: str) -> Iterator[None]:
     if path in ("", ":memory:"):

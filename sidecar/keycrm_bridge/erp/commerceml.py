@@ -43,6 +43,7 @@ class Item:
     stock: dict[str, Decimal] | None = None     # ERP warehouse id -> on hand; None: no stock given
     problem: str | None = None                  # why this item cannot be used (shown, never applied)
     is_offer: bool = True
+    properties: list[tuple[str, str]] | None = None  # a variant's characteristics (colour, size); None: not given
 
 
 @dataclass
@@ -111,6 +112,20 @@ def _text(elem: ET.Element | None) -> str | None:
     if elem is None or elem.text is None:
         return None
     return elem.text.strip()
+
+
+def _characteristics(elem: ET.Element | None) -> list[tuple[str, str]] | None:
+    """``<ХарактеристикиТовара><ХарактеристикаТовара><Наименование>Цвет</…><Значение>Красный</…>`` →
+    [("Цвет", "Красный")], in the document's order. One without a name or a value says nothing (KeyCRM
+    ignores such a property too) and is left out."""
+    if elem is None:
+        return None
+    out = []
+    for c in _children(elem, "ХарактеристикаТовара"):
+        name, value = _text(_child(c, "Наименование")), _text(_child(c, "Значение"))
+        if name and value:
+            out.append((name, value))
+    return out
 
 
 class Reader:
@@ -187,14 +202,17 @@ class Reader:
         elif name in PRODUCT_TAGS and parent == "Товары":
             kids = _kids(elem)
             guid = _text(kids.get("Ид")) or ""
+            # (Before 2.07 a characteristic could come as a <Товар> "product#variant" with its values.)
             return Item(guid=guid, sku=_text(kids.get("Артикул")), name=_text(kids.get("Наименование")),
-                        is_offer=False, problem=None if guid else "the product has no <Ид>")
+                        is_offer=False, problem=None if guid else "the product has no <Ид>",
+                        properties=_characteristics(kids.get("ХарактеристикиТовара")))
         return None
 
     def _offer(self, elem: ET.Element) -> Item:
         kids = _kids(elem)
         item = Item(guid=_text(kids.get("Ид")) or "", sku=_text(kids.get("Артикул")),
-                    name=_text(kids.get("Наименование")))
+                    name=_text(kids.get("Наименование")),
+                    properties=_characteristics(kids.get("ХарактеристикиТовара")))
         if not item.guid:
             item.problem = "the offer has no <Ид>"
             return item

@@ -2,9 +2,10 @@
 
 An ERP item is a product (1C ``<Ид>`` without ``#``) or a variant of one (``product#variant``;
 MoySklad's ``variant``). A product becomes a KeyCRM product with its SKU (``POST /products``). A
-variant becomes a variation of its product (``POST /products/{id}/offers``): of the KeyCRM product
-a sibling variant already has, else of the one the bridge created for that ERP product, else of a
-new product named after the ERP's product. Never twice: a created SKU is listed (quarantine,
+variant becomes a variation of its product (``POST /products/{id}/offers``, its characteristics —
+colour, size — as the offer's ``properties``): of the KeyCRM product a sibling variant already has,
+else of the one the bridge created for that ERP product, else of a new product named after the ERP's
+product. Never twice: a created SKU is listed (quarantine,
 ``created:SKU``) until KeyCRM shows it, and is not created again while listed.
 """
 
@@ -50,7 +51,8 @@ def create_missing(applier: Any, skus: list[str]) -> int:
         if product_id is None:
             product_id = int(keycrm.create_product({"name": name})["id"])
             applier.store.set_meta(_meta_key(applier, product_guid), product_id)
-        keycrm.create_offers(product_id, [_without_none({"sku": s, "price": items[s]["price"]}) for s in members],
+        keycrm.create_offers(product_id, [_without_none({"sku": s, "price": items[s]["price"],
+                                                         "properties": items[s]["properties"]}) for s in members],
                              product_name=name)
         made += len(members)
         log.info("variations created in KeyCRM from the ERP", extra={"skus": members[:20], "product_id": product_id})
@@ -60,12 +62,15 @@ def create_missing(applier: Any, skus: list[str]) -> int:
 
 
 def _items(conn: Any, skus: list[str]) -> dict[str, dict[str, Any]]:
-    """sku -> the ERP's id, name and price for it (price from the product data the ERP sent)."""
-    out: dict[str, dict[str, Any]] = {s: {"guid": "", "name": None, "price": None} for s in skus}
+    """sku -> the ERP's id, name, price and properties for it (price from the product data the ERP sent;
+    properties, a variant's characteristics, as KeyCRM's offer ``properties``: [{name, value}])."""
+    out: dict[str, dict[str, Any]] = {s: {"guid": "", "name": None, "price": None, "properties": None} for s in skus}
     for part in chunks(skus):
-        for sku, guid, name in conn.execute(
-                f"SELECT sku, guid, name FROM erp_guid_map WHERE sku IN ({marks(part)}) ORDER BY seen_at", part):
-            out[sku].update(guid=guid, name=name or out[sku]["name"])
+        for sku, guid, name, props in conn.execute(
+                f"SELECT sku, guid, name, properties FROM erp_guid_map WHERE sku IN ({marks(part)}) ORDER BY seen_at",
+                part):
+            out[sku].update(guid=guid, name=name or out[sku]["name"],
+                            properties=json.loads(props) if props else out[sku]["properties"])
         for sku, wanted in conn.execute(f"SELECT sku, wanted FROM erp_fields WHERE sku IN ({marks(part)})", part):
             price = json.loads(wanted).get("price")
             out[sku]["price"] = json_number(price) if price is not None else None

@@ -40,14 +40,16 @@ class GuidMap:
     def learn_staged(self, job_id: int, now: float) -> list[tuple[str, str, str]]:
         """``learn`` for every (guid, SKU) a staged package holds, in SQL: a 100,000-item package
         costs two statements, not a round trip per slice; returns renames (guid, old sku, new sku)."""
-        staged = "SELECT guid, sku, max(name) AS name FROM erp_stage WHERE job_id = ? GROUP BY guid, sku"
+        staged = ("SELECT guid, sku, max(name) AS name, max(properties) AS properties FROM erp_stage"
+                  " WHERE job_id = ? GROUP BY guid, sku")
         renames = [(r[0], r[1], r[2]) for r in self.conn.execute(
             f"SELECT s.guid, m.sku, s.sku FROM ({staged}) s JOIN erp_guid_map m ON m.guid = s.guid"
             " WHERE m.sku != s.sku", (job_id,))]
         self.conn.execute(
-            f"INSERT INTO erp_guid_map (guid, sku, name, source, seen_at) SELECT guid, sku, name, ?, ? FROM ({staged})"
-            " WHERE true ON CONFLICT (guid) DO UPDATE SET sku = excluded.sku,"
-            " name = coalesce(excluded.name, erp_guid_map.name), seen_at = excluded.seen_at",
+            f"INSERT INTO erp_guid_map (guid, sku, name, properties, source, seen_at) SELECT guid, sku, name,"
+            f" properties, ?, ? FROM ({staged}) WHERE true ON CONFLICT (guid) DO UPDATE SET sku = excluded.sku,"
+            " name = coalesce(excluded.name, erp_guid_map.name),"
+            " properties = coalesce(excluded.properties, erp_guid_map.properties), seen_at = excluded.seen_at",
             (self.source, now, job_id))
         return renames
 

@@ -98,21 +98,22 @@ class Intake:
                 aside.append((it.guid or it.sku or "", it.sku, it.problem, it.guid))
                 continue
             sku = self.map.resolve(it.guid, it.sku, cache)
+            props = properties_json(it.properties)
             if not it.is_offer:
                 if sku:  # a product without a SKU of its own is normal when its variants carry them
-                    stage.append((job_id, it.guid, sku, None, None, it.name, None))
+                    stage.append((job_id, it.guid, sku, None, None, it.name, None, props))
                 continue
             if not sku:
                 aside.append((it.guid, None, NO_SKU, it.guid))
                 continue
             price = float(it.price) if it.price is not None else None
             if it.stock is None:
-                stage.append((job_id, it.guid, sku, None, None, it.name, price))
+                stage.append((job_id, it.guid, sku, None, None, it.name, price, props))
             for wid, qty in (it.stock or {}).items():
-                stage.append((job_id, it.guid, sku, wid, float(qty), it.name, price))
+                stage.append((job_id, it.guid, sku, wid, float(qty), it.name, price, props))
         with self.store.transaction():
-            self.conn.executemany("INSERT INTO erp_stage (job_id, guid, sku, erp_warehouse, quantity, name, price)"
-                                  " VALUES (?, ?, ?, ?, ?, ?, ?)", stage)
+            self.conn.executemany("INSERT INTO erp_stage (job_id, guid, sku, erp_warehouse, quantity, name, price,"
+                                  " properties) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", stage)
             self.aside.add(aside, job_id)
         report.set_aside.update(r.split(":")[0] for _, _, r, _ in aside)
 
@@ -144,6 +145,14 @@ class Intake:
         if aside:
             self.aside.add(aside, job_id)
             report.set_aside["duplicate SKU"] += len(aside)
+
+
+def properties_json(props: list[tuple[str, str]] | None) -> str | None:
+    """A variant's characteristics as KeyCRM takes an offer's ``properties`` ([{name, value}]);
+    None when the item gave none (an earlier package's stay known)."""
+    if not props:
+        return None
+    return json.dumps([{"name": n, "value": v} for n, v in props], ensure_ascii=False, separators=(",", ":"))
 
 
 def report_json(report: dict[str, Any]) -> str:

@@ -27,6 +27,7 @@ class Offer:
     name: str = ""
     price: float | None = None
     stock: dict[str, float] = field(default_factory=dict)   # ERP warehouse id -> on hand
+    properties: dict[str, str] = field(default_factory=dict)  # a variant's characteristics (Цвет: Красный)
 
 
 def number(v: float, comma: bool) -> str:
@@ -77,6 +78,10 @@ def write_offers(out: IO[bytes], offers: Iterable[Offer], warehouses: dict[str, 
             if o.sku is not None:
                 parts.append(f"<Артикул>{escape(o.sku)}</Артикул>")
             parts.append(f"<Наименование>{escape(o.name or o.guid)}</Наименование>")
+            if o.properties:
+                parts.append("<ХарактеристикиТовара>" + "".join(
+                    f"<ХарактеристикаТовара><Наименование>{escape(k)}</Наименование><Значение>{escape(v)}</Значение>"
+                    "</ХарактеристикаТовара>" for k, v in o.properties.items()) + "</ХарактеристикиТовара>")
             if with_price and o.price is not None:
                 parts.append("<Цены><Цена><Представление>price</Представление><ИдТипаЦены>price-retail"
                              f"</ИдТипаЦены><ЦенаЗаЕдиницу>{number(o.price, comma)}</ЦенаЗаЕдиницу>"
