@@ -9,7 +9,7 @@ from keycrm_bridge.clock import FakeClock
 from keycrm_bridge.config import load_settings
 from keycrm_bridge.ledger import Ledger
 from keycrm_bridge.store import Store
-from keycrm_bridge.sync import SyncEngine
+from keycrm_bridge.sync import RoundResult, SyncEngine
 
 
 class NoKeyCRMCalls:
@@ -42,3 +42,36 @@ def test_unwritable_skus_back_off_until_something_new_arrives(tmp_path):
     ledger.observe_keycrm({"S-9": 9.0}, clock.now(), "webhook")
     clock.advance(1)
     assert sync.due(), "a new change is work at once"
+
+
+def test_a_burst_that_ended_still_waits_for_the_back_off(tmp_path):
+    """The intake asks for a decision once a burst ended (``decide_at``); during a KeyCRM outage's
+    back-off that must not turn every sale into another call."""
+    from keycrm_bridge import approval
+    from keycrm_bridge.lane_steps import Shared, sync_steps
+    from keycrm_bridge.wiring import make_engines
+
+    settings = load_settings({"BRIDGE_SHARED_SECRET": "s" * 32, "KEYCRM_API_KEY": "k", "KEYCRM_WRITE_WAREHOUSE_ID": "1",
+                              "KEYCRM_BASE_URL": "http://127.0.0.1:9/v1", "DATABASE_PATH": str(tmp_path / "db.sqlite3"),
+                              "SYNC_MODE": "woocommerce"})
+    clock = FakeClock(1_800_000_000.0)
+    e = make_engines(settings, clock)
+    approval.approve(e.store, settings, clock.now(), "test")
+    rounds: list[float] = []
+
+    def counted_round() -> RoundResult:
+        rounds.append(clock.now())
+        return RoundResult()
+
+    e.sync.run_round = counted_round
+    w = Shared(settings, clock)
+    step = sync_steps(e, w)[0]
+    e.ledger.observe_woo([{"id": "e1", "sku": "S-1", "occurred_at": clock.now(), "cause": "manual",
+                           "stock_quantity": 3}], clock.now(), two_way=False)
+    e.store.set_meta("sync_retry_at", clock.now() + 60)  # the last round failed: back off a minute
+    w.decide_at = clock.now() - 1
+    clock.advance(5)
+    assert not step.run() and rounds == [], "held back: no round, no KeyCRM call"
+    clock.advance(60)
+    step.run()
+    assert rounds == [clock.now()], "after the back-off the burst is decided"

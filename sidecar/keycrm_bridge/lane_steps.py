@@ -236,7 +236,8 @@ def push_steps(e: Engines, w: Shared) -> list[Step]:
 def sync_steps(e: Engines, w: Shared) -> list[Step]:
     """Stock decisions and the writes they call for, to KeyCRM and to WooCommerce."""
     def sync() -> bool:
-        now = w.decide_now.is_set() or (0 < w.decide_at <= w.clock.now() and not e.store.inbox_waiting())
+        now = (w.decide_now.is_set() or (0 < w.decide_at <= w.clock.now() and not e.store.inbox_waiting())) \
+            and not e.sync.held_back()
         if not approved(e, w) or not (now or e.sync.due()):
             debounced(w, "sync", *e.sync.window())  # wakes when the debounce ends, not a poll later
             if w.decide_at > w.clock.now():  # (passed, with batches waiting: the intake wakes this lane)

@@ -134,7 +134,8 @@ class Ledger:
                     history.append((sku, now, "woo", detail))
                 elif sku in plain:
                     i = plain[sku]
-                    history[i] = (sku, now, "woo", {**detail, "events": history[i][3].get("events", 1) + 1})
+                    detail["events"] = history[i][3].get("events", 1) + 1  # (a new dict per event: ours)
+                    history[i] = (sku, now, "woo", detail)
                 else:
                     plain[sku] = len(history)
                     history.append((sku, now, "woo", detail))

@@ -150,14 +150,20 @@ class SyncEngine(SyncWrites):
         count, oldest, newest = self.window()
         if not count or oldest is None or newest is None:
             return answered(self.ledger) != []
-        if self.store.get_meta("sync_retry_at", 0) > self.clock.now():
+        if self.held_back():
             return False
         now = self.clock.now()
-        stalled = self.store.get_meta("sync_stalled")
-        if stalled and now < stalled["until"] and self.ledger.newest_mark() <= stalled.get("seq", -1):
-            return False  # the same SKUs that could not be written last time, and nothing new (by number:
-            # the intake stamps its marks with its batch's start, which can be older than the stall)
         return now - newest >= self.settings.push_debounce_s or now - oldest >= self.settings.push_max_wait_s
+
+    def held_back(self) -> bool:
+        """A failed round's back-off, or the same SKUs that could not be written last time and nothing
+        new (by number: the intake stamps its marks with its batch's start, which can be older than
+        the stall). A burst that ended (``Shared.decide_at``) waits for these too."""
+        now = self.clock.now()
+        if self.store.get_meta("sync_retry_at", 0) > now:
+            return True
+        stalled = self.store.get_meta("sync_stalled")
+        return bool(stalled and now < stalled["until"] and self.ledger.newest_mark() <= stalled.get("seq", -1))
 
     def _paced(self, now: float) -> bool:
         """A stream of edits: the next KeyCRM write round waits the widening gap (``pacing.py``)."""

@@ -23,51 +23,20 @@ from typing import Any, Protocol
 
 import sqlite_utils
 
+from .skumap_rows import (
+    COLUMNS,
+    SELECT_ROWS,
+    UPSERT_EVENT_ROW,
+    UPSERT_REST_ROW,
+    event_row,
+    last_stock_sets,
+    row_from_rest,
+)
 from .store import enable_wal
-from .woo_client import parse_wc_date
 
 TABLE = "woo_skus"
 STATE_TABLE = "woo_skumap_state"
 WATERMARK_KEY = "newest_modified_gmt"
-_COLUMNS = (
-    "product_id",
-    "parent_id",
-    "sku",
-    "type",
-    "manage_stock",
-    "stock_quantity",
-    "date_modified",
-    "date_modified_ts",
-    "name",
-    "status",
-    "updated_at",
-)
-# Skip a REST row more than a second older than an event already applied to that product: every
-# change saves the product, so such a read predates what the event told us.
-_UPSERT_REST_ROW = (
-    "INSERT INTO woo_skus (product_id, parent_id, sku, type, manage_stock, stock_quantity, date_modified, "
-    "date_modified_ts, name, status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT(product_id) DO UPDATE SET parent_id = excluded.parent_id, sku = excluded.sku, "
-    "type = excluded.type, manage_stock = excluded.manage_stock, stock_quantity = excluded.stock_quantity, "
-    "date_modified = excluded.date_modified, date_modified_ts = excluded.date_modified_ts, "
-    "name = excluded.name, status = excluded.status, "
-    "updated_at = max(woo_skus.updated_at, excluded.updated_at) "
-    "WHERE excluded.date_modified_ts + 1 >= woo_skus.updated_at"
-)
-_UPSERT_EVENT_ROW = (
-    "INSERT INTO woo_skus (product_id, parent_id, sku, type, manage_stock, stock_quantity, date_modified, "
-    "date_modified_ts, name, status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT(product_id) DO UPDATE SET parent_id = excluded.parent_id, sku = excluded.sku, "
-    "type = excluded.type, manage_stock = excluded.manage_stock, stock_quantity = excluded.stock_quantity, "
-    "date_modified = excluded.date_modified, date_modified_ts = excluded.date_modified_ts, "
-    "name = excluded.name, status = excluded.status, updated_at = excluded.updated_at"
-)
-_SELECT_ROWS = (
-    "SELECT product_id, parent_id, sku, type, manage_stock, stock_quantity, date_modified, date_modified_ts, "
-    "name, status, updated_at FROM woo_skus WHERE "
-)
-
-
 class WooReader(Protocol):
     """The part of WooClient the map needs (tests may pass a fake)."""
 
@@ -116,26 +85,6 @@ def _entry(row: dict[str, Any]) -> SkuEntry:
         status=row["status"] or "",
         updated_at=float(row["updated_at"] or 0.0),
     )
-
-
-def _row_from_rest(p: dict[str, Any], parent_id: int = 0) -> dict[str, Any]:
-    modified = p.get("date_modified_gmt") or p.get("date_modified")
-    ts = parse_wc_date(modified) or 0.0
-    manage = p.get("manage_stock") is True  # a variation may say "parent"; its own stock is not managed then
-    ptype = p.get("type") or ("variation" if parent_id else "simple")
-    return {
-        "product_id": int(p["id"]),
-        "parent_id": int(p.get("parent_id") or parent_id or 0),
-        "sku": p.get("sku") or "",
-        "type": ptype,
-        "manage_stock": int(manage),
-        "stock_quantity": p.get("stock_quantity") if manage else None,
-        "date_modified": modified,
-        "date_modified_ts": ts,
-        "name": p.get("name") or "",
-        "status": p.get("status") or "",
-        "updated_at": ts,
-    }
 
 
 class SkuMap:
@@ -198,14 +147,14 @@ class SkuMap:
         replaced_children: dict[int, set[int]] = {}
         products = variations = 0
         for product in client.iter_products(modified_after=after):
-            row = _row_from_rest(product)
+            row = row_from_rest(product)
             pending.append(row)
             seen.add(row["product_id"])
             products += 1
             children: set[int] = set()
             if row["type"] == "variable":
                 for variation in client.iter_variations(row["product_id"]):
-                    vrow = _row_from_rest(variation, parent_id=row["product_id"])
+                    vrow = row_from_rest(variation, parent_id=row["product_id"])
                     vrow["parent_id"] = row["product_id"]
                     vrow["type"] = "variation"
                     pending.append(vrow)
@@ -232,7 +181,7 @@ class SkuMap:
         """Look ``skus`` up with the REST ``sku`` filter (a request per 50) and keep what is found: while
         the first full listing of a large shop runs in its own lane, a change to a few SKUs neither
         waits for it nor starts another one."""
-        rows = [_row_from_rest(p) for found in client.find_by_skus(skus).values() for p in found]
+        rows = [row_from_rest(p) for found in client.find_by_skus(skus).values() for p in found]
         self._write_rest_rows(rows, {})
         return len(rows)
 
@@ -240,7 +189,7 @@ class SkuMap:
         if not rows and not replaced_children:
             return
         with self._lock, self.db.conn:
-            self.db.conn.executemany(_UPSERT_REST_ROW, [[row[c] for c in _COLUMNS] for row in rows])
+            self.db.conn.executemany(UPSERT_REST_ROW, [[row[c] for c in COLUMNS] for row in rows])
             for parent_id, children in replaced_children.items():
                 # Variations that are no longer under this parent (deleted, or no longer variable).
                 known = [
@@ -265,7 +214,7 @@ class SkuMap:
         worker's time on a shop sending thousands of events a second. With ``conn`` (the store's, in
         a transaction of its caller: the intake's), no commit of its own: one commit for the events
         and the map."""
-        events = [e for e in events if e.get("product_id") is not None]
+        events = last_stock_sets([e for e in events if e.get("product_id") is not None])
         if not events:
             return 0
         pids = sorted({int(e["product_id"]) for e in events})
@@ -280,13 +229,13 @@ class SkuMap:
         current: dict[int, dict[str, Any] | None] = {}
         for k in range(0, len(pids), 500):
             part = pids[k:k + 500]
-            cur = conn.execute(_SELECT_ROWS + f"product_id IN ({','.join('?' * len(part))})", part)
-            current.update({int(r[0]): dict(zip(_COLUMNS, r, strict=True)) for r in cur.fetchall()})
+            cur = conn.execute(SELECT_ROWS + f"product_id IN ({','.join('?' * len(part))})", part)
+            current.update({int(r[0]): dict(zip(COLUMNS, r, strict=True)) for r in cur.fetchall()})
         changed: dict[int, dict[str, Any]] = {}
         deleted: set[int] = set()
         for event in events:
             pid = int(event["product_id"])
-            row = _event_row(event, current.get(pid))
+            row = event_row(event, current.get(pid))
             if row is None:
                 continue
             applied += 1
@@ -303,7 +252,7 @@ class SkuMap:
         if deleted:
             conn.executemany("DELETE FROM woo_skus WHERE product_id = ? OR parent_id = ?",
                              [(pid, pid) for pid in sorted(deleted)])
-        conn.executemany(_UPSERT_EVENT_ROW, [[row[c] for c in _COLUMNS] for row in changed.values()])
+        conn.executemany(UPSERT_EVENT_ROW, [[row[c] for c in COLUMNS] for row in changed.values()])
         return applied
 
     def record_stock(self, product_id: int, quantity: float | None, at: float | None = None) -> None:
@@ -325,8 +274,8 @@ class SkuMap:
     # -- lookups -----------------------------------------------------------------------------
     def _select(self, where: str, params: Iterable[Any]) -> list[SkuEntry]:
         with self._lock:
-            cursor = self.db.execute(_SELECT_ROWS + where + " ORDER BY product_id", list(params))
-            return [_entry(dict(zip(_COLUMNS, r, strict=True))) for r in cursor.fetchall()]
+            cursor = self.db.execute(SELECT_ROWS + where + " ORDER BY product_id", list(params))
+            return [_entry(dict(zip(COLUMNS, r, strict=True))) for r in cursor.fetchall()]
 
     def by_sku(self, sku: str) -> list[SkuEntry]:
         """Every product with this exact SKU (more than one means a duplicate)."""
@@ -377,50 +326,3 @@ class SkuMap:
             ).fetchall():
                 out.append({"kind": "sku_whitespace", "product_id": pid, "sku": sku})
         return out
-
-
-def _event_row(event: dict[str, Any], current: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The map row after one plugin event (``{"deleted": True}`` for a deletion); None to ignore it."""
-    etype = event.get("type")
-    at = float(event.get("occurred_at") or 0.0)
-    if current is not None and float(current["updated_at"] or 0.0) > at:
-        return None
-    if etype == "product.deleted":
-        return {"deleted": True}
-    if etype not in ("stock.set", "product.upsert"):
-        return None
-    parent_id = int(event.get("parent_id", current["parent_id"] if current else 0) or 0)
-    row: dict[str, Any] = {
-        "product_id": int(event["product_id"]),
-        "parent_id": parent_id,
-        "sku": event.get("sku") or "",
-        "type": (current["type"] or "simple") if current else ("variation" if parent_id else "simple"),
-        "manage_stock": int(bool(current["manage_stock"])) if current else 0,
-        "stock_quantity": current["stock_quantity"] if current else None,
-        "date_modified": current["date_modified"] if current else None,
-        "date_modified_ts": 0.0 if current is None else (
-            current["date_modified_ts"] if current["date_modified_ts"] is not None else _ts(current["date_modified"])),
-        "name": (current["name"] or "") if current else "",
-        "status": (current["status"] or "") if current else "",
-        "updated_at": at,
-    }
-    if etype == "stock.set":
-        quantity = event.get("stock_quantity")
-        row["stock_quantity"] = quantity
-        row["manage_stock"] = int(quantity is not None)
-    else:
-        product = event.get("product") or {}
-        if product.get("type"):
-            row["type"] = product["type"]
-        if "manage_stock" in product:
-            row["manage_stock"] = int(bool(product["manage_stock"]))
-        if "stock_quantity" in product:
-            row["stock_quantity"] = product["stock_quantity"] if row["manage_stock"] else None
-        for name in ("name", "status"):
-            if name in product:
-                row[name] = product[name]
-    return row
-
-
-def _ts(text: str | None) -> float:
-    return parse_wc_date(text) or 0.0
