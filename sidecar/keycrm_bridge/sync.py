@@ -156,9 +156,8 @@ class SyncEngine(SyncWrites):
         return now - newest >= self.settings.push_debounce_s or now - oldest >= self.settings.push_max_wait_s
 
     def held_back(self) -> bool:
-        """A failed round's back-off, or the same SKUs that could not be written last time and nothing
-        new (by number: the intake stamps its marks with its batch's start, which can be older than
-        the stall). A burst that ended (``Shared.decide_at``) waits for these too."""
+        """A failed round's back-off, or the SKUs that could not be written last time and no mark newer
+        (by number, not time) since: even a burst that ended (``Shared.decide_at``) waits."""
         now = self.clock.now()
         if self.store.get_meta("sync_retry_at", 0) > now:
             return True
