@@ -3,15 +3,18 @@
 rig), a shopper's paid checkout through the Store API and a REST stock PUT, with the plugin inactive, and
 active with the sidecar up, stopped (connection refused) and accepting-but-never-answering.
 
-A round visits the four setups (the plugin is switched by its entry in active_plugins, the sidecar by the
-plugin's URL) in one of eight orders (each setup as often first as last, before and after each other), and
-each visit times PER_VISIT checkouts and PUTs; every timed request comes after the same pause, in which the
-previous step's background requests finish. A setup's figure in a round is the median of its visit; the
-added figure is the median over rounds of (setup - inactive) in the same round, so the machine's drift
-cancels; ``…_se`` is its standard error (bootstrap over rounds). Prints a summary on stderr and ONE JSON
+Setups are switched per request: the bench's mu-plugin (realshop_cpu.php, copied into the rig for the run)
+reads X-Kcb-Bench-Setup and, for that request and the flush request it rings, takes the plugin out of
+active_plugins ("inactive") or points it at the up / refused / hanging sidecar, each with its own delivery
+state. A rotation sends one checkout per setup in a random order, then one PUT per setup in another; before
+each timed request the same pause (SETTLE_S), then a wait until no request of the shop is in flight (the
+previous requests' after-response work and the flush requests they rang end first). The added figure is the
+median over rotations of (setup - inactive) in the same rotation, seconds apart, so the machine's drift
+cancels; ``…_se`` is its standard error (bootstrap over rotations). Prints a summary on stderr and ONE JSON
 line. Prints ``{"real_shop": "skipped: …"}`` when the rig cannot be built here.
-Env: KCB_BENCH_REAL_ROUNDS (16; 6 with --quick or KCB_BENCH_QUICK=1), KCB_BENCH_REAL_PER_VISIT (3),
-KCB_BENCH_REAL_SETTLE_S (0.5).
+Env: KCB_BENCH_REAL_ROTATIONS (60; 6 with --quick or KCB_BENCH_QUICK=1), KCB_BENCH_REAL_SETTLE_S (0.25),
+KCB_BENCH_REAL_IDLE_CAP_S (8: the longest wait for an idle shop), KCB_BENCH_REAL_SEED (13: the orders),
+KCB_BENCH_REAL_DUMP (a file to write every request's figures to).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -27,6 +31,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "realshop"))
@@ -34,19 +39,23 @@ sys.path.insert(0, str(HERE.parent / "tests" / "realshop"))
 import rig  # noqa: E402
 
 QUICK = "--quick" in sys.argv[1:] or os.environ.get("KCB_BENCH_QUICK") == "1"
-ROUNDS = int(os.environ.get("KCB_BENCH_REAL_ROUNDS", "6" if QUICK else "16"))
-PER_VISIT = int(os.environ.get("KCB_BENCH_REAL_PER_VISIT", "3"))
+ROTATIONS = int(os.environ.get("KCB_BENCH_REAL_ROTATIONS", "6" if QUICK else "60"))
+SEED = int(os.environ.get("KCB_BENCH_REAL_SEED", "13"))
+DUMP = os.environ.get("KCB_BENCH_REAL_DUMP", "")  # a file for every request's figures, by op and setup
 # A pause before each timed request, the same in every setup: the background requests of the step before
 # (the plugin's flush request, WooCommerce's own loopbacks) finish first, so a figure is the request's own
 # cost rather than its share of a busy 2-core machine. What the flush request costs the server is its own
 # figure (docs/development.md).
-SETTLE_S = float(os.environ.get("KCB_BENCH_REAL_SETTLE_S", "0.5"))
+SETTLE_S = float(os.environ.get("KCB_BENCH_REAL_SETTLE_S", "0.25"))
 SETUPS = ("inactive", "up", "down", "hang")
-# Rotations of SETUPS and their reversals: over eight rounds each setup comes at each place in a visit's
-# order, and right after each other setup, equally often (what a setup leaves behind falls on all alike).
-ORDERS = [SETUPS[i:] + SETUPS[:i] for i in range(4)] + [tuple(reversed(SETUPS[i:] + SETUPS[:i])) for i in range(4)]
+# A hanging sidecar holds a flush request for the send timeout (5 s); past this the bench goes on anyway.
+IDLE_CAP_S = float(os.environ.get("KCB_BENCH_REAL_IDLE_CAP_S", "8"))
+# Where each request of the rig marks itself in flight while the mu-plugin is there (see realshop_cpu.php).
+INFLIGHT = Path("/tmp/kcb-bench-inflight")
 PLUGIN = "keycrm-bridge/keycrm-bridge.php"
 REMOVE_PLUGIN = rig.REMOVE_PLUGIN
+RESET_BENCH_STATES = ("foreach (['up', 'down', 'hang'] as $s) { delete_option('kcb_delivery_state_bench_' . $s); }"
+                      " echo 'ok';")
 # The shop (nginx, PHP-FPM, MariaDB), the sidecar and this client run at this nice value for the rounds when
 # we may raise priority (root): on a machine others load too, a request otherwise waits for their processes
 # at random, which swamped a few ms in noise; every setup, the baseline included, runs the same way.
@@ -91,6 +100,46 @@ def switch(setup: str, urls: dict[str, str]) -> None:
         php += f"$p[] = '{PLUGIN}'; update_option('kcb_sidecar_url', '{urls[setup]}');"
     php += "update_option('active_plugins', $p); delete_option('kcb_delivery_state'); echo 'ok';"
     assert rig.wp_eval(php) == "ok"
+
+
+def setup_headers(setup: str, urls: dict[str, str]) -> dict[str, str]:
+    return {"X-Kcb-Bench-Setup": setup, "X-Kcb-Bench-Url": urls.get(setup, "")}
+
+
+def shopper(store_api: type, setup: str, urls: dict[str, str]) -> tuple[Any, list[Any]]:
+    """A Store API session whose every request runs in ``setup``, and the list of its responses."""
+    store = store_api()
+    store.s.headers["X-Kcb-Bench"] = "1"
+    store.s.headers.update(setup_headers(setup, urls))
+    answers: list[Any] = []
+    store.s.hooks["response"].append(lambda r, *_a, seen=answers, **_k: seen.append(r))
+    store.cart()
+    return store, answers
+
+
+def in_flight() -> int:
+    """Requests of the shop running now (marks older than a minute are a killed worker's, not counted)."""
+    now = time.time()
+    count = 0
+    for mark in INFLIGHT.iterdir():
+        try:
+            count += now - mark.stat().st_mtime < 60
+        except FileNotFoundError:
+            continue
+    return count
+
+
+def settle() -> float:
+    """The same pause before every timed request, then until the shop has been idle for 100 ms (five looks:
+    a flush request rung at the end of the previous one has started by then); returns the seconds waited
+    past pause and quiet time."""
+    time.sleep(SETTLE_S)
+    start = time.monotonic()
+    quiet = 0
+    while quiet < 5 and time.monotonic() - start < IDLE_CAP_S:
+        quiet = quiet + 1 if in_flight() == 0 else 0
+        time.sleep(0.02)
+    return time.monotonic() - start - 0.1
 
 
 def rig_tasks() -> list[int]:
@@ -149,8 +198,8 @@ def bootstrap_se(values: list[float], draws: int = 2000) -> float:
 
 
 def summarise(timings: dict[str, dict[str, list[list[float]]]], ops: tuple[str, ...]) -> dict[str, object]:
-    """Per op and setup: the median of all its requests; per active setup: the median over rounds of the
-    round's difference against inactive (each visit's median), and that figure's standard error. The time
+    """Per op and setup: the median of all its requests; per active setup: the median over rotations of the
+    rotation's difference against inactive, and that figure's standard error. The time
     spent inside the plugin (``…_plugin``) needs no baseline: real_checkout_plugin_ms_up …"""
     out: dict[str, object] = {}
     for op in ops:
@@ -187,6 +236,8 @@ def main() -> int:
     priorities = set_priority(NICE)
     tmp = Path(tempfile.mkdtemp(prefix="kcb-bench-realshop-"))
     probe = rig.RIG_DIR / "www" / "wp-content" / "mu-plugins" / "kcb-bench-cpu.php"
+    INFLIGHT.mkdir(exist_ok=True)
+    INFLIGHT.chmod(0o1777)
     probe.write_bytes(CPU_PROBE.read_bytes())
     probe.chmod(0o644)
     admin = WPAdmin().login()
@@ -208,48 +259,67 @@ def main() -> int:
              "stock_quantity": 1000000}]})["create"]
         put_id, buy_id = made[0]["id"], made[1]["id"]
         ops = ("checkout", "put", "checkout_cpu", "put_cpu", "checkout_plugin", "put_plugin")
-        # timings[op][setup][round] = that visit's values
+        # timings[op][setup][rotation] = [that request's value]
         timings: dict[str, dict[str, list[list[float]]]] = {op: {s: [] for s in SETUPS} for op in ops}
+        switch("up", urls)  # what requests without the bench's header (WP-Cron …) see
+        rig.wp_eval(RESET_BENCH_STATES)
         wc.s.headers["X-Kcb-Bench"] = "1"
+        shoppers = {setup: shopper(StoreAPI, setup, urls) for setup in SETUPS}
+        rng = random.Random(SEED)
+        waits: list[float] = []
         stock = 1000
         started = time.monotonic()
-        load_start = os.getloadavg()[0]  # the 1-minute load when the rounds began and when they ended
-        for n in range(ROUNDS + 1):  # round 0 warms every setup's caches and is not counted
-            for setup in ORDERS[n % len(ORDERS)]:
-                switch(setup, urls)
-                store = StoreAPI()
-                store.s.headers["X-Kcb-Bench"] = "1"
-                answers: list[object] = []
-                store.s.hooks["response"].append(lambda r, *_a, seen=answers, **_k: seen.append(r))
-                store.cart()
-                visit: dict[str, list[float]] = {op: [] for op in ops}
-                for _ in range(PER_VISIT):
-                    store.add_item(buy_id, 1)
-                    time.sleep(SETTLE_S)
-                    t0 = time.perf_counter()
-                    store.checkout()
-                    visit["checkout"].append((time.perf_counter() - t0) * 1000)
-                    headers = answers[-1].headers  # type: ignore[attr-defined]
-                    visit["checkout_cpu"].append(float(headers["X-Kcb-Bench-Cpu-Ms"]))
-                    visit["checkout_plugin"].append(float(headers["X-Kcb-Bench-Plugin-Ms"]))
-                    stock -= 1
-                    time.sleep(SETTLE_S)
-                    t0 = time.perf_counter()
-                    wc.put(f"products/{put_id}", {"stock_quantity": stock})
-                    visit["put"].append((time.perf_counter() - t0) * 1000)
-                    visit["put_cpu"].append(float(wc.last_response.headers["X-Kcb-Bench-Cpu-Ms"]))
-                    visit["put_plugin"].append(float(wc.last_response.headers["X-Kcb-Bench-Plugin-Ms"]))
-                if n:
-                    for op in ops:
-                        timings[op][setup].append(visit[op])
-        switch("up", urls)
+        load_start = os.getloadavg()[0]  # the 1-minute load when the rotations began and when they ended
+        for n in range(ROTATIONS + 1):  # rotation 0 warms every setup's caches and is not counted
+            row: dict[str, dict[str, float]] = {op: {} for op in ops}
+            for setup in rng.sample(SETUPS, len(SETUPS)):
+                store, answers = shoppers[setup]
+                store.add_item(buy_id, 1)
+                waits.append(settle())
+                t0 = time.perf_counter()
+                store.checkout()
+                row["checkout"][setup] = (time.perf_counter() - t0) * 1000
+                headers = answers[-1].headers
+                row["checkout_cpu"][setup] = float(headers["X-Kcb-Bench-Cpu-Ms"])
+                row["checkout_plugin"][setup] = float(headers["X-Kcb-Bench-Plugin-Ms"])
+            for setup in rng.sample(SETUPS, len(SETUPS)):
+                stock -= 1
+                wc.s.headers.update(setup_headers(setup, urls))
+                waits.append(settle())
+                t0 = time.perf_counter()
+                wc.put(f"products/{put_id}", {"stock_quantity": stock})
+                row["put"][setup] = (time.perf_counter() - t0) * 1000
+                row["put_cpu"][setup] = float(wc.last_response.headers["X-Kcb-Bench-Cpu-Ms"])
+                row["put_plugin"][setup] = float(wc.last_response.headers["X-Kcb-Bench-Plugin-Ms"])
+            if n:
+                for op in ops:
+                    for setup in SETUPS:
+                        timings[op][setup].append([row[op][setup]])
+        # Evidence the per-request switch took: the bridge ran in no "inactive" request and in every other one,
+        # and each setup's sends ended as that sidecar would make them.
+        for op in ("checkout_plugin", "put_plugin"):
+            ran = {s: sum(v[0] > 0 for v in timings[op][s]) for s in SETUPS}
+            if ran["inactive"] or min(ran[s] for s in SETUPS[1:]) < ROTATIONS:
+                raise SystemExit(f"the per-request setups did not take ({op}: requests the bridge ran in {ran})")
+        failures = json.loads(rig.wp_eval("echo wp_json_encode(array_map(fn($s) => (int) (get_option("
+                                          "'kcb_delivery_state_bench_' . $s, [])['failures'] ?? -1), "
+                                          "['up' => 'up', 'down' => 'down', 'hang' => 'hang']));"))
+        rig.wp_eval(RESET_BENCH_STATES)
+        if DUMP:
+            Path(DUMP).write_text(json.dumps(timings))
         seconds = time.monotonic() - started
         out = summarise(timings, ops)
-        out.update({"real_shop_rounds": ROUNDS, "real_shop_per_visit": PER_VISIT, "real_shop_settle_s": SETTLE_S,
+        waits.sort()
+        out.update({"real_shop_rotations": ROTATIONS, "real_shop_settle_s": SETTLE_S,
+                    # how long the shop stayed busy past the pause (flush requests, a hanging send)
+                    "real_shop_idle_wait_ms_median": round(statistics.median(waits) * 1000, 1),
+                    "real_shop_idle_wait_ms_max": round(waits[-1] * 1000, 1),
+                    "real_shop_idle_wait_over_10ms": sum(w > 0.01 for w in waits),
+                    "real_shop_consecutive_failures": failures,
                     "real_shop_nice": NICE if priorities else 0,
                     "real_shop": rig.versions(), "real_shop_seconds": round(seconds),
                     "real_shop_load_avg": [round(load_start, 2), round(os.getloadavg()[0], 2)]})
-        print(f"real shop: {ROUNDS} rounds of 4 setups x {PER_VISIT} x (checkout + PUT) in {seconds:.0f} s, "
+        print(f"real shop: {ROTATIONS} rotations of 4 setups x (checkout + PUT) in {seconds:.0f} s, "
               f"load average {load_start:.2f} → {os.getloadavg()[0]:.2f}", file=sys.stderr)
         for op in ops:
             name, kind = op.split("_", 1) if "_" in op else (op, "")
@@ -267,6 +337,7 @@ def main() -> int:
     finally:
         restore_priority(priorities)
         probe.unlink(missing_ok=True)
+        shutil.rmtree(INFLIGHT, ignore_errors=True)
         hang_sock.close()
         sidecar.stop()
 
