@@ -103,6 +103,41 @@ def test_duplicate_and_empty_skus_are_set_aside_never_applied(tmp_path):
     assert {"1c|g-dup", "1c|g1", "1c|g-empty"} <= keys and q["by_stage"]["erp"] == len(keys)
 
 
+def test_variants_sharing_one_article_are_set_aside_and_named_as_such(tmp_path):
+    """1C often gives every characteristic its product's article: which variant's stock is whose
+    cannot be told, so none is applied, and the reason says what to fix. Variants with articles of
+    their own go through."""
+    stage, kc = make(tmp_path)
+    items = [Offer("p1#red", "TS-100", stock={"wh-main": 2}), Offer("p1#blue", "TS-100", stock={"wh-main": 5}),
+             Offer("p2#s", "SH-S", stock={"wh-main": 1}), Offer("p2#m", "SH-M", stock={"wh-main": 3})]
+    job, rep = run(stage, tmp_path, items, 1)
+    assert job["status"] == "done" and rep["set_aside"] == {"duplicate SKU": 2}, rep
+    assert {r["sku"] for _, rows in kc.puts for r in rows} == {"SH-S", "SH-M"}
+    reasons = {r["guid"]: r["reason"] for r in aside_rows(stage.conn) if r["guid"]}
+    assert set(reasons) == {"p1#red", "p1#blue"}, reasons
+    assert "2 variants of product p1 carry the same article" in reasons["p1#red"]
+    assert "its own article" in reasons["p1#red"]
+
+
+def test_a_products_own_row_sharing_its_article_with_one_variant_is_no_duplicate(tmp_path):
+    """A catalogue <Товар> carries no stock: when it names the article one of its variants carries,
+    the SKU is that variant's. An item with stock of its own under the same SKU still is a duplicate."""
+    from keycrm_bridge.erp.commerceml import Item
+    from keycrm_bridge.erp.intake import Intake
+
+    stage, _kc = make(tmp_path)
+    intake = Intake(stage.store, "1c")
+    rep = intake.stage(1, [Item("p1", "TS-100", name="Футболка", is_offer=False),
+                           Item("p1#red", "TS-100", stock={"wh-main": 2}), Item("p1#blue", "TS-101", stock={"wh-main": 1})],
+                       1.0)
+    assert rep.staged == 2 and not rep.set_aside
+    assert {tuple(r) for r in stage.conn.execute("SELECT guid, sku FROM erp_stage WHERE job_id = 1 AND"
+                                                 " erp_warehouse IS NOT NULL")} == {("p1#red", "TS-100"), ("p1#blue", "TS-101")}
+    rep = intake.stage(2, [Item("p2", "X-1", stock={"wh-main": 1}), Item("p2#v", "X-1", stock={"wh-main": 2}),
+                           Item("p3", "Y-1", is_offer=False), Item("p4#v", "Y-1", stock={"wh-main": 2})], 1.0)
+    assert rep.staged == 0 and rep.set_aside == {"duplicate SKU": 4}   # p2 has stock; p3 is not p4's product
+
+
 def test_rename_follows_the_item_and_a_rests_file_finds_the_sku_by_id(tmp_path):
     stage, kc = make(tmp_path)
     run(stage, tmp_path, offers(2), 1)
@@ -203,6 +238,29 @@ def test_create_missing_makes_the_offer_kcrm_lacks(tmp_path):
     assert made == [{"name": "Новий", "sku": "S2"}]     # once, however often it is still not found
     reasons = [r["reason"] for r in aside_rows(stage.conn, "S2")]
     assert any("created in KeyCRM" in r for r in reasons)
+
+
+def test_a_variant_carrying_its_products_article_is_created_as_a_variation(tmp_path):
+    """The product's catalogue row and one of its variants name the same article: whichever the ERP
+    sent last, the SKU is the variant's, so it becomes a variation (with its characteristics)."""
+    from keycrm_bridge.erp.commerceml import Item
+    from keycrm_bridge.erp.create import create_missing
+
+    stage, kc = make(tmp_path, ERP_CREATE_MISSING="true")
+    made = []
+    kc.create_product = lambda payload: made.append(("product", payload)) or {"id": 7}
+    kc.create_offers = lambda pid, offers, product_name: made.append(("offers", pid, offers, product_name)) or [{}]
+    kc.iter_offers = lambda skus=None, include_product=False: iter(())
+    intake = stage.intake
+    intake.stage(1, [Item("p-bg#red", "BG-1", stock={"wh-main": 1}, properties=[("Колір", "Червоний")]),
+                     Item("p-bg#blue", "BG-2", stock={"wh-main": 1})], 1.0)
+    intake.commit(1, 1.0)
+    intake.stage(2, [Item("p-bg", "BG-1", name="Сумка", is_offer=False)], 2.0)   # the catalogue, later
+    intake.commit(2, 2.0)
+    assert create_missing(stage.applier, ["BG-1", "BG-2"]) == 2
+    assert made == [("product", {"name": "Сумка"}),
+                    ("offers", 7, [{"sku": "BG-1", "properties": [{"name": "Колір", "value": "Червоний"}]},
+                                   {"sku": "BG-2"}], "Сумка")]
 
 
 def test_doctor_names_erp_warehouses_missing_from_the_map(tmp_path):

@@ -67,8 +67,8 @@ def _items(conn: Any, skus: list[str]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {s: {"guid": "", "name": None, "price": None, "properties": None} for s in skus}
     for part in chunks(skus):
         for sku, guid, name, props in conn.execute(
-                f"SELECT sku, guid, name, properties FROM erp_guid_map WHERE sku IN ({marks(part)}) ORDER BY seen_at",
-                part):
+                f"SELECT sku, guid, name, properties FROM erp_guid_map WHERE sku IN ({marks(part)})"
+                " ORDER BY instr(guid, '#') > 0, seen_at", part):  # a variant sharing its product's article wins
             out[sku].update(guid=guid, name=name or out[sku]["name"],
                             properties=json.loads(props) if props else out[sku]["properties"])
         for sku, wanted in conn.execute(f"SELECT sku, wanted FROM erp_fields WHERE sku IN ({marks(part)})", part):

@@ -133,18 +133,39 @@ class Intake:
         self.aside.discard_job(job_id)
 
     def _drop_duplicates(self, job_id: int, now: float, report: FileReport) -> None:
+        """Set aside every item of a SKU that two items of this package carry: which one's stock it
+        is cannot be told. A product's own catalogue row (a ``<Товар>`` without stock or price) does
+        not compete with its variants: when it shares its article with one of them, that variant is
+        the SKU's item (the row stays, for the product's name)."""
         dups = self.conn.execute(
             "SELECT sku, group_concat(DISTINCT guid) FROM erp_stage WHERE job_id = ?"
             " GROUP BY sku HAVING count(DISTINCT guid) > 1", (job_id,)).fetchall()
         aside = []
         for sku, guids in dups:
             ids = sorted(set(guids.split(",")))
-            reason = f"duplicate SKU: ERP items {', '.join(ids[:5])} all carry it; none is applied until one changes"
-            aside += [(g, sku, reason, g) for g in ids]
+            if len(self._competing(job_id, sku, ids)) < 2:
+                continue
+            aside += [(g, sku, duplicate_reason(ids), g) for g in ids]
             self.conn.execute("DELETE FROM erp_stage WHERE job_id = ? AND sku = ?", (job_id, sku))
         if aside:
             self.aside.add(aside, job_id)
             report.set_aside["duplicate SKU"] += len(aside)
+
+    def _competing(self, job_id: int, sku: str, ids: list[str]) -> list[str]:
+        naming_only = {r[0] for r in self.conn.execute(
+            "SELECT guid FROM erp_stage WHERE job_id = ? AND sku = ? GROUP BY guid"
+            " HAVING max(erp_warehouse) IS NULL AND max(price) IS NULL", (job_id, sku))}
+        return [g for g in ids if not ("#" not in g and g in naming_only and any(h.startswith(g + "#") for h in ids))]
+
+
+def duplicate_reason(ids: list[str]) -> str:
+    products = {g.split("#", 1)[0] for g in ids}
+    if len(products) == 1 and sum("#" in g for g in ids) > 1:
+        # Where characteristics have no article of their own (often so in 1C:УТ), each is sent with the product's.
+        return (f"duplicate SKU: {sum('#' in g for g in ids)} variants of product {next(iter(products))} carry"
+                " the same article (the product's?); give each characteristic its own article in the ERP."
+                " None is applied until then")
+    return f"duplicate SKU: ERP items {', '.join(ids[:5])} all carry it; none is applied until one changes"
 
 
 def properties_json(props: list[tuple[str, str]] | None) -> str | None:
